@@ -1,0 +1,117 @@
+"""The contract: event vocabularies and the records that cross package boundaries.
+
+These are the small shared types every layer may import. Users, dashboards and
+outside tools rely on the names here (see README, "Contract"): extend, never break.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TRACKING_TYPES = frozenset({"prediction", "impression", "click", "conversion"})
+FEEDBACK_TYPE = "feedback"
+EVENT_TYPES = TRACKING_TYPES | {FEEDBACK_TYPE}
+FEEDBACK_KINDS = frozenset({"thumbs_down", "thumbs_up", "complaint", "label", "correction"})
+#: Feedback that counts toward the negative-feedback rate.
+NEGATIVE_KINDS = frozenset({"thumbs_down", "complaint"})
+#: Feedback that always becomes a flagged sample for retraining.
+FLAGGED_KINDS = frozenset({"thumbs_down", "complaint", "correction"})
+STATUSES = frozenset({"ok", "error"})
+
+ALERT_KINDS = ("data_drift", "prediction_drift", "metric_decay", "feedback_spike", "slo_burn")
+
+#: Every reason a message can be dead-lettered for. A closed set: it is a metric label.
+BAD_INPUT_REASONS = (
+    "oversized",  # the message is larger than collect.max_message_bytes
+    "empty",  # a message with no value (a tombstone)
+    "not_utf8",
+    "not_json",
+    "non_finite_number",  # NaN or Infinity, which JSON does not allow
+    "too_deep",  # nesting deeper than collect.max_depth
+    "not_object",  # valid JSON, but not an object
+    "missing_field",
+    "wrong_type",
+    "unknown_type",  # `type` is not one of the event types
+    "unknown_kind",  # feedback `kind` is not one of the feedback kinds
+    "bad_value",  # right type, impossible value (negative latency, bad status, ...)
+    "bad_timestamp",  # unparsable, in milliseconds by mistake, or far in the future
+    "too_large",  # too many features or a string over collect.max_string_length
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One message as a runner read it: Kafka record or a line of a file."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that is not a valid event, with the reason it was rejected."""
+
+    reason: str
+    detail: str
+    message: RawMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One detector firing, the same record in every runner.
+
+    ``at_event`` is the 0-based position of the triggering message in the stream the
+    runner read (the line index for a file); ``ts`` is that event's own timestamp, so
+    a replay of the same events gives the same alerts.
+    """
+
+    kind: str
+    model: str
+    model_version: str | None
+    feature: str | None
+    detector: str
+    score: float
+    threshold: float
+    at_event: int
+    ts: float
+    event_id: str = ""
+
+    @property
+    def key(self) -> str:
+        """Stable identity: the same firing on the same event always has this key."""
+        raw = "|".join(
+            (self.kind, self.model, self.model_version or "", self.feature or "",
+             self.detector, self.event_id or str(self.at_event))
+        )
+        return hashlib.sha1(raw.encode()).hexdigest()[:20]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's JSON object (field order as documented)."""
+        return asdict(self)
+
+    @property
+    def severity_ratio(self) -> float:
+        """How far past its threshold the score went (1.0 = at the threshold)."""
+        return self.score / self.threshold if self.threshold else float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedSample:
+    """A case worth retraining on, already redacted.
+
+    ``reason`` is the feedback kind (``thumbs_down``, ``complaint``, ``correction``,
+    ``wrong_label``) or the alert kind of the window it was sampled from.
+    """
+
+    event_id: str
+    model: str
+    model_version: str | None
+    reason: str
+    detail: str | None
+    event_ts: float
+    payload: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,262 @@
+"""Decode and validate messages against the event contract.
+
+A message is either a valid event (a ``dict``, normalised in place: ``ts`` becomes
+epoch seconds as a float) or a reason from ``contract.BAD_INPUT_REASONS`` with a
+human-readable detail. Nothing here raises on bad input.
+
+>>> decoder = Decoder(Limits())
+>>> event, reason, _ = decoder.decode(
+...     b'{"event_id": "e-1", "type": "prediction", "ts": "2025-11-22T08:00:00Z",'
+...     b' "model": "recsys", "latency_ms": 42}', now=1.8e9)
+>>> event["ts"], reason
+(1763798400.0, None)
+>>> decoder.decode(b'{"event_id": "e-2", "type": "prediction", "ts": 1763798400000,'
+...                b' "model": "recsys"}', now=1.8e9)[1:]
+('bad_timestamp', 'ts 1763798400000 looks like milliseconds; the contract wants epoch seconds')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from collectors.contract import (
+    EVENT_TYPES,
+    FEEDBACK_KINDS,
+    FEEDBACK_TYPE,
+    STATUSES,
+)
+
+#: 2000-01-01T00:00:00Z. Anything earlier is a unit or clock mistake, not an event.
+MIN_TS = 946_684_800.0
+_SCALARS = (str, int, float, bool, type(None))
+_NUMBERS = (int, float)
+#: Top-level fields the validator checks itself; any other field is only depth-checked.
+_KNOWN_FIELDS = frozenset({
+    "event_id", "type", "ts", "model", "model_version", "request_id", "features",
+    "prediction", "latency_ms", "status", "segment", "kind", "reason", "comment", "value",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what a single message may hold (see ``[collect]`` in the config)."""
+
+    max_message_bytes: int = 256 * 1024
+    max_features: int = 200
+    max_string_length: int = 4096
+    max_depth: int = 8
+    max_future_skew_s: float = 86_400.0
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+class Decoder:
+    """Turns raw message bytes into valid events or bad-input reasons."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    def decode(self, value: bytes | None, now: float) -> tuple[dict[str, Any] | None, str | None, str]:
+        """Return ``(event, None, "")`` or ``(None, reason, detail)``.
+
+        ``now`` (epoch seconds) bounds how far in the future a timestamp may be; a
+        runner passes one value per batch.
+        """
+        if value is None or len(value) == 0:
+            return None, "empty", "message has no value"
+        if len(value) > self.limits.max_message_bytes:
+            return None, "oversized", (
+                f"message is {len(value)} bytes; collect.max_message_bytes is "
+                f"{self.limits.max_message_bytes}"
+            )
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            reason, detail = _classify_json_error(value, exc)
+            return None, reason, detail
+        try:
+            return self._validate(obj, now), None, ""
+        except _Invalid as bad:
+            return None, bad.reason, bad.detail
+
+    def _validate(self, obj: Any, now: float) -> dict[str, Any]:
+        if type(obj) is not dict:
+            raise _Invalid("not_object", f"expected a JSON object, got {_json_type(obj)}")
+        lim = self.limits
+        _required_str(obj, "event_id", 256)
+        typ = _required_str(obj, "type", 64)
+        if typ not in EVENT_TYPES:
+            raise _Invalid("unknown_type", f"type {typ!r} is not one of {sorted(EVENT_TYPES)}")
+        _required_str(obj, "model", 256)
+        obj["ts"] = _timestamp(obj, now + lim.max_future_skew_s)
+        for name in ("request_id", "model_version"):
+            _optional_str(obj, name, 256)
+        if typ == FEEDBACK_TYPE:
+            if obj.get("request_id") is None:
+                raise _Invalid("missing_field", "feedback needs request_id to find its prediction")
+            kind = _required_str(obj, "kind", 64)
+            if kind not in FEEDBACK_KINDS:
+                raise _Invalid("unknown_kind", f"kind {kind!r} is not one of {sorted(FEEDBACK_KINDS)}")
+            _optional_str(obj, "reason", lim.max_string_length)
+            _optional_str(obj, "comment", lim.max_string_length)
+            value = obj.get("value")
+            if value is not None and type(value) not in _SCALARS:
+                _check_depth(value, lim.max_depth, "value")
+        else:
+            _flat_object(obj, "features", lim.max_features, lim.max_string_length)
+            _flat_object(obj, "prediction", lim.max_features, lim.max_string_length)
+            _flat_object(obj, "segment", lim.max_features, lim.max_string_length)
+            latency = obj.get("latency_ms")
+            if latency is not None:
+                if type(latency) not in _NUMBERS:
+                    raise _Invalid("wrong_type", f"latency_ms must be a number, got {_json_type(latency)}")
+                if latency < 0:
+                    raise _Invalid("bad_value", f"latency_ms {latency} is negative")
+            status = obj.get("status")
+            if status is not None and status not in STATUSES:
+                raise _Invalid("bad_value", f"status {status!r} is not one of {sorted(STATUSES)}")
+        if len(obj) > len(_KNOWN_FIELDS):
+            for name, extra in obj.items():
+                if name not in _KNOWN_FIELDS and type(extra) not in _SCALARS:
+                    _check_depth(extra, lim.max_depth, name)
+        return obj
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, _NUMBERS):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _required_str(obj: dict[str, Any], name: str, max_len: int) -> str:
+    value = obj.get(name)
+    if value is None:
+        raise _Invalid("missing_field", f"{name} is required")
+    if type(value) is not str:
+        raise _Invalid("wrong_type", f"{name} must be a string, got {_json_type(value)}")
+    if not value:
+        raise _Invalid("bad_value", f"{name} must not be empty")
+    if len(value) > max_len:
+        raise _Invalid("too_large", f"{name} is {len(value)} characters; at most {max_len}")
+    return value
+
+
+def _optional_str(obj: dict[str, Any], name: str, max_len: int) -> None:
+    value = obj.get(name)
+    if value is None:
+        return
+    if type(value) is not str:
+        raise _Invalid("wrong_type", f"{name} must be a string, got {_json_type(value)}")
+    if len(value) > max_len:
+        raise _Invalid("too_large", f"{name} is {len(value)} characters; at most {max_len}")
+
+
+def _flat_object(obj: dict[str, Any], name: str, max_items: int, max_len: int) -> None:
+    """``features``, ``prediction`` and ``segment``: an object of scalars."""
+    value = obj.get(name)
+    if value is None:
+        return
+    if type(value) is not dict:
+        raise _Invalid("wrong_type", f"{name} must be an object, got {_json_type(value)}")
+    if len(value) > max_items:
+        raise _Invalid("too_large", f"{name} has {len(value)} entries; at most {max_items}")
+    for key, item in value.items():
+        kind = type(item)
+        if kind is str:
+            if len(item) > max_len:
+                raise _Invalid("too_large", f"{name}.{key} is {len(item)} characters; at most {max_len}")
+        elif kind not in _SCALARS:
+            raise _Invalid(
+                "wrong_type",
+                f"{name}.{key} is {_json_type(item)}; values must be numbers, strings, booleans or null",
+            )
+
+
+def _timestamp(obj: dict[str, Any], latest: float) -> float:
+    raw = obj.get("ts")
+    if raw is None:
+        raise _Invalid("missing_field", "ts is required")
+    if type(raw) in _NUMBERS:
+        ts = float(raw)
+    elif type(raw) is str:
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise _Invalid("bad_timestamp", f"ts {raw!r} is not an RFC 3339 timestamp") from None
+        if parsed.tzinfo is None:
+            raise _Invalid("bad_timestamp", f"ts {raw!r} has no UTC offset (add Z or +00:00)")
+        ts = parsed.timestamp()
+    else:
+        raise _Invalid("wrong_type", f"ts must be a number or an RFC 3339 string, got {_json_type(raw)}")
+    if ts > 1e11:
+        unit = "milliseconds" if ts < 1e14 else "micro- or nanoseconds"
+        raise _Invalid("bad_timestamp", f"ts {raw} looks like {unit}; the contract wants epoch seconds")
+    if ts < MIN_TS:
+        raise _Invalid("bad_timestamp", f"ts {raw} is before 2000-01-01")
+    if ts > latest:
+        raise _Invalid("bad_timestamp", f"ts {raw} is more than collect.max_future_skew_s ahead")
+    return ts
+
+
+def _check_depth(value: Any, max_depth: int, where: str) -> None:
+    """Reject containers nested deeper than ``max_depth`` (the top level counts 1)."""
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise _Invalid("too_deep", f"{where} is nested deeper than {max_depth} levels")
+        nxt: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            nxt.extend(c for c in children if type(c) is dict or type(c) is list)
+        level = nxt
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Invalid("non_finite_number", f"{name} is not a JSON number")
+
+
+def _classify_json_error(value: bytes, exc: orjson.JSONDecodeError) -> tuple[str, str]:
+    """Say why orjson refused a message, in our reasons."""
+    msg = str(exc)
+    if "depth limit" in msg:
+        return "too_deep", "nesting exceeds the JSON parser's limit"
+    if "infinity" in msg:
+        return "non_finite_number", "a number overflows to infinity"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return "not_utf8", f"invalid UTF-8 at byte {err.start}"
+    try:
+        # The stdlib parser accepts NaN/Infinity: re-parse only to tell them apart
+        # from other syntax errors (this is the rare, bad-input path).
+        json.loads(text, parse_constant=_reject_constant)
+    except _Invalid as bad:
+        return bad.reason, bad.detail
+    except (ValueError, RecursionError):
+        pass
+    return "not_json", msg[:200]
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for an int or float (not a bool) that is finite."""
+    return type(value) in _NUMBERS and math.isfinite(value)

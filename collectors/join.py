@@ -1,0 +1,137 @@
+"""Join feedback to the prediction it is about, by ``request_id``.
+
+Both sides are bounded. Feedback joins a prediction if it is stamped at most ``ttl_s``
+after it; predictions are kept that long in event time (at most ``max_predictions``
+of them). Feedback read before its prediction waits ``feedback_wait_s`` of event
+time for it (at most ``max_pending`` of it). Nothing is dropped silently: an
+evicted or expired prediction is counted, and feedback that never finds its
+prediction comes out of ``drain_orphans()`` so the caller can still keep it.
+
+Whether a pair joins depends only on the two events' timestamps, never on when a
+batch ended, so a replay joins exactly what the daemon joined.
+
+>>> j = JoinBuffer(ttl_s=60, max_predictions=10, feedback_wait_s=5, max_pending=10)
+>>> j.add_prediction({"request_id": "r-1", "ts": 100.0})
+[]
+>>> j.add_feedback({"request_id": "r-1", "ts": 130.0, "kind": "thumbs_down"})["ts"]
+100.0
+>>> j.add_feedback({"request_id": "r-2", "ts": 131.0, "kind": "label"}) is None  # waits
+True
+>>> [fb["kind"] for fb in j.add_prediction({"request_id": "r-2", "ts": 129.0})]
+['label']
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+Event = dict[str, Any]
+
+
+class JoinBuffer:
+    """Bounded, event-time join of feedback to predictions."""
+
+    def __init__(self, ttl_s: float, max_predictions: int, feedback_wait_s: float, max_pending: int) -> None:
+        if ttl_s <= 0 or feedback_wait_s < 0:
+            raise ValueError(f"ttl_s must be > 0 and feedback_wait_s >= 0, got {ttl_s}, {feedback_wait_s}")
+        if max_predictions < 1 or max_pending < 0:
+            raise ValueError(f"max_predictions must be >= 1 and max_pending >= 0, got {max_predictions}, {max_pending}")
+        self.ttl_s = ttl_s
+        self.max_predictions = max_predictions
+        self.feedback_wait_s = feedback_wait_s
+        self.max_pending = max_pending
+        self._predictions: dict[str, Event] = {}
+        self._pending: dict[str, list[Event]] = {}
+        self._pending_count = 0
+        self._orphans: list[Event] = []
+        #: Outcomes so far: matched, matched_waiting, expired, evicted (predictions),
+        #: orphaned (feedback that found no prediction), of which evicted_waiting by the bound.
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def predictions(self) -> int:
+        """How many predictions are waiting for feedback."""
+        return len(self._predictions)
+
+    @property
+    def pending(self) -> int:
+        """How many feedback events are waiting for their prediction."""
+        return self._pending_count
+
+    def _pairs(self, prediction: Event, feedback: Event) -> bool:
+        # No lower bound: feedback stamped a little before its prediction is clock skew.
+        return feedback["ts"] - prediction["ts"] <= self.ttl_s
+
+    def add_prediction(self, event: Event) -> list[Event]:
+        """Keep a prediction; return the waiting feedback that joins it now."""
+        rid = event.get("request_id")
+        if rid is None:
+            return []
+        preds = self._predictions
+        if rid not in preds and len(preds) >= self.max_predictions:
+            del preds[next(iter(preds))]
+            self.counts["evicted"] += 1
+        preds[rid] = event
+        waiting = self._pending.pop(rid, None)
+        if not waiting:
+            return []
+        self._pending_count -= len(waiting)
+        joined = [fb for fb in waiting if self._pairs(event, fb)]
+        self.counts["matched_waiting"] += len(joined)
+        if len(joined) < len(waiting):
+            self._orphan([fb for fb in waiting if not self._pairs(event, fb)])
+        return joined
+
+    def add_feedback(self, event: Event) -> Event | None:
+        """Return the feedback's prediction, or keep the feedback waiting for it."""
+        rid = event["request_id"]
+        prediction = self._predictions.get(rid)
+        if prediction is not None and self._pairs(prediction, event):
+            self.counts["matched"] += 1
+            return prediction
+        if self.max_pending == 0:
+            self._orphan([event])
+            return None
+        if self._pending_count >= self.max_pending:
+            oldest = next(iter(self._pending))
+            evicted = self._pending.pop(oldest)
+            self._pending_count -= len(evicted)
+            self.counts["evicted_waiting"] += len(evicted)
+            self._orphan(evicted)
+        self._pending.setdefault(rid, []).append(event)
+        self._pending_count += 1
+        return None
+
+    def expire(self, watermark: float) -> None:
+        """Forget what is too old to join anything that is still to come.
+
+        ``watermark`` is the newest event time seen. Entries are kept in arrival
+        order, which is close to time order, so this stops at the first young one.
+        """
+        horizon = watermark - self.ttl_s
+        preds = self._predictions
+        while preds:
+            rid = next(iter(preds))
+            if preds[rid]["ts"] >= horizon:
+                break
+            del preds[rid]
+            self.counts["expired"] += 1
+        horizon = watermark - self.feedback_wait_s
+        pending = self._pending
+        while pending:
+            rid = next(iter(pending))
+            if pending[rid][0]["ts"] >= horizon:
+                break
+            waiting = pending.pop(rid)
+            self._pending_count -= len(waiting)
+            self._orphan(waiting)
+
+    def _orphan(self, events: list[Event]) -> None:
+        self.counts["orphaned"] += len(events)
+        self._orphans.extend(events)
+
+    def drain_orphans(self) -> list[Event]:
+        """Feedback that will never find its prediction, oldest first; then forget it."""
+        out, self._orphans = self._orphans, []
+        return out

@@ -1,0 +1,22 @@
+"""Pure drift, decay and SLO detectors: values in, decisions out, no I/O.
+
+Each speaks river's detector contract (``update``, ``drift_detected``) plus
+``update_many`` for batches and a ``score`` against a ``threshold``.
+"""
+
+from detectors.base import Detector, Fire
+from detectors.categorical import ChiSquareDrift
+from detectors.numeric import KSDrift
+from detectors.rate import RateIncrease
+from detectors.river_adapter import RiverAdapter
+from detectors.slo import BurnRate
+
+__all__ = [
+    "BurnRate",
+    "ChiSquareDrift",
+    "Detector",
+    "Fire",
+    "KSDrift",
+    "RateIncrease",
+    "RiverAdapter",
+]

@@ -1,0 +1,377 @@
+"""One typed settings object, read from one TOML file and the environment.
+
+Every key has a default. ``MONITOR_<SECTION>_<KEY>`` environment variables override
+the file (``MONITOR_KAFKA_BOOTSTRAP_SERVERS=broker:9092``). An unknown section or key,
+in the file or the environment, is an error that names it and suggests the nearest
+known one. ``monitor config`` prints the effective settings.
+
+>>> s = load_settings(toml_text='[slo]\\nlatency_threshold_ms = 250', environ={})
+>>> s.slo.latency_threshold_ms, s.kafka.group_id
+(250.0, 'model-monitor')
+>>> load_settings(toml_text='[slo]\\nlatency_treshold_ms = 250', environ={})
+Traceback (most recent call last):
+...
+collectors.errors.ConfigError: unknown key slo.latency_treshold_ms (did you mean slo.latency_threshold_ms?)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collectors.errors import ConfigError
+
+ENV_PREFIX = "MONITOR_"
+#: Environment variables with our prefix that are not settings.
+ENV_NOT_SETTINGS = frozenset({"MONITOR_CONFIG"})
+
+
+def _key(default: Any, doc: str, **checks: Any) -> Any:
+    """A setting: its default, one line of documentation, and its bounds."""
+    return field(default=default, metadata={"doc": doc, **checks})
+
+
+def _list_key(default: list[str], doc: str) -> Any:
+    return field(default_factory=lambda: list(default), metadata={"doc": doc})
+
+
+@dataclass
+class KafkaSettings:
+    """Where to read from and how to behave in the consumer group."""
+
+    bootstrap_servers: str = _key("localhost:9092", "Kafka bootstrap servers, comma-separated host:port.")
+    group_id: str = _key("model-monitor", "Consumer group; start more daemons with the same id to scale out.")
+    client_id: str = _key("model-monitor", "Client id reported to the broker.")
+    auto_offset_reset: str = _key("earliest", "Where a new group starts: earliest or latest.",
+                                  choices=("earliest", "latest"))
+    max_batch_records: int = _key(5000, "Most messages processed (and committed) as one batch.", min=1)
+    fetch_timeout_ms: int = _key(200, "How long one fetch waits for messages.", min=1)
+    session_timeout_ms: int = _key(10000, "Consumer group session timeout.", min=1000)
+    rebalance_timeout_ms: int = _key(10000, "How long a rebalance waits for members to rejoin.", min=1000)
+    heartbeat_interval_ms: int = _key(3000, "Consumer group heartbeat interval.", min=100)
+    connect_timeout_s: float = _key(30.0, "At start-up, how long to wait for the broker before giving up.", min=0.1)
+    create_topics: bool = _key(True, "Create missing topics at start-up.")
+    topic_partitions: int = _key(4, "Partitions of topics created at start-up.", min=1)
+    security_protocol: str = _key("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+                                  choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    sasl_mechanism: str = _key("PLAIN", "SASL mechanism when security_protocol uses SASL.")
+    sasl_username: str = _key("", "SASL user name.")
+    sasl_password: str = _key("", "SASL password (prefer the environment variable).")
+
+
+@dataclass
+class TopicSettings:
+    """Topic names. Tracking and feedback must have the same partition count."""
+
+    tracking: str = _key("monitor.tracking", "Tracking events: predictions, impressions, clicks, conversions.")
+    feedback: str = _key("monitor.feedback", "User feedback: thumbs, complaints, corrections, late labels.")
+    deadletter: str = _key("monitor.deadletter", "Bad input, with the reason in headers and the original bytes.")
+    retrain: str = _key("monitor.retrain", "The retraining queue: flagged samples and retrain triggers.")
+    alerts: str = _key("monitor.alerts", "Alert records as JSON; empty to not publish them.")
+
+
+@dataclass
+class CollectSettings:
+    """Bounds on a single message; anything past them is dead-lettered."""
+
+    max_message_bytes: int = _key(256 * 1024, "Largest message accepted, in bytes.", min=64)
+    max_features: int = _key(200, "Most entries in features, prediction or segment.", min=1)
+    max_string_length: int = _key(4096, "Longest string value accepted.", min=1)
+    max_depth: int = _key(8, "Deepest nesting accepted in free-form fields.", min=1)
+    max_future_skew_s: float = _key(86400.0, "How far ahead of the clock a timestamp may be.", min=0)
+
+
+@dataclass
+class RedactSettings:
+    """Personal data removed from everything stored or queued for retraining."""
+
+    kinds: list[str] = _list_key(["email", "cn_id", "bank_card", "phone", "ipv4"],
+                                 "Detectors applied to every string: email, cn_id, bank_card, phone, ipv4.")
+    fields: list[str] = _list_key([], "Fields replaced whole, as dotted paths, e.g. features.user_email.")
+
+
+@dataclass
+class JoinSettings:
+    """The feedback-to-prediction join by request_id."""
+
+    ttl_s: float = _key(3600.0, "Feedback joins a prediction stamped at most this long before it.", min=1)
+    max_predictions: int = _key(200_000, "Most predictions kept waiting for feedback.", min=1)
+    feedback_wait_s: float = _key(600.0, "How long (event time) feedback waits for a late prediction.", min=0)
+    max_pending: int = _key(50_000, "Most feedback events kept waiting for their prediction.", min=0)
+
+
+@dataclass
+class DetectSettings:
+    """The detectors run per model and version."""
+
+    reference_size: int = _key(1000, "Values in the warm-up reference of each feature and score.", min=10)
+    window_size: int = _key(500, "Values in the sliding window tested against the reference.", min=10)
+    check_every: int = _key(100, "Values between two tests of a window.", min=1)
+    alpha: float = _key(1e-6, "Per-test false-alarm probability of the drift tests.", min=1e-15, max=0.5)
+    max_categories: int = _key(50, "Categories tracked per categorical feature (the rest share one).", min=2)
+    rate_warmup: int = _key(2000, "Events used to learn the normal missing, error and complaint rates.", min=10)
+    rate_odds_ratio: float = _key(2.0, "Rise in the odds of a rate the rate detectors look for.", min=1.01)
+    rate_threshold: float = _key(10.0, "Evidence (log-likelihood ratio) at which a rate detector fires.", min=0.1)
+    decay_detector: str = _key("cusum", "Detector on the error stream from late labels.",
+                               choices=("cusum", "ddm", "hddm_a", "adwin"))
+    decision_threshold: float = _key(0.5, "A score at or above this predicts the positive label.", min=0, max=1)
+    max_models: int = _key(50, "Most models tracked; more share the model label __other__.", min=1)
+    max_versions: int = _key(3, "Most versions tracked per model; the least recently seen is dropped.", min=1)
+    max_features: int = _key(100, "Most features tracked per model version.", min=1)
+    drift_window: int = _key(500, "Recent predictions per model from which drift samples are drawn.", min=1)
+    drift_samples: int = _key(50, "Predictions flagged for retraining when a drift alert fires.", min=0)
+
+
+@dataclass
+class SLOSettings:
+    """Service-level objectives and their burn-rate alerts."""
+
+    latency_threshold_ms: float = _key(100.0, "A request slower than this is bad for the latency SLO.", min=0)
+    latency_objective: float = _key(0.99, "Share of requests that must be under the latency threshold.",
+                                    min=0.5, max=0.999999)
+    availability_objective: float = _key(0.999, "Share of requests that must have status ok.",
+                                         min=0.5, max=0.999999)
+    burn_factor: float = _key(
+        10.0, "slo_burn fires when the error budget burns this many times too fast in both windows.", min=1)
+    long_window: int = _key(2000, "Requests in the long burn-rate window.", min=1)
+    short_window: int = _key(200, "Requests in the short burn-rate window.", min=1)
+
+
+@dataclass
+class StoreSettings:
+    """The flagged-sample store (SQLAlchemy)."""
+
+    url: str = _key("sqlite:///model-monitor.db", "SQLAlchemy URL; postgresql+psycopg://... when scaled out.")
+
+
+@dataclass
+class RetrainSettings:
+    """Pushing flagged samples to the retraining queue, and retrain triggers."""
+
+    push_interval_s: float = _key(10.0, "How often unpushed samples are pushed.", min=0.1)
+    push_batch_size: int = _key(500, "Most samples pushed in one go.", min=1)
+    trigger_cron: str = _key("0 3 * * mon", "Weekly retrain trigger (crontab, UTC); empty to disable.")
+    severe_factor: float = _key(2.0, "An alert whose score is this many times its threshold triggers at once.",
+                                min=1)
+    severe_cooldown_s: float = _key(3600.0, "Least time between two immediate triggers of a model.", min=0)
+    webhook_url: str = _key("", "Also POST pushed samples (JSON lines) to this URL; empty to disable.")
+    webhook_timeout_s: float = _key(10.0, "Timeout of one webhook request.", min=0.1)
+
+
+@dataclass
+class HttpSettings:
+    """The /metrics, /healthz and /readyz endpoints."""
+
+    host: str = _key("0.0.0.0", "Address to bind.")
+    port: int = _key(9465, "Port to bind; 0 picks a free one.", min=0, max=65535)
+    liveness_timeout_s: float = _key(60.0, "/healthz fails when the main loop is stuck this long.", min=1)
+
+
+@dataclass
+class ServiceSettings:
+    """Process-level behaviour."""
+
+    shutdown_timeout_s: float = _key(30.0, "Most time a graceful shutdown may take.", min=1)
+    log_level: str = _key("info", "debug, info, warning or error.",
+                          choices=("debug", "info", "warning", "error"))
+
+
+@dataclass
+class Settings:
+    """All settings; one attribute per TOML section."""
+
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    redact: RedactSettings = field(default_factory=RedactSettings)
+    join: JoinSettings = field(default_factory=JoinSettings)
+    detect: DetectSettings = field(default_factory=DetectSettings)
+    slo: SLOSettings = field(default_factory=SLOSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    retrain: RetrainSettings = field(default_factory=RetrainSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+
+
+def sections() -> dict[str, type]:
+    """Section name to its settings class, in documentation order."""
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def _closest(name: str, options: list[str], prefix: str = "") -> str:
+    match = difflib.get_close_matches(name, options, n=1)
+    return f" (did you mean {prefix}{match[0]}?)" if match else ""
+
+
+def _coerce(where: str, value: Any, kind: Any) -> Any:
+    """Check or convert one value to the declared type; strings come from the environment."""
+    from_env = isinstance(value, str) and kind is not str
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if from_env and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+        elif kind is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if from_env:
+                return int(value.replace("_", ""))
+        elif kind is float:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            if from_env:
+                return float(value)
+        elif kind is str:
+            if isinstance(value, str):
+                return value
+        elif typing.get_origin(kind) is list:
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return list(value)
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+    except ValueError:
+        pass
+    name = kind.__name__ if isinstance(kind, type) and not isinstance(kind, types.GenericAlias) else str(kind)
+    raise ConfigError(f"{where} must be {name}, got {value!r}")
+
+
+def _check_bounds(where: str, value: Any, meta: Mapping[str, Any]) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where} must be one of {', '.join(meta['choices'])}; got {value!r}")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{where} must be >= {meta['min']}; got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{where} must be <= {meta['max']}; got {value!r}")
+
+
+def _apply(section_obj: Any, section: str, values: Mapping[str, Any], source: str) -> None:
+    hints = typing.get_type_hints(type(section_obj))
+    known = {f.name: f for f in dataclasses.fields(section_obj)}
+    for key, raw in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"unknown key {section}.{key}{_closest(key, list(known), section + '.')}"
+                + (f" in {source}" if source != "file" else "")
+            )
+        value = _coerce(f"{section}.{key}", raw, hints[key])
+        _check_bounds(f"{section}.{key}", value, known[key].metadata)
+        setattr(section_obj, key, value)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    names = sections()
+    out: dict[str, dict[str, str]] = {}
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in ENV_NOT_SETTINGS:
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        section, _, key = rest.partition("_")
+        if section not in names or not key:
+            raise ConfigError(
+                f"unknown environment variable {var}: expected MONITOR_<SECTION>_<KEY> with a section "
+                f"among {', '.join(names)}{_closest(section, list(names))}"
+            )
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _validate(settings: Settings) -> None:
+    d, s = settings.detect, settings.slo
+    if d.check_every > d.window_size:
+        raise ConfigError(f"detect.check_every ({d.check_every}) must be <= detect.window_size ({d.window_size})")
+    if s.short_window > s.long_window:
+        raise ConfigError(f"slo.short_window ({s.short_window}) must be <= slo.long_window ({s.long_window})")
+    if not settings.kafka.bootstrap_servers.strip():
+        raise ConfigError("kafka.bootstrap_servers must not be empty")
+    t = settings.topics
+    for name in ("tracking", "feedback", "deadletter", "retrain"):
+        if not getattr(t, name):
+            raise ConfigError(f"topics.{name} must not be empty")
+    if t.tracking in (t.deadletter, t.retrain, t.alerts) or t.feedback in (t.deadletter, t.retrain, t.alerts):
+        raise ConfigError("topics.deadletter, topics.retrain and topics.alerts must differ from the input topics")
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    toml_text: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file (or text), then the environment, then ``overrides``."""
+    if path is not None:
+        try:
+            toml_text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(toml_text) if toml_text else {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path or '<text>'} is not valid TOML: {exc}") from None
+    settings = Settings()
+    names = sections()
+    layers: list[tuple[str, Mapping[str, Any]]] = [("file", data)]
+    layers.append(("the environment", _env_overrides(os.environ if environ is None else environ)))
+    if overrides:
+        layers.append(("overrides", overrides))
+    for source, layer in layers:
+        for section, values in layer.items():
+            if section not in names:
+                raise ConfigError(f"unknown section [{section}]{_closest(section, list(names))}")
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"[{section}] must be a table of keys, got {values!r}")
+            _apply(getattr(settings, section), section, values, source)
+    _validate(settings)
+    return settings
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def render_toml(settings: Settings, with_docs: bool = True) -> str:
+    """The settings as a TOML file that ``load_settings`` reads back unchanged."""
+    lines: list[str] = []
+    for section, cls in sections().items():
+        if lines:
+            lines.append("")
+        if with_docs and cls.__doc__:
+            lines.append(f"# {cls.__doc__.strip()}")
+        lines.append(f"[{section}]")
+        obj = getattr(settings, section)
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.name == "sasl_password" and value:
+                value = "<set>"
+            doc = f"  # {f.metadata['doc']}" if with_docs else ""
+            lines.append(f"{f.name} = {_toml_value(value)}{doc}")
+    return "\n".join(lines) + "\n"
+
+
+def reference_markdown() -> str:
+    """The configuration reference table of the README, made from the code."""
+    rows = ["| key | default | env | meaning |", "|---|---|---|---|"]
+    defaults = Settings()
+    for section in sections():
+        obj = getattr(defaults, section)
+        for f in dataclasses.fields(obj):
+            env = f"MONITOR_{section.upper()}_{f.name.upper()}"
+            default = _toml_value(getattr(obj, f.name)).replace("|", "\\|")
+            rows.append(f"| `{section}.{f.name}` | `{default}` | `{env}` | {f.metadata['doc']} |")
+    return "\n".join(rows)

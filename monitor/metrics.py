@@ -1,0 +1,228 @@
+"""Prometheus metrics, updated once per batch and built fresh at scrape time.
+
+The hot path must not pay a lock and a label lookup per event, so the pipeline
+counts a batch in plain dicts and numpy arrays and folds it in here once, under one
+lock. A scrape reads the same state under that lock through a custom collector on
+our own ``CollectorRegistry`` (nothing global). The names below are the contract
+that dashboards and alert rules use: ``METRICS`` lists them, the README table is
+made from it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+#: Request latency buckets, in seconds. 0.1 is an edge, so the 100 ms SLO is exact.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+OTHER = "__other__"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A metric's name, type, labels and help: one row of the README's table."""
+
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    help: str
+
+
+METRICS = (
+    Spec("model_monitor_events_total", "counter", ("model", "type"),
+         "Valid events read, by model and event type."),
+    Spec("model_monitor_invalid_events_total", "counter", ("reason",),
+         "Messages rejected as bad input and sent to the dead-letter topic, by reason."),
+    Spec("model_monitor_predictions_total", "counter", ("model", "model_version", "status"),
+         "Predictions by status (ok, error): the success-rate SLO."),
+    Spec("model_monitor_prediction_latency_seconds", "histogram", ("model",),
+         "Prediction latency; a bucket edge at 0.1 s makes the 100 ms SLO exact."),
+    Spec("model_monitor_feedback_total", "counter", ("model", "kind"),
+         "Feedback events by kind: the negative-feedback-rate SLO."),
+    Spec("model_monitor_join_total", "counter", ("outcome",),
+         "Feedback-to-prediction join outcomes: matched, matched_waiting, expired, evicted, orphaned."),
+    Spec("model_monitor_alerts_total", "counter", ("model", "kind", "detector"),
+         "Alerts raised, by alert kind and detector."),
+    Spec("model_monitor_detector_score", "gauge", ("model", "model_version", "kind", "feature", "detector"),
+         "Each detector's latest statistic."),
+    Spec("model_monitor_detector_threshold", "gauge", ("model", "model_version", "kind", "feature", "detector"),
+         "The value each detector's score must pass to fire."),
+    Spec("model_monitor_flagged_samples_total", "counter", ("model", "reason"),
+         "Samples flagged for retraining, by reason."),
+    Spec("model_monitor_redactions_total", "counter", ("kind",),
+         "Personal data replaced before storage, by kind."),
+    Spec("model_monitor_feature_type_mismatches_total", "counter", ("model",),
+         "Feature values whose type differs from the feature's first one (treated as missing)."),
+    Spec("model_monitor_bound_entries", "gauge", ("bound",),
+         "Entries held in each bounded buffer or table."),
+    Spec("model_monitor_bound_capacity", "gauge", ("bound",),
+         "Capacity of each bounded buffer or table."),
+    Spec("model_monitor_bound_overflow_total", "counter", ("bound",),
+         "Entries dropped, or lumped under __other__, because a bound was full."),
+    Spec("model_monitor_batches_total", "counter", (), "Batches processed."),
+    Spec("model_monitor_batch_duration_seconds", "histogram", (),
+         "Time to process one batch, from decode to durable effects."),
+    Spec("model_monitor_committed_messages_total", "counter", (),
+         "Messages whose offsets were committed after their effects were durable."),
+    Spec("model_monitor_consumer_lag_messages", "gauge", ("topic", "partition"),
+         "Messages behind the end of each assigned partition."),
+    Spec("model_monitor_last_event_timestamp_seconds", "gauge", ("model",),
+         "Event time of the newest event of each model."),
+    Spec("model_monitor_retrain_pushed_total", "counter", ("model",),
+         "Flagged samples the retraining queue acknowledged."),
+    Spec("model_monitor_retrain_pending_samples", "gauge", (),
+         "Flagged samples stored but not yet pushed."),
+    Spec("model_monitor_retrain_triggers_total", "counter", ("model", "reason"),
+         "Retrain triggers sent: weekly, severe_drift."),
+    Spec("model_monitor_errors_total", "counter", ("stage", "transient"),
+         "Errors by pipeline stage; transient ones are retried."),
+    Spec("model_monitor_build_info", "gauge", ("version",), "Always 1; the version running."),
+)
+SPECS = {s.name: s for s in METRICS}
+
+
+class _Series:
+    """Values of one metric by label tuple."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.values: dict[tuple[str, ...], float] = {}
+
+
+class _Histogram:
+    def __init__(self, spec: Spec, buckets: tuple[float, ...]) -> None:
+        self.spec = spec
+        self.bounds = np.asarray(buckets, dtype=np.float64)
+        self.values: dict[tuple[str, ...], tuple[np.ndarray, float]] = {}
+
+    def observe_many(self, labels: tuple[str, ...], values: np.ndarray) -> None:
+        counts, total = self.values.get(labels, (np.zeros(len(self.bounds) + 1, dtype=np.int64), 0.0))
+        # side="left": a value equal to an edge belongs to that edge's bucket (le).
+        counts = counts + np.bincount(np.searchsorted(self.bounds, values, side="left"),
+                                      minlength=len(self.bounds) + 1)
+        self.values[labels] = (counts, total + float(values.sum()))
+
+
+class Metrics(Collector):
+    """All of the daemon's metrics. Update under ``lock``, in batches."""
+
+    def __init__(self, version: str = "") -> None:
+        self.lock = threading.Lock()
+        self._series: dict[str, _Series | _Histogram] = {}
+        for spec in METRICS:
+            if spec.type == "histogram":
+                buckets = LATENCY_BUCKETS if "latency" in spec.name else BATCH_BUCKETS
+                self._series[spec.name] = _Histogram(spec, buckets)
+            else:
+                self._series[spec.name] = _Series(spec)
+        self.set("model_monitor_build_info", (version,), 1)
+
+    def registry(self) -> CollectorRegistry:
+        """A fresh registry holding these metrics (and nothing global)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return registry
+
+    # -- updates: call with self.lock held ------------------------------------------
+    def inc(self, name: str, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
+        values = self._series[name].values
+        values[labels] = values.get(labels, 0.0) + amount
+
+    def inc_many(self, name: str, counts: Mapping[tuple[str, ...], float]) -> None:
+        values = self._series[name].values
+        for labels, amount in counts.items():
+            values[labels] = values.get(labels, 0.0) + amount
+
+    def set(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        self._series[name].values[labels] = value
+
+    def remove_where(self, names: Iterable[str], **match: str) -> None:
+        """Drop the series whose labels match, e.g. those of an evicted model version."""
+        for name in names:
+            series = self._series[name]
+            idx = {label: series.spec.labels.index(label) for label in match}
+            for labels in [k for k in series.values if all(k[i] == match[lab] for lab, i in idx.items())]:
+                del series.values[labels]
+
+    def observe_many(self, name: str, labels: tuple[str, ...], values: np.ndarray) -> None:
+        series = self._series[name]
+        if not isinstance(series, _Histogram):
+            raise TypeError(f"{name} is not a histogram")
+        series.observe_many(labels, values)
+
+    # -- reads ----------------------------------------------------------------------
+    def value(self, name: str, labels: tuple[str, ...] = ()) -> float:
+        """Current value of a counter or gauge (0.0 if never set); for tests and the demo."""
+        with self.lock:
+            series = self._series[name]
+            return float(series.values.get(labels, 0.0)) if isinstance(series, _Series) else 0.0
+
+    def total(self, name: str, **match: str) -> float:
+        """Sum of a counter over the series whose labels match."""
+        with self.lock:
+            series = self._series[name]
+            idx = {label: series.spec.labels.index(label) for label in match}
+            return float(sum(v for k, v in series.values.items()
+                             if isinstance(v, float | int) and all(k[i] == match[lab] for lab, i in idx.items())))
+
+    def collect(self) -> Iterator[Metric]:
+        with self.lock:
+            for series in self._series.values():
+                yield _family(series)
+
+
+def _family(series: _Series | _Histogram) -> Metric:
+    spec = series.spec
+    labels = list(spec.labels)
+    if isinstance(series, _Histogram):
+        family: Any = HistogramMetricFamily(spec.name.removesuffix("_total"), spec.help, labels=labels)
+        edges = [*(repr(float(b)) for b in series.bounds), "+Inf"]
+        for key, (counts, total) in series.values.items():
+            cumulative = np.cumsum(counts)
+            family.add_metric(list(key), list(zip(edges, cumulative.tolist(), strict=True)), total)
+        return family
+    if spec.type == "counter":
+        family = CounterMetricFamily(spec.name.removesuffix("_total"), spec.help, labels=labels)
+    else:
+        family = GaugeMetricFamily(spec.name, spec.help, labels=labels)
+    for key, value in series.values.items():
+        family.add_metric(list(key), value)
+    return family
+
+
+class LabelGuard:
+    """Bounds the distinct values of a metric label; past the bound they become ``__other__``.
+
+    >>> guard = LabelGuard(2)
+    >>> [guard("a"), guard("b"), guard("c"), guard("a")], guard.overflowed
+    (['a', 'b', '__other__', 'a'], 1)
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._seen: set[str] = set()
+        self.overflowed = 0
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) < self.capacity:
+            self._seen.add(value)
+            return value
+        self.overflowed += 1
+        return OTHER

@@ -1,0 +1,277 @@
+"""Per-model and per-version detector state, fed in batches.
+
+A ``ModelState`` holds what is watched for one model: its versions (each with its own
+reference, as a new version is a new model) and the model-wide negative-feedback
+stream. During a batch, values are appended to plain lists with their stream
+position; ``flush`` hands them to the detectors as numpy arrays and turns fires into
+alerts.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from collectors.contract import Alert
+from detectors import BurnRate, ChiSquareDrift, Detector, KSDrift, RateIncrease, RiverAdapter
+from monitor.config import Settings
+
+Event = dict[str, Any]
+#: (model_version, alert kind, feature, detector label, score, threshold)
+GaugeRow = tuple[str, str, str, str, float, float]
+
+
+class DetectorFactory:
+    """Builds each role's detector from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.d = settings.detect
+        self.slo = settings.slo
+
+    def numeric(self) -> Detector:
+        d = self.d
+        return KSDrift(d.reference_size, d.window_size, d.check_every, d.alpha)
+
+    def categorical(self) -> Detector:
+        d = self.d
+        return ChiSquareDrift(d.reference_size, d.window_size, d.check_every, d.alpha, d.max_categories)
+
+    def rate(self, burn_in: int = 0) -> Detector:
+        d = self.d
+        return RateIncrease(warmup=d.rate_warmup, odds_ratio=d.rate_odds_ratio, threshold=d.rate_threshold,
+                            burn_in=burn_in)
+
+    def negative_feedback(self) -> Detector:
+        # Feedback lags its prediction: skip the start, when it has not caught up yet.
+        return self.rate(burn_in=self.d.rate_warmup)
+
+    def error_rate(self) -> Detector:
+        choice = self.d.decay_detector
+        if choice == "cusum":
+            return self.rate()
+        from river import drift  # noqa: PLC0415 - only when chosen: it takes a second to import
+
+        river_detector = {"ddm": drift.binary.DDM, "hddm_a": drift.binary.HDDM_A, "adwin": drift.ADWIN}[choice]()
+        return RiverAdapter(river_detector)
+
+    def latency_slo(self) -> Detector:
+        s = self.slo
+        return BurnRate(s.latency_objective, s.long_window, s.short_window, s.burn_factor)
+
+    def availability_slo(self) -> Detector:
+        s = self.slo
+        return BurnRate(s.availability_objective, s.long_window, s.short_window, s.burn_factor)
+
+
+class Stream:
+    """One detector and the values it gets this batch, each with its stream position."""
+
+    __slots__ = ("detector", "feature", "kind", "label", "positions", "values")
+
+    def __init__(self, detector: Detector, kind: str, feature: str | None, label: str) -> None:
+        self.detector = detector
+        self.kind = kind
+        self.feature = feature
+        self.label = label
+        self.positions: list[int] = []
+        self.values: list[float] = []
+
+    def add(self, position: int, value: float) -> None:
+        self.positions.append(position)
+        self.values.append(value)
+
+    def flush(self) -> Iterator[tuple[int, float, float]]:
+        """Run the batch through the detector; yield (position, score, threshold) per fire."""
+        if not self.values:
+            return
+        fires = self.detector.update_many(np.asarray(self.values, dtype=np.float64))
+        positions = self.positions
+        self.positions, self.values = [], []
+        for fire in fires:
+            yield positions[fire.index], fire.score, fire.threshold
+
+    def gauge(self, version: str) -> GaugeRow:
+        return (version, self.kind, self.feature or "", self.label,
+                float(self.detector.score), float(self.detector.threshold))
+
+
+class Track:
+    """A feature or a prediction field: its value drift and (for features) its missing rate.
+
+    The value type is fixed by the first non-null value: a number makes a numeric
+    track, a string or boolean a categorical one. A value of the other type later is
+    counted as a mismatch and treated as missing.
+    """
+
+    __slots__ = ("codes", "factory", "feature", "kind", "max_codes", "mismatches", "missing", "value")
+
+    def __init__(self, feature: str, kind: str, factory: DetectorFactory, with_missing: bool) -> None:
+        self.feature = feature
+        self.kind = kind  # alert kind: data_drift or prediction_drift
+        self.factory = factory
+        self.value: Stream | None = None
+        self.missing = Stream(factory.rate(), kind, feature, "missing_rate") if with_missing else None
+        self.codes: dict[Any, int] | None = None  # categorical tracks only
+        self.max_codes = factory.d.max_categories - 1
+        self.mismatches = 0
+
+    def add(self, position: int, value: Any) -> None:
+        if value is not None:
+            stream = self.value
+            if stream is None:
+                stream = self.value = self._start(value)
+            if self.codes is None:
+                if type(value) is float or type(value) is int:
+                    stream.add(position, value)
+                    self._present(position)
+                    return
+            elif type(value) is str or type(value) is bool:
+                code = self.codes.get(value)
+                if code is None:
+                    code = len(self.codes) if len(self.codes) < self.max_codes else self.max_codes
+                    if code < self.max_codes:
+                        self.codes[value] = code
+                stream.add(position, code)
+                self._present(position)
+                return
+            self.mismatches += 1
+        if self.missing is not None:
+            self.missing.add(position, 1.0)
+
+    def _present(self, position: int) -> None:
+        if self.missing is not None:
+            self.missing.add(position, 0.0)
+
+    def _start(self, value: Any) -> Stream:
+        if type(value) is str or type(value) is bool:
+            self.codes = {}
+            return Stream(self.factory.categorical(), self.kind, self.feature, "chi_square")
+        return Stream(self.factory.numeric(), self.kind, self.feature, "ks")
+
+    def streams(self) -> Iterator[Stream]:
+        if self.value is not None:
+            yield self.value
+        if self.missing is not None:
+            yield self.missing
+
+
+class VersionState:
+    """Everything watched for one model version."""
+
+    def __init__(self, factory: DetectorFactory, max_features: int, latency_threshold_ms: float) -> None:
+        self.factory = factory
+        self.max_features = max_features
+        self.latency_threshold_ms = latency_threshold_ms
+        self.features: dict[str, Track] = {}
+        self.outputs: dict[str, Track] = {}
+        self.latency = Stream(factory.latency_slo(), "slo_burn", "latency_ms", "latency_burn_rate")
+        self.availability = Stream(factory.availability_slo(), "slo_burn", "status", "availability_burn_rate")
+        self.errors = Stream(factory.error_rate(), "metric_decay", None, "error_rate")
+        self.dropped_features = 0
+
+    def observe(self, event: Event, position: int) -> None:
+        """Take in one prediction event."""
+        features = event.get("features")
+        tracks = self.features
+        if features:
+            seen = 0
+            for name, value in features.items():
+                track = tracks.get(name)
+                if track is None:
+                    if len(tracks) >= self.max_features:
+                        self.dropped_features += 1
+                        continue
+                    track = tracks[name] = Track(name, "data_drift", self.factory, with_missing=True)
+                track.add(position, value)
+                seen += 1
+            if seen < len(tracks):
+                for name, track in tracks.items():
+                    if name not in features:
+                        track.add(position, None)
+        elif tracks:
+            for track in tracks.values():
+                track.add(position, None)
+        outputs = event.get("prediction")
+        if outputs:
+            for name, value in outputs.items():
+                track = self.outputs.get(name)
+                if track is None:
+                    if len(self.outputs) >= self.max_features:
+                        continue
+                    track = self.outputs[name] = Track(
+                        f"prediction.{name}", "prediction_drift", self.factory, with_missing=False)
+                track.add(position, value)
+        latency = event.get("latency_ms")
+        if latency is not None:
+            self.latency.add(position, 1.0 if latency > self.latency_threshold_ms else 0.0)
+        self.availability.add(position, 1.0 if event.get("status") == "error" else 0.0)
+
+    def streams(self) -> Iterator[Stream]:
+        for track in self.features.values():
+            yield from track.streams()
+        for track in self.outputs.values():
+            yield from track.streams()
+        yield self.latency
+        yield self.availability
+        yield self.errors
+
+    @property
+    def mismatches(self) -> int:
+        return sum(t.mismatches for t in self.features.values()) + sum(t.mismatches for t in self.outputs.values())
+
+
+class ModelState:
+    """One model: its versions (least recently seen dropped first) and model-wide streams."""
+
+    def __init__(self, name: str, settings: Settings, factory: DetectorFactory,
+                 on_evict: Callable[[str, str], None]) -> None:
+        self.name = name
+        self.settings = settings
+        self.factory = factory
+        self.on_evict = on_evict
+        self.versions: OrderedDict[str, VersionState] = OrderedDict()
+        self.negatives = Stream(factory.negative_feedback(), "feedback_spike", None, "negative_feedback_rate")
+        self.recent: deque[tuple[int, Event]] = deque(maxlen=settings.detect.drift_window)
+        self.batch_recent: list[tuple[int, Event]] = []
+        self.latencies: list[float] = []
+        self.last_version = ""
+        self.last_ts = 0.0
+
+    def version(self, version: str) -> VersionState:
+        state = self.versions.get(version)
+        if state is None:
+            d = self.settings.detect
+            if len(self.versions) >= d.max_versions:
+                evicted, _ = self.versions.popitem(last=False)
+                self.on_evict(self.name, evicted)
+            state = self.versions[version] = VersionState(
+                self.factory, d.max_features, self.settings.slo.latency_threshold_ms)
+        elif next(reversed(self.versions)) != version:
+            self.versions.move_to_end(version)
+        return state
+
+    def flush(self, event_at: Callable[[int], Event]) -> tuple[list[Alert], list[GaugeRow]]:
+        """Run this batch through every detector; return its alerts and gauge rows."""
+        alerts: list[Alert] = []
+        gauges: list[GaugeRow] = []
+        for version, state in self.versions.items():
+            for stream in state.streams():
+                for position, score, threshold in stream.flush():
+                    alerts.append(self._alert(stream, version, position, score, threshold, event_at))
+                gauges.append(stream.gauge(version))
+        for position, score, threshold in self.negatives.flush():
+            alerts.append(self._alert(self.negatives, self.last_version, position, score, threshold, event_at))
+        gauges.append(self.negatives.gauge(""))
+        return alerts, gauges
+
+    def _alert(self, stream: Stream, version: str, position: int, score: float, threshold: float,
+               event_at: Callable[[int], Event]) -> Alert:
+        event = event_at(position)
+        return Alert(
+            kind=stream.kind, model=self.name, model_version=version or None, feature=stream.feature,
+            detector=stream.label, score=round(score, 6), threshold=round(threshold, 6),
+            at_event=position, ts=event["ts"], event_id=event["event_id"],
+        )

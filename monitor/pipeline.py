@@ -1,0 +1,331 @@
+"""The pipeline core: a batch of raw messages in, its effects out.
+
+Every runner (the Kafka daemon, ``monitor replay``, the demo) feeds the same
+``Pipeline``. It keeps its own count of messages read, so ``at_event`` of an alert is
+the position in the stream the runner read, and it never looks at the wall clock for
+anything that decides an alert: the same messages in the same order give the same
+alerts, however they are cut into batches.
+
+What comes out is the batch's *effects*: dead letters, alerts and flagged samples
+(already redacted). The runner makes them durable before it commits offsets.
+Metrics are folded in at the end of each batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from collectors.contract import (
+    FLAGGED_KINDS,
+    NEGATIVE_KINDS,
+    Alert,
+    DeadLetter,
+    FlaggedSample,
+    RawMessage,
+)
+from collectors.decode import Decoder, Limits
+from collectors.join import JoinBuffer
+from collectors.redact import Redactor
+from monitor.config import Settings
+from monitor.metrics import OTHER, LabelGuard, Metrics
+from monitor.model_state import DetectorFactory, GaugeRow, ModelState
+
+Event = dict[str, Any]
+DRIFT_KINDS = frozenset({"data_drift", "prediction_drift"})
+_GAUGE_METRICS = ("model_monitor_detector_score", "model_monitor_detector_threshold")
+
+
+@dataclass
+class BatchResult:
+    """The effects of one batch, for the runner to make durable."""
+
+    messages: int = 0
+    events: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    samples: list[FlaggedSample] = field(default_factory=list)
+
+
+def label_error(prediction: Event, truth: Any, decision_threshold: float) -> int | None:
+    """1 if a late label says the prediction was wrong, 0 if right, None if unknowable.
+
+    A prediction's ``label`` is compared with the truth; failing that, its ``score``
+    is thresholded against a boolean or 0/1 truth.
+
+    >>> label_error({"prediction": {"label": "click"}}, "skip", 0.5)
+    1
+    >>> label_error({"prediction": {"score": 0.8}}, True, 0.5)
+    0
+    >>> label_error({"prediction": {"score": 0.8}}, 3.7, 0.5) is None  # a regression target
+    True
+    """
+    outputs = prediction.get("prediction")
+    if not outputs or truth is None:
+        return None
+    label = outputs.get("label")
+    if label is not None:
+        return int(label != truth)
+    score = outputs.get("score")
+    if type(score) in (int, float) and (type(truth) is bool or truth in (0, 1)):
+        return int((score >= decision_threshold) != bool(truth))
+    return None
+
+
+class _Batch:
+    """What one batch accumulates before it is folded into metrics and results."""
+
+    def __init__(self) -> None:
+        self.events: Counter[tuple[str, str]] = Counter()
+        self.invalid: Counter[tuple[str]] = Counter()
+        self.predictions: Counter[tuple[str, str, str]] = Counter()
+        self.feedback: Counter[tuple[str, str]] = Counter()
+        self.flagged: Counter[tuple[str, str]] = Counter()
+        self.redactions: Counter[tuple[str]] = Counter()
+        self.samples: list[FlaggedSample] = []
+        self.touched: dict[str, ModelState] = {}
+
+
+class Pipeline:
+    """Decode, validate, join, detect, flag: the same core behind every runner."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        c = settings.collect
+        self.decoder = Decoder(Limits(c.max_message_bytes, c.max_features, c.max_string_length,
+                                      c.max_depth, c.max_future_skew_s))
+        self.redactor = Redactor(settings.redact.kinds, settings.redact.fields)
+        j = settings.join
+        self.joiner = JoinBuffer(j.ttl_s, j.max_predictions, j.feedback_wait_s, j.max_pending)
+        self.factory = DetectorFactory(settings)
+        self.models: dict[str, ModelState] = {}
+        self.model_labels = LabelGuard(settings.detect.max_models)
+        #: Position of the next message in the stream this pipeline reads.
+        self.position = 0
+        self._evicted: list[tuple[str, str]] = []
+        self._last_totals: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    # -- the batch ------------------------------------------------------------------
+    def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        """Process one batch of messages, in order; return its effects."""
+        now = self.clock()
+        first = self.position
+        batch = _Batch()
+        result = BatchResult(messages=len(messages))
+        at: list[Event | None] = []
+        newest = 0.0
+        decode = self.decoder.decode
+        for message in messages:
+            position = self.position
+            self.position += 1
+            event, reason, detail = decode(message.value, now)
+            at.append(event)
+            if event is None:
+                result.dead_letters.append(DeadLetter(reason or "", detail, message))
+                batch.invalid[(reason or "",)] += 1
+                continue
+            result.events += 1
+            ts = event["ts"]
+            newest = max(newest, ts)
+            state = self._model(event["model"], batch)
+            typ = event["type"]
+            batch.events[(state.name if state else OTHER, typ)] += 1
+            if typ == "prediction":
+                self._prediction(state, event, position, batch)
+            elif typ == "feedback":
+                self._feedback(state, event, position, batch)
+        self.joiner.expire(newest)
+        for orphan in self.joiner.drain_orphans():
+            if orphan["kind"] in FLAGGED_KINDS:
+                self._flag_feedback(orphan, None, orphan["kind"], batch)
+
+        def event_at(position: int) -> Event:
+            event = at[position - first]
+            if event is None:  # detectors only ever see valid events
+                raise LookupError(f"no valid event at position {position}")
+            return event
+
+        gauges: list[tuple[str, GaugeRow]] = []
+        for state in batch.touched.values():
+            alerts, rows = state.flush(event_at)
+            result.alerts.extend(alerts)
+            gauges.extend((state.name, row) for row in rows)
+        result.alerts.sort(key=lambda a: (a.at_event, a.kind, a.feature or "", a.detector))
+        for alert in result.alerts:
+            if alert.kind in DRIFT_KINDS:
+                self._flag_drift_window(alert, batch)
+        for state in batch.touched.values():
+            state.recent.extend(state.batch_recent)
+            state.batch_recent = []
+        result.samples = batch.samples
+        self._fold_metrics(batch, result, gauges)
+        return result
+
+    def _model(self, name: str, batch: _Batch) -> ModelState | None:
+        state = self.models.get(name)
+        if state is None:
+            if self.model_labels(name) == OTHER:
+                return None
+            state = self.models[name] = ModelState(name, self.settings, self.factory, self._on_evict)
+        batch.touched[name] = state
+        return state
+
+    def _on_evict(self, model: str, version: str) -> None:
+        self._evicted.append((model, version))
+
+    def _prediction(self, state: ModelState | None, event: Event, position: int, batch: _Batch) -> None:
+        version = event.get("model_version") or ""
+        model_label = state.name if state else OTHER
+        batch.predictions[(model_label, version, event.get("status") or "ok")] += 1
+        waiting = self.joiner.add_prediction(event)
+        if state is not None:
+            state.version(version).observe(event, position)
+            state.last_version = version
+            state.negatives.add(position, 0.0)
+            state.batch_recent.append((position, event))
+            latency = event.get("latency_ms")
+            if latency is not None:
+                state.latencies.append(latency / 1000.0)
+            state.last_ts = max(state.last_ts, event["ts"])
+        for feedback in waiting:
+            self._joined(feedback, event, position, batch)
+
+    def _feedback(self, state: ModelState | None, event: Event, position: int, batch: _Batch) -> None:
+        kind = event["kind"]
+        batch.feedback[(state.name if state else OTHER, kind)] += 1
+        if state is not None and kind in NEGATIVE_KINDS:
+            state.negatives.add(position, 1.0)
+        prediction = self.joiner.add_feedback(event)
+        if prediction is not None:
+            self._joined(event, prediction, position, batch)
+
+    def _joined(self, feedback: Event, prediction: Event, position: int, batch: _Batch) -> None:
+        kind = feedback["kind"]
+        if kind in FLAGGED_KINDS:
+            self._flag_feedback(feedback, prediction, kind, batch)
+        elif kind == "label":
+            error = label_error(prediction, feedback.get("value"), self.settings.detect.decision_threshold)
+            if error is None:
+                return
+            state = self.models.get(prediction["model"])
+            if state is not None:
+                batch.touched[state.name] = state
+                state.version(prediction.get("model_version") or "").errors.add(position, float(error))
+            if error:
+                self._flag_feedback(feedback, prediction, "wrong_label", batch)
+
+    # -- flagged samples (always redacted before they leave the pipeline) -------------
+    def _redact(self, event: Event, batch: _Batch) -> Event:
+        counts: dict[str, int] = {}
+        clean = self.redactor.redact_event(event, counts)
+        for kind, n in counts.items():
+            batch.redactions[(kind,)] += n
+        return clean
+
+    def _flag_feedback(self, feedback: Event, prediction: Event | None, reason: str, batch: _Batch) -> None:
+        clean = self._redact(feedback, batch)
+        model = prediction["model"] if prediction else feedback["model"]
+        batch.samples.append(FlaggedSample(
+            event_id=clean["event_id"], model=model,
+            model_version=(prediction.get("model_version") if prediction else None),
+            reason=reason, detail=clean.get("reason"), event_ts=feedback["ts"],
+            payload={"feedback": clean, "prediction": self._redact(prediction, batch) if prediction else None,
+                     "joined": prediction is not None},
+        ))
+        batch.flagged[(self._label(model), reason)] += 1
+
+    def _flag_drift_window(self, alert: Alert, batch: _Batch) -> None:
+        """Flag an even sample of the model's predictions up to the alert's event."""
+        d = self.settings.detect
+        state = self.models.get(alert.model)
+        if state is None or d.drift_samples == 0:
+            return
+        window = [e for p, e in (*state.recent, *state.batch_recent) if p <= alert.at_event][-d.drift_window:]
+        step = max(1, len(window) // d.drift_samples)
+        seen = {s.event_id for s in batch.samples}
+        for event in window[::-1][::step][: d.drift_samples]:
+            clean = self._redact(event, batch)
+            if clean["event_id"] in seen:
+                continue
+            batch.samples.append(FlaggedSample(
+                event_id=clean["event_id"], model=alert.model, model_version=event.get("model_version"),
+                reason=alert.kind, detail=f"{alert.detector}:{alert.feature}", event_ts=event["ts"],
+                payload={"prediction": clean, "alert": alert.to_dict()},
+            ))
+            batch.flagged[(self._label(alert.model), alert.kind)] += 1
+
+    def _label(self, model: str) -> str:
+        return model if model in self.models else OTHER
+
+    # -- metrics ----------------------------------------------------------------------
+    def _totals(self) -> dict[tuple[str, tuple[str, ...]], float]:
+        """Running totals kept by the pipeline's parts, as counter name and labels."""
+        totals: dict[tuple[str, tuple[str, ...]], float] = {
+            ("model_monitor_join_total", (k,)): v for k, v in self.joiner.counts.items()
+            if k != "evicted_waiting"  # a cause of "orphaned", shown as a bound overflow
+        }
+        overflow = "model_monitor_bound_overflow_total"
+        totals[(overflow, ("models",))] = self.model_labels.overflowed
+        totals[(overflow, ("join_predictions",))] = self.joiner.counts["evicted"]
+        totals[(overflow, ("join_feedback",))] = self.joiner.counts["evicted_waiting"]
+        features = 0
+        for state in self.models.values():
+            mismatches = 0
+            for version in state.versions.values():
+                features += version.dropped_features
+                mismatches += version.mismatches
+            totals[("model_monitor_feature_type_mismatches_total", (state.name,))] = mismatches
+        totals[(overflow, ("features",))] = features
+        return totals
+
+    def _fold_metrics(self, batch: _Batch, result: BatchResult, gauges: list[tuple[str, GaugeRow]]) -> None:
+        totals = self._totals()
+        deltas = {key: v - self._last_totals.get(key, 0) for key, v in totals.items()}
+        self._last_totals = totals
+        alerts = Counter((a.model, a.kind, a.detector) for a in result.alerts)
+        j, d = self.settings.join, self.settings.detect
+        versions = sum(len(s.versions) for s in self.models.values())
+        features = sum(len(v.features) for s in self.models.values() for v in s.versions.values())
+        m = self.metrics
+        with m.lock:
+            m.inc_many("model_monitor_events_total", batch.events)
+            m.inc_many("model_monitor_invalid_events_total", batch.invalid)
+            m.inc_many("model_monitor_predictions_total", batch.predictions)
+            m.inc_many("model_monitor_feedback_total", batch.feedback)
+            m.inc_many("model_monitor_flagged_samples_total", batch.flagged)
+            m.inc_many("model_monitor_redactions_total", batch.redactions)
+            m.inc_many("model_monitor_alerts_total", alerts)
+            for (name, labels), delta in deltas.items():
+                if delta:
+                    m.inc(name, labels, delta)
+            for model, version in self._evicted:
+                m.remove_where((*_GAUGE_METRICS, "model_monitor_predictions_total"),
+                               model=model, model_version=version)
+            self._evicted.clear()
+            for model, (version, kind, feature, detector, score, threshold) in gauges:
+                labels = (model, version, kind, feature, detector)
+                m.set("model_monitor_detector_score", labels, score)
+                m.set("model_monitor_detector_threshold", labels, threshold)
+            for state in batch.touched.values():
+                if state.latencies:
+                    m.observe_many("model_monitor_prediction_latency_seconds", (state.name,),
+                                   np.asarray(state.latencies, dtype=np.float64))
+                    state.latencies = []
+                if state.last_ts:
+                    m.set("model_monitor_last_event_timestamp_seconds", (state.name,), state.last_ts)
+            for bound, entries, capacity in (
+                ("join_predictions", self.joiner.predictions, j.max_predictions),
+                ("join_feedback", self.joiner.pending, j.max_pending),
+                ("models", len(self.models), d.max_models),
+                ("model_versions", versions, d.max_models * d.max_versions),
+                ("features", features, d.max_models * d.max_versions * d.max_features),
+            ):
+                m.set("model_monitor_bound_entries", (bound,), entries)
+                m.set("model_monitor_bound_capacity", (bound,), capacity)

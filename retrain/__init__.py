@@ -1,0 +1,1 @@
+"""Retraining: the flagged-sample store, the queue publishers, the triggers."""
