@@ -50,6 +50,7 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

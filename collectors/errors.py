@@ -11,6 +11,7 @@ caller is whether trying again can help::
     └── FatalError              retrying cannot help: fix something, then restart
         ├── ConfigError         bad or unknown configuration
         ├── StartupError        the service could not start (wraps the cause)
+        ├── StoreFailed         the database refused an operation (not a lost connection)
         └── StoreSchemaError    the database is not one of ours
 
 Bad *input* is not an exception in the hot path: ``collectors.decode`` returns a
@@ -50,6 +51,10 @@ class ConfigError(FatalError):
 
 class StartupError(FatalError):
     """The service could not start; the message says what to fix."""
+
+
+class StoreFailed(FatalError):
+    """The store refused an operation for a reason retrying cannot fix."""
 
 
 class StoreSchemaError(FatalError):

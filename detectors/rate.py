@@ -6,9 +6,14 @@ log-likelihood ratio of "the odds went up ``odds_ratio`` times" against "no chan
 It fires when that evidence passes ``threshold``: the sequential test that reacts
 fastest to a given rise for a given false-alarm rate (Page, 1954).
 
-``burn_in`` values are ignored before the first warm-up: a stream whose 1s lag its
-0s (feedback arrives seconds after its prediction) starts with a rate that is too
-low, and learning it would make the true rate look like a rise.
+Rare events make the warm-up estimate noisy (a warm-up that saw 2 errors where 4 is
+normal halves ``p0``, and the normal rate then looks like the rise the test is
+tuned for). So ``p0`` is the upper ``p0_confidence`` bound of the Jeffreys interval,
+not the point estimate: a rate the warm-up cannot rule out is never taken for a rise.
+
+``burn_in`` values are skipped before the first warm-up and ``settle`` values after
+every fire, so neither a stream that starts low (feedback arrives after its
+prediction) nor a change still ramping up is learned as the normal rate.
 
 The evidence is accumulated in fixed point (integers), so a stream fed in batches of
 any size fires at exactly the same places as one fed value by value.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 from detectors.base import Detector, Fire, require
 
@@ -34,7 +40,7 @@ class RateIncrease(Detector):
     >>> detector = RateIncrease(warmup=1000, odds_ratio=3.0, threshold=8.0)
     >>> stream = np.concatenate([rng.random(3000) < 0.02, rng.random(2000) < 0.08])
     >>> [f.index for f in detector.update_many(stream)]
-    [3066]
+    [3170]
     """
 
     name = "rate_cusum"
@@ -45,22 +51,28 @@ class RateIncrease(Detector):
         odds_ratio: float = 2.0,
         threshold: float = 10.0,
         p0: float | None = None,
+        p0_confidence: float = 0.99,
         min_p0: float = 1e-4,
         burn_in: int = 0,
+        settle: int | None = None,
     ) -> None:
         super().__init__()
         require(warmup >= 1, f"warmup must be >= 1, got {warmup}")
         require(odds_ratio > 1.0, f"odds_ratio must be > 1, got {odds_ratio}")
         require(threshold > 0.0, f"threshold must be > 0, got {threshold}")
         require(p0 is None or 0.0 < p0 < 1.0, f"p0 must be in (0, 1), got {p0}")
+        require(0.5 <= p0_confidence < 1.0, f"p0_confidence must be in [0.5, 1), got {p0_confidence}")
         require(0.0 < min_p0 < 0.5, f"min_p0 must be in (0, 0.5), got {min_p0}")
         require(burn_in >= 0, f"burn_in must be >= 0, got {burn_in}")
+        require(settle is None or settle >= 0, f"settle must be >= 0, got {settle}")
         self.warmup = warmup
         self.odds_ratio = odds_ratio
         self._threshold = threshold
         self.p0 = p0
+        self.p0_confidence = p0_confidence
         self.min_p0 = min_p0
         self.burn_in = burn_in
+        self.settle = settle
         self._h = round(threshold * _SCALE)
         self._reset()
 
@@ -68,16 +80,25 @@ class RateIncrease(Detector):
     def threshold(self) -> float:
         return self._threshold
 
+    @property
+    def ready(self) -> bool:
+        return self._llr is not None
+
     def _reset(self) -> None:
         super()._reset()
         self._score = 0.0
-        self._sum = 0  # CUSUM statistic in fixed point
+        self._sum = 0  # CUSUM statistic, fixed point
+        self._skip = self.burn_in
         self._warm_n = 0
         self._warm_ones = 0
         self._llr: tuple[int, int] | None = None
-        self._skip = self.burn_in
+        self.rate_ = math.nan  # the p0 in use
         if self.p0 is not None:
             self._set_rate(self.p0)
+
+    def _learn(self) -> None:
+        n, k = self._warm_n, self._warm_ones
+        self._set_rate(float(stats.beta.ppf(self.p0_confidence, k + 0.5, n - k + 0.5)))
 
     def _set_rate(self, p0: float) -> None:
         p0 = min(max(p0, self.min_p0), 1.0 - self.min_p0)
@@ -86,26 +107,23 @@ class RateIncrease(Detector):
         self.rate_ = p0
         self._llr = (round(math.log(p1 / p0) * _SCALE), round(math.log((1 - p1) / (1 - p0)) * _SCALE))
 
-    @property
-    def ready(self) -> bool:
-        return self._llr is not None
-
     def _update_many(self, values: np.ndarray) -> list[Fire]:
         ones = values != 0
         fires: list[Fire] = []
         i, n = 0, len(ones)
-        if self._skip:
-            i = min(self._skip, n)
-            self._skip -= i
         while i < n:
+            if self._skip:
+                take = min(self._skip, n - i)
+                self._skip -= take
+                i += take
+                continue
             if self._llr is None:
                 take = min(self.warmup - self._warm_n, n - i)
                 self._warm_n += take
                 self._warm_ones += int(ones[i:i + take].sum())
                 i += take
                 if self._warm_n == self.warmup:
-                    # Laplace's estimate: a warm-up with no event still gives a rate > 0.
-                    self._set_rate((self._warm_ones + 1) / (self._warm_n + 2))
+                    self._learn()
                 continue
             up, down = self._llr
             walk = self._sum + np.cumsum(np.where(ones[i:], up, down), dtype=np.int64)
@@ -119,7 +137,8 @@ class RateIncrease(Detector):
             self._score = int(stat[over[0]]) / _SCALE
             fires.append(Fire(at, self._score, self._threshold))
             self._sum = 0
-            if self.p0 is None:  # learn the new normal rate from what follows
+            if self.p0 is None:  # learn the new normal once the change has settled
+                self._skip = self.warmup if self.settle is None else self.settle
                 self._warm_n = self._warm_ones = 0
                 self._llr = None
             i = at + 1

@@ -120,6 +120,10 @@ class DetectSettings:
     rate_warmup: int = _key(2000, "Events used to learn the normal missing, error and complaint rates.", min=10)
     rate_odds_ratio: float = _key(2.0, "Rise in the odds of a rate the rate detectors look for.", min=1.01)
     rate_threshold: float = _key(10.0, "Evidence (log-likelihood ratio) at which a rate detector fires.", min=0.1)
+    feedback_bucket_s: float = _key(5.0, "Event-time bucket in which the negative-feedback rate is counted.",
+                                    min=0.001)
+    feedback_lateness_s: float = _key(
+        10.0, "How long after its end a feedback-rate bucket waits for late events before it is tested.", min=0)
     decay_detector: str = _key("cusum", "Detector on the error stream from late labels.",
                                choices=("cusum", "ddm", "hddm_a", "adwin"))
     decision_threshold: float = _key(0.5, "A score at or above this predicts the positive label.", min=0, max=1)

@@ -98,6 +98,53 @@ class Stream:
                 float(self.detector.score), float(self.detector.threshold))
 
 
+class EventTimeRate:
+    """Counts trials and events per bucket of event time, for a rate fed by two topics.
+
+    Negative feedback arrives on another topic than the predictions it is a rate
+    of, so in arrival order the two interleave in bursts (one partition's batch, then
+    the other's). Counting both by their own timestamps, and handing a bucket to the
+    detector only when the watermark is ``lateness_s`` past its end, makes the rate
+    independent of how the topics were interleaved. A closed bucket becomes its
+    0/1 values with the events spread evenly, all at the position of the event
+    that closed it. Events older than every open bucket count in the oldest one.
+    """
+
+    __slots__ = ("buckets", "lateness_s", "stream", "width_s")
+
+    def __init__(self, stream: Stream, width_s: float, lateness_s: float) -> None:
+        self.stream = stream
+        self.width_s = width_s
+        self.lateness_s = lateness_s
+        self.buckets: dict[int, list[int]] = {}  # bucket index -> [trials, events]
+
+    def add(self, ts: float, is_event: bool) -> None:
+        index = int(ts // self.width_s)
+        counts = self.buckets.get(index)
+        if counts is None:
+            if self.buckets and index < (oldest := min(self.buckets)):
+                counts = self.buckets[oldest]
+            else:
+                counts = self.buckets[index] = [0, 0]
+        counts[0] += 1
+        if is_event:
+            counts[1] += 1
+
+    def close(self, watermark: float, position: int) -> None:
+        """Hand every bucket that ended ``lateness_s`` before ``watermark`` to the stream."""
+        horizon = (watermark - self.lateness_s) // self.width_s
+        for index in sorted(i for i in self.buckets if i < horizon):
+            trials, events = self.buckets.pop(index)
+            if events:  # spread the 1s evenly among the 0s
+                step = trials / events
+                ones = {int(j * step) for j in range(events)}
+                values = [1.0 if j in ones else 0.0 for j in range(trials)]
+            else:
+                values = [0.0] * trials
+            self.stream.positions.extend([position] * trials)
+            self.stream.values.extend(values)
+
+
 class Track:
     """A feature or a prediction field: its value drift and (for features) its missing rate.
 
@@ -234,6 +281,8 @@ class ModelState:
         self.on_evict = on_evict
         self.versions: OrderedDict[str, VersionState] = OrderedDict()
         self.negatives = Stream(factory.negative_feedback(), "feedback_spike", None, "negative_feedback_rate")
+        d = settings.detect
+        self.feedback_rate = EventTimeRate(self.negatives, d.feedback_bucket_s, d.feedback_lateness_s)
         self.recent: deque[tuple[int, Event]] = deque(maxlen=settings.detect.drift_window)
         self.batch_recent: list[tuple[int, Event]] = []
         self.latencies: list[float] = []

@@ -109,6 +109,9 @@ class Pipeline:
         self.model_labels = LabelGuard(settings.detect.max_models)
         #: Position of the next message in the stream this pipeline reads.
         self.position = 0
+        #: Newest event time seen: the event-time clock of joins and rate buckets.
+        self.watermark = 0.0
+        self._close_at = 0.0
         self._evicted: list[tuple[str, str]] = []
         self._last_totals: dict[tuple[str, tuple[str, ...]], float] = {}
 
@@ -120,7 +123,6 @@ class Pipeline:
         batch = _Batch()
         result = BatchResult(messages=len(messages))
         at: list[Event | None] = []
-        newest = 0.0
         decode = self.decoder.decode
         for message in messages:
             position = self.position
@@ -133,7 +135,10 @@ class Pipeline:
                 continue
             result.events += 1
             ts = event["ts"]
-            newest = max(newest, ts)
+            if ts > self.watermark:
+                self.watermark = ts
+                if ts >= self._close_at:
+                    self._close_rate_buckets(position, batch)
             state = self._model(event["model"], batch)
             typ = event["type"]
             batch.events[(state.name if state else OTHER, typ)] += 1
@@ -141,7 +146,7 @@ class Pipeline:
                 self._prediction(state, event, position, batch)
             elif typ == "feedback":
                 self._feedback(state, event, position, batch)
-        self.joiner.expire(newest)
+        self.joiner.expire(self.watermark)
         for orphan in self.joiner.drain_orphans():
             if orphan["kind"] in FLAGGED_KINDS:
                 self._flag_feedback(orphan, None, orphan["kind"], batch)
@@ -168,6 +173,16 @@ class Pipeline:
         self._fold_metrics(batch, result, gauges)
         return result
 
+    def _close_rate_buckets(self, position: int, batch: _Batch) -> None:
+        """The watermark passed a bucket boundary: test the buckets that are now complete."""
+        d = self.settings.detect
+        for state in self.models.values():
+            if state.feedback_rate.buckets:
+                state.feedback_rate.close(self.watermark, position)
+                batch.touched[state.name] = state
+        width, lateness = d.feedback_bucket_s, d.feedback_lateness_s
+        self._close_at = ((self.watermark - lateness) // width + 1) * width + lateness
+
     def _model(self, name: str, batch: _Batch) -> ModelState | None:
         state = self.models.get(name)
         if state is None:
@@ -188,7 +203,7 @@ class Pipeline:
         if state is not None:
             state.version(version).observe(event, position)
             state.last_version = version
-            state.negatives.add(position, 0.0)
+            state.feedback_rate.add(event["ts"], False)
             state.batch_recent.append((position, event))
             latency = event.get("latency_ms")
             if latency is not None:
@@ -201,7 +216,7 @@ class Pipeline:
         kind = event["kind"]
         batch.feedback[(state.name if state else OTHER, kind)] += 1
         if state is not None and kind in NEGATIVE_KINDS:
-            state.negatives.add(position, 1.0)
+            state.feedback_rate.add(event["ts"], True)
         prediction = self.joiner.add_feedback(event)
         if prediction is not None:
             self._joined(event, prediction, position, batch)

@@ -52,10 +52,13 @@ class Fault:
     model: str
     start_s: float
     note: str = ""
+    feature: str | None = None  # the numeric feature a feature_drift shifts by two standard deviations
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; choose from {FAULT_KINDS}")
+        if (self.kind == "feature_drift") != (self.feature is not None):
+            raise ValueError("a feature_drift fault needs a feature, and only it")
 
 
 @dataclass
@@ -67,7 +70,6 @@ class ModelProfile:
     weight: float
     numeric: dict[str, tuple[float, float]]  # name -> (mean, sd)
     categorical: dict[str, tuple[tuple[str, ...], tuple[float, ...]]]
-    drift_feature: str
     latency_median_ms: float = 40.0
     thumbs_down_rate: float = 0.02
     label_rate: float = 0.3
@@ -82,21 +84,21 @@ DEFAULT_MODELS = (
         numeric={"price": (50.0, 12.0), "session_length": (300.0, 90.0), "items_viewed": (6.0, 2.0)},
         categorical={"category": (("shoes", "books", "games", "garden"), (0.4, 0.3, 0.2, 0.1)),
                      "device": (("ios", "android", "web"), (0.45, 0.4, 0.15))},
-        drift_feature="price", coefficients={"price": -0.03, "items_viewed": 0.25},
+        coefficients={"price": -0.03, "items_viewed": 0.25},
     ),
     ModelProfile(
         name="fraud", version="v3", weight=0.3,
         numeric={"amount": (80.0, 30.0), "account_age_days": (400.0, 150.0), "tx_last_hour": (2.0, 1.0)},
         categorical={"channel": (("card", "wallet", "transfer"), (0.6, 0.3, 0.1)),
                      "country": (("cn", "us", "de", "other"), (0.5, 0.25, 0.15, 0.1))},
-        drift_feature="amount", coefficients={"amount": 0.02, "tx_last_hour": 0.5},
+        coefficients={"amount": 0.02, "tx_last_hour": 0.5},
         latency_median_ms=35.0, thumbs_down_rate=0.01,
     ),
     ModelProfile(
         name="search", version="v7", weight=0.2,
         numeric={"query_length": (4.0, 1.5), "results": (40.0, 10.0)},
         categorical={"locale": (("zh-CN", "en-US", "de-DE"), (0.6, 0.3, 0.1))},
-        drift_feature="query_length", coefficients={"query_length": 0.3},
+        coefficients={"query_length": 0.3},
         latency_median_ms=45.0, thumbs_down_rate=0.02,
     ),
 )
@@ -111,7 +113,7 @@ def default_faults(duration_s: float | None) -> list[Fault]:
     span = 90.0 if duration_s is None else duration_s
     first, step = 0.2 * span, (0.8 * span - 0.2 * span) / 4
     return [
-        Fault("feature_drift", "recsys", round(first, 1), "recsys.price mean 50 -> 75"),
+        Fault("feature_drift", "recsys", round(first, 1), "recsys.price mean 50 -> 74", feature="price"),
         Fault("latency_regression", "fraud", round(first + step, 1), "fraud latency median 35 ms -> 140 ms"),
         Fault("feedback_spike", "search", round(first + 2 * step, 1), "search thumbs-down 2% -> 20%"),
         Fault("quality_decay", "fraud", round(first + 3 * step, 1), "fraud late labels no longer follow scores"),
@@ -140,9 +142,12 @@ class TrafficSimulator:
         self._seq = 0
         self._carry = 0.0
 
+    def _active(self, kind: str, model: str) -> list[Fault]:
+        return [f for f in self.faults if f.kind == kind and f.model == model and self.elapsed >= f.start_s]
+
     def active(self, kind: str, model: str) -> bool:
         """Whether a fault of this kind is in effect for the model now."""
-        return any(f.kind == kind and f.model == model and self.elapsed >= f.start_s for f in self.faults)
+        return bool(self._active(kind, model))
 
     def advance(self, seconds: float, rate: float) -> list[Event | bytes]:
         """The next ``seconds`` of traffic at ``rate`` predictions per second.
@@ -185,10 +190,10 @@ class TrafficSimulator:
         rng = self.rng
         model = rng.choices(self.models, self._weights)[0]
         features: dict[str, Any] = {}
+        drifting = {f.feature for f in self._active("feature_drift", model.name)}
         for name, (mean, sd) in model.numeric.items():
-            if name == model.drift_feature and self.active("feature_drift", model.name):
-                mean += 2.0 * sd
-            value = rng.gauss(mean, sd)
+            shift = 2.0 * sd if name in drifting else 0.0
+            value = rng.gauss(mean + shift, sd)
             features[name] = round(max(value, 0.0), 2)
         for name, (values, probs) in model.categorical.items():
             features[name] = rng.choices(values, probs)[0]

@@ -1,0 +1,181 @@
+"""The ``monitor`` command line: a thin layer over the settings and the runners.
+
+Exit codes: 0 success; 1 a failure while running (or a demo fault that was not
+detected); 2 bad usage or configuration; 3 start-up failed (broker, store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from collectors.errors import ConfigError, FatalError, TransientError
+from monitor import __version__
+from monitor.config import ENV_PREFIX, load_settings, reference_markdown, render_toml
+from monitor.service import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, kafka_client_config
+
+log = logging.getLogger("monitor")
+
+DESCRIPTION = """\
+Streaming model monitoring and feedback loop.
+
+Reads prediction and feedback events from Kafka, detects data drift, prediction
+drift, metric decay, feedback spikes and SLO burn, serves Prometheus metrics, and
+pushes flagged samples (bad cases, drifted data) to a retraining queue.
+
+Start with `monitor demo`: it runs everything on an embedded broker.
+"""
+
+EPILOG = f"""\
+configuration: one TOML file (-c, or $MONITOR_CONFIG); every key has a default
+(`monitor config --defaults` prints them all); {ENV_PREFIX}<SECTION>_<KEY>
+environment variables override the file.
+exit codes: 0 ok, 1 failure while running, 2 bad usage or config, 3 start-up failed.
+"""
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE", default=os.environ.get("MONITOR_CONFIG"),
+                        help="TOML configuration file (default: $MONITOR_CONFIG, else built-in defaults)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monitor", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"model-monitor {__version__}")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="override service.log_level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run everything on an embedded broker with simulated traffic and injected faults",
+        description="Start an embedded Kafka-compatible broker, the daemon (SQLite store in a temporary "
+                    "folder) and a traffic simulator; inject a feature drift, a latency regression, a "
+                    "thumbs-down spike and a quality decay at announced times, and show what the daemon "
+                    "flags. Ends after --duration seconds (exit 0 when every fault was detected) or on Ctrl-C.")
+    demo.add_argument("--duration", type=float, metavar="SECONDS",
+                      help="end after this many seconds, with a summary (default: run until Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=1000.0, metavar="N",
+                      help="predictions per second the simulator plays (default: 1000)")
+    demo.add_argument("--seed", type=int, default=7, help="simulator seed (default: 7)")
+    demo.add_argument("--metrics-port", type=int, default=9465, metavar="PORT",
+                      help="port for /metrics (default: 9465; a free one if that is taken)")
+    demo.add_argument("--keep", action="store_true", help="keep the temporary folder (SQLite store, logs)")
+
+    run = commands.add_parser("run", help="run the daemon",
+                              description="Consume the tracking and feedback topics until SIGTERM or SIGINT.")
+    _add_config(run)
+
+    replay = commands.add_parser(
+        "replay", help="run the pipeline over a file of events, no Kafka",
+        description="Run the same pipeline over a file of JSON lines (one message per line, '-' for stdin). "
+                    "Alerts are written as JSON lines; at_event is the line index.")
+    replay.add_argument("file", help="events, one JSON object per line")
+    replay.add_argument("--alerts-out", metavar="FILE", default="-",
+                        help="where to write alerts as JSON lines (default: stdout)")
+    replay.add_argument("--store", metavar="URL", help="also store flagged samples and alerts (SQLAlchemy URL)")
+    replay.add_argument("--metrics-out", metavar="FILE", help="write the final metrics in Prometheus text format")
+    replay.add_argument("--batch-size", type=int, default=5000, metavar="N", help="lines per batch (default: 5000)")
+    _add_config(replay)
+
+    produce = commands.add_parser(
+        "produce", help="send a file of events to a Kafka topic",
+        description="Send each non-blank line of a file ('-' for stdin) as one message, keyed by request_id.")
+    produce.add_argument("file", help="events, one JSON object per line")
+    produce.add_argument("--topic", required=True, help="topic to send to")
+    produce.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="override kafka.bootstrap_servers")
+    produce.add_argument("--key-field", default="request_id", help="field to key messages by (default: request_id)")
+    produce.add_argument("--create-partitions", type=int, metavar="N",
+                         help="create the topic with N partitions if it does not exist")
+    _add_config(produce)
+
+    config = commands.add_parser("config", help="print or check the configuration",
+                                 description="Print the effective configuration (defaults, file, environment).")
+    config.add_argument("--defaults", action="store_true", help="print the defaults, ignoring file and environment")
+    config.add_argument("--check", action="store_true", help="only check; print nothing when it is valid")
+    config.add_argument("--markdown", action="store_true", help="print the reference table of the README")
+    _add_config(config)
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "kafka", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"monitor: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except FatalError as exc:
+        print(f"monitor: {exc}", file=sys.stderr)
+        return EXIT_STARTUP if args.command in ("run", "demo", "produce") else EXIT_FAILURE
+    except TransientError as exc:
+        print(f"monitor: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except KeyboardInterrupt:
+        print("monitor: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from monitor.demo import run_demo  # noqa: PLC0415 - the demo pulls in the simulator
+
+        _setup_logging(args.log_level or "warning")
+        return run_demo(duration=args.duration, rate=args.rate, seed=args.seed,
+                        metrics_port=args.metrics_port, keep=args.keep)
+    if args.command == "config":
+        if args.markdown:
+            print(reference_markdown())
+            return EXIT_OK
+        settings = load_settings(None if args.defaults else args.config, environ={} if args.defaults else None)
+        if not args.check:
+            print(render_toml(settings), end="")
+        return EXIT_OK
+    settings = load_settings(args.config)
+    _setup_logging(args.log_level or settings.service.log_level)
+    if args.command == "run":
+        from monitor.service import run_daemon  # noqa: PLC0415
+
+        return run_daemon(settings)
+    if args.command == "replay":
+        from monitor.replay import replay  # noqa: PLC0415
+
+        out = sys.stdout.buffer if args.alerts_out == "-" else open(args.alerts_out, "wb")  # noqa: SIM115
+        try:
+            summary = replay(args.file, settings, out, store_url=args.store, batch_size=args.batch_size,
+                             metrics_out=args.metrics_out)
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
+        print(summary.describe(), file=sys.stderr)
+        return EXIT_OK
+    if args.command == "produce":
+        from monitor.produce import produce  # noqa: PLC0415
+
+        bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
+        sent = asyncio.run(produce(args.file, args.topic, bootstrap, key_field=args.key_field,
+                                   create_partitions=args.create_partitions,
+                                   connect_timeout_s=settings.kafka.connect_timeout_s,
+                                   kafka_config=kafka_client_config(settings)))
+        print(f"sent {sent:,} messages to {args.topic}", file=sys.stderr)
+        return EXIT_OK
+    raise AssertionError(f"unhandled command {args.command}")  # argparse only allows the ones above
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""``monitor demo``: the whole feedback loop on this machine, in one command.
+
+It starts the embedded broker, creates the topics, runs the daemon (SQLite store in
+a temporary folder) and a simulator that plays production traffic and injects four
+faults at announced times, then shows what the daemon sees and flags, what reaches
+the retraining queue, and whether each fault was caught. The broker and the daemon
+are stopped on every exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from collectors.contract import Alert
+from collectors.kafka import KafkaSink
+from monitor.broker import EmbeddedBroker, free_port
+from monitor.config import Settings, load_settings
+from monitor.pipeline import BatchResult
+from monitor.service import EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, Service
+from monitor.simulator import EXPECTED_ALERT, Fault, TrafficSimulator, default_faults
+
+FAULT_NAMES = {
+    "feature_drift": "feature drift",
+    "latency_regression": "latency regression",
+    "feedback_spike": "thumbs-down spike",
+    "quality_decay": "quality decay",
+}
+TICK_S = 0.1
+
+
+@dataclass
+class Detection:
+    fault: Fault
+    alert: Alert | None = None
+    delay_s: float | None = None
+
+
+class Console:
+    """Timestamped lines, in colour on a terminal."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.color = sys.stdout.isatty()
+
+    def line(self, text: str, color: str = "") -> None:
+        stamp = f"[t+{time.monotonic() - self.started:6.1f}s]"
+        if self.color and color:
+            codes = {"red": "31;1", "yellow": "33;1", "green": "32", "dim": "2"}
+            text = f"\033[{codes[color]}m{text}\033[0m"
+        print(f"{stamp} {text}", flush=True)
+
+
+def _pick_port(preferred: int) -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+class Demo:
+    def __init__(self, duration: float | None, rate: float, seed: int, metrics_port: int, keep: bool) -> None:
+        self.duration = duration
+        self.rate = rate
+        self.seed = seed
+        self.metrics_port = metrics_port
+        self.keep = keep
+        self.faults = default_faults(duration)
+        self.detections = [Detection(f) for f in self.faults]
+        self.unexpected: list[Alert] = []
+        self.alerts = 0
+        self.stopping = asyncio.Event()
+        self.produced = 0
+        self.queue: Counter[str] = Counter()
+        self.start_ts = time.time()
+        self.console = Console(time.monotonic())
+        self.service: Service | None = None
+
+    # -- wiring ---------------------------------------------------------------------
+    def settings(self, bootstrap: str, folder: Path) -> Settings:
+        return load_settings(environ={}, overrides={
+            "kafka": {"bootstrap_servers": bootstrap, "session_timeout_ms": 6000, "rebalance_timeout_ms": 5000,
+                      "heartbeat_interval_ms": 1000, "connect_timeout_s": 15.0, "group_id": "model-monitor-demo"},
+            "store": {"url": f"sqlite:///{folder / 'monitor.db'}"},
+            "http": {"host": "127.0.0.1", "port": _pick_port(self.metrics_port)},
+            # A short push interval and a low severity bar, so the queue and a drift-triggered
+            # retrain show within the demo's minute.
+            "retrain": {"push_interval_s": 2.0, "severe_factor": 1.5, "severe_cooldown_s": 600.0},
+            "service": {"shutdown_timeout_s": 15.0},
+        })
+
+    async def run(self) -> int:
+        folder = Path(tempfile.mkdtemp(prefix="model-monitor-demo-"))
+        self._log_to(folder / "daemon.log")
+        broker = EmbeddedBroker(log_path=folder / "broker.log")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+        try:
+            bootstrap = await asyncio.to_thread(broker.start)
+            settings = self.settings(bootstrap, folder)
+            self._header(bootstrap, settings, folder)
+            return await self._run_with(settings)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+            broker.stop()
+            if self.keep:
+                print(f"kept {folder} (monitor.db, daemon.log, broker.log)")
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _on_signal(self) -> None:
+        if self.stopping.is_set() and self.service is not None:
+            self.service.request_exit()  # the second Ctrl-C: do not wait for the drain
+        self.stopping.set()
+
+    def _log_to(self, path: Path) -> None:
+        """The daemon's log goes to a file; the console shows the demo's view and errors."""
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            handler.setLevel(logging.ERROR)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        for noisy in ("aiokafka", "kafka"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    async def _run_with(self, settings: Settings) -> int:
+        self.service = service = Service(settings, observers=(self._on_batch,))
+        daemon = asyncio.create_task(service.run())
+        if not await self._wait_ready(daemon):
+            self.stopping.set()
+            code = await daemon
+            print("the daemon did not start; see the log above", file=sys.stderr)
+            return code or EXIT_STARTUP
+        # The clock of the schedule starts with the traffic.
+        self.start_ts = time.time()
+        self.console = Console(time.monotonic())
+        self.console.line("daemon ready: consumer group joined, partitions assigned; traffic starts", "green")
+        tasks = [asyncio.create_task(self._simulate(settings)),
+                 asyncio.create_task(self._read_queue(settings)),
+                 asyncio.create_task(self._report())]
+        with contextlib.suppress(TimeoutError):  # the duration ran out
+            await asyncio.wait_for(self.stopping.wait(), self.duration)
+        self.stopping.set()
+        await tasks[0]
+        await self._drain(service)
+        service.request_exit()
+        code = await daemon
+        await asyncio.sleep(0.5)  # let the queue reader see the final push
+        for task in tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*tasks[1:], return_exceptions=True)
+        return self._summary(code)
+
+    async def _wait_ready(self, daemon: asyncio.Task[int], timeout_s: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not daemon.done() and not self.stopping.is_set():
+            if self.service is not None and self.service.health.ready()[0]:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    async def _drain(self, service: Service, timeout_s: float = 10.0) -> None:
+        """Give the daemon a moment to read what was produced, so the summary is complete."""
+        deadline = time.monotonic() + timeout_s
+        while service.committed < self.produced and time.monotonic() < deadline and not service.should_exit:
+            await asyncio.sleep(0.1)
+
+    # -- the three tasks ------------------------------------------------------------
+    async def _simulate(self, settings: Settings) -> None:
+        sim = TrafficSimulator(seed=self.seed, start_ts=self.start_ts, faults=self.faults)
+        sink = KafkaSink(settings.kafka.bootstrap_servers)
+        await sink.start(10.0)
+        announced: set[int] = set()
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        try:
+            while not self.stopping.is_set():
+                for i, fault in enumerate(self.faults):
+                    if i not in announced and sim.elapsed >= fault.start_s:
+                        announced.add(i)
+                        self.console.line(f">>> INJECT {FAULT_NAMES[fault.kind]}: {fault.note} "
+                                          f"(expect {EXPECTED_ALERT[fault.kind]})", "yellow")
+                tracking: list[tuple[bytes | None, bytes | None, None]] = []
+                feedback: list[tuple[bytes | None, bytes | None, None]] = []
+                for event in sim.advance(TICK_S, self.rate):
+                    if isinstance(event, bytes):
+                        tracking.append((None, event, None))
+                        continue
+                    record = (event["request_id"].encode(), orjson.dumps(event), None)
+                    (feedback if event["type"] == "feedback" else tracking).append(record)
+                await sink.send_all(settings.topics.tracking, tracking)
+                await sink.send_all(settings.topics.feedback, feedback)
+                self.produced += len(tracking) + len(feedback)
+                next_tick += TICK_S
+                await asyncio.sleep(max(0.0, next_tick - loop.time()))
+        finally:
+            await sink.stop()
+
+    async def _read_queue(self, settings: Settings) -> None:
+        """Read the retraining topic, as a training pipeline would, and count what arrives."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(settings.topics.retrain) or {0}
+            consumer.assign([TopicPartition(settings.topics.retrain, p) for p in partitions])
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        message = orjson.loads(record.value)
+                        if message.get("type") == "retrain_trigger":
+                            self.queue["trigger:" + message["reason"]] += 1
+                            self.console.line(f"retrain trigger for {message['model']} ({message['reason']}) "
+                                              "sent to the retraining queue", "yellow")
+                        else:
+                            self.queue[message["reason"]] += 1
+        finally:
+            await consumer.stop()
+
+    async def _report(self, every_s: float = 5.0) -> None:
+        service = self.service
+        last_count, last_time = 0, time.monotonic()
+        while service is not None:
+            await asyncio.sleep(every_s)
+            m, now = service.metrics, time.monotonic()
+            read = service.pipeline.position
+            samples = sum(v for k, v in self.queue.items() if not k.startswith("trigger:"))
+            self.console.line(
+                f"read {read:,} ({(read - last_count) / (now - last_time):,.0f}/s)  "
+                f"bad input {m.total('model_monitor_invalid_events_total'):,.0f}  "
+                f"feedback joined {m.total('model_monitor_join_total', outcome='matched'):,.0f}  "
+                f"flagged {m.total('model_monitor_flagged_samples_total'):,.0f}  "
+                f"in retraining queue {samples:,}  alerts {self.alerts}", "dim")
+            last_count, last_time = read, now
+
+    # -- what the daemon saw --------------------------------------------------------
+    def _on_batch(self, result: BatchResult) -> None:
+        for alert in result.alerts:
+            self.alerts += 1
+            where = f"{alert.model} {alert.model_version or ''} {alert.feature or ''}".strip()
+            self.console.line(f"ALERT {alert.kind:<17} {where:<32} {alert.detector} "
+                              f"score {alert.score:.3g} > {alert.threshold:.3g}", "red")
+            if not self._match(alert):
+                self.unexpected.append(alert)
+
+    def _match(self, alert: Alert) -> bool:
+        """Tie an alert to the injected fault it reveals; False if it matches none."""
+        for detection in self.detections:
+            fault = detection.fault
+            if fault.model != alert.model or alert.ts < self.start_ts + fault.start_s:
+                continue
+            expected = EXPECTED_ALERT[fault.kind]
+            if fault.kind == "feature_drift":
+                # The drifted feature moves the model's scores too: prediction drift is related.
+                related = (alert.kind == "data_drift" and alert.feature == fault.feature
+                           and alert.detector != "missing_rate") or alert.kind == "prediction_drift"
+            else:
+                related = alert.kind == expected
+            if related:
+                if detection.alert is None and alert.kind == expected:
+                    detection.alert = alert
+                    detection.delay_s = alert.ts - (self.start_ts + fault.start_s)
+                return True
+        return False
+
+    def _header(self, bootstrap: str, settings: Settings, folder: Path) -> None:
+        http = settings.http
+        print("model-monitor demo")
+        print(f"  broker    {bootstrap} (embedded Tansu, in memory)")
+        print(f"  metrics   http://{http.host}:{http.port}/metrics  (also /healthz /readyz /status)")
+        print(f"  store     {settings.store.url}")
+        print(f"  traffic   {self.rate:,.0f} predictions/s for recsys, fraud and search, with impressions, "
+              "clicks, feedback, late labels and ~0.1% bad input")
+        print("  faults    " + "\n            ".join(
+            f"t+{f.start_s:>4.0f}s  {FAULT_NAMES[f.kind]:<19} {f.note}" for f in self.faults))
+        ends = f"after {self.duration:.0f}s" if self.duration else "on Ctrl-C"
+        print(f"  ends      {ends} (Ctrl-C ends it early, cleanly)")
+        print(f"  logs      {folder}/daemon.log")
+        print(flush=True)
+
+    def _summary(self, daemon_code: int) -> int:
+        elapsed = time.time() - self.start_ts
+        print("\nsummary")
+        missed = 0
+        for d in self.detections:
+            injected = d.fault.start_s <= elapsed
+            if d.alert is not None and d.delay_s is not None:
+                outcome = f"detected {d.delay_s:5.1f}s after injection: {d.alert.kind} ({d.alert.detector}" \
+                          f"{' on ' + d.alert.feature if d.alert.feature else ''})"
+            elif injected:
+                outcome = "NOT DETECTED"
+                missed += 1
+            else:
+                outcome = "not injected (the demo ended first)"
+            print(f"  {FAULT_NAMES[d.fault.kind]:<19} {d.fault.model:<7} t+{d.fault.start_s:>4.0f}s  {outcome}")
+        service = self.service
+        if service is not None:
+            m = service.metrics
+            print(f"  messages: {self.produced:,} produced, {service.committed:,} processed and committed; "
+                  f"{m.total('model_monitor_invalid_events_total'):,.0f} bad input dead-lettered")
+            print(f"  alerts: {self.alerts} ({len(self.unexpected)} not tied to an injected fault)")
+        samples = {k: v for k, v in self.queue.items() if not k.startswith("trigger:")}
+        triggers = {k.removeprefix("trigger:"): v for k, v in self.queue.items() if k.startswith("trigger:")}
+        print(f"  retraining queue: {sum(samples.values()):,} samples"
+              + (" (" + ", ".join(f"{k} {v:,}" for k, v in sorted(samples.items())) + ")" if samples else "")
+              + f", {sum(triggers.values())} retrain triggers"
+              + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(triggers.items())) + ")" if triggers else ""))
+        if daemon_code != EXIT_OK:
+            print(f"the daemon exited with code {daemon_code}; see daemon.log (run with --keep)")
+            return daemon_code
+        if missed:
+            print(f"{missed} injected fault(s) were not detected")
+            return EXIT_FAILURE
+        return EXIT_OK
+
+
+def run_demo(duration: float | None = None, rate: float = 1000.0, seed: int = 7, metrics_port: int = 9465,
+             keep: bool = False) -> int:
+    """Run the demo; the exit code is 0 when every injected fault was detected."""
+    if duration is not None and duration < 30:
+        print("monitor demo: --duration must be at least 30 seconds for the faults to play out", file=sys.stderr)
+        return 2
+    if rate <= 0:
+        print("monitor demo: --rate must be positive", file=sys.stderr)
+        return 2
+    demo = Demo(duration, rate, seed, metrics_port, keep)
+    return asyncio.run(demo.run())

@@ -1,0 +1,122 @@
+"""The daemon's HTTP endpoints: /metrics, /healthz, /readyz and /status.
+
+It runs in its own threads, so a scrape never waits for a batch and ``/healthz`` can
+tell that the main loop is stuck (no heartbeat for ``liveness_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Health:
+    """Liveness (the loop beats) and readiness (the service can do its job)."""
+
+    def __init__(self, liveness_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.liveness_timeout_s = liveness_timeout_s
+        self.clock = clock
+        self._beat = clock()
+        self._not_ready = "starting"
+
+    def beat(self) -> None:
+        """Called by the main loop every iteration."""
+        self._beat = self.clock()
+
+    def set_ready(self, reason_not: str | None) -> None:
+        """``None`` means ready; otherwise why not (shown by /readyz)."""
+        self._not_ready = reason_not or ""
+
+    def live(self) -> tuple[bool, str]:
+        stalled = self.clock() - self._beat
+        if stalled > self.liveness_timeout_s:
+            return False, f"main loop has not run for {stalled:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        live, why = self.live()
+        if not live:
+            return False, why
+        return (False, self._not_ready) if self._not_ready else (True, "ok")
+
+
+class StatusServer:
+    """A small threaded HTTP server; ``port=0`` binds a free port (see ``.port``)."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health,
+                 status: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.registry = registry
+        self.health = health
+        self.status = status or dict
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("http: " + format, *args)
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = self._httpd.server_address[0]
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="monitor-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        path = request.path.split("?", 1)[0]
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+            self._send(request, 200, encoder(self.registry), content_type)
+        elif path == "/healthz":
+            ok, why = self.health.live()
+            self._send(request, 200 if ok else 503, (why + "\n").encode(), "text/plain")
+        elif path == "/readyz":
+            ok, why = self.health.ready()
+            self._send(request, 200 if ok else 503, (why + "\n").encode(), "text/plain")
+        elif path == "/status":
+            self._send(request, 200, orjson.dumps(self.status(), option=orjson.OPT_INDENT_2),
+                       "application/json")
+        elif path == "/":
+            body = b"model-monitor\n/metrics  Prometheus metrics\n/healthz  liveness\n/readyz   readiness\n" \
+                   b"/status   counts and recent alerts (JSON)\n"
+            self._send(request, 200, body, "text/plain")
+        else:
+            self._send(request, 404, b"not found; try /metrics, /healthz, /readyz or /status\n", "text/plain")
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str) -> None:
+        request.send_response(code)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)

@@ -1,0 +1,386 @@
+"""The daemon: ``startup()`` → ``main_loop()`` → ``shutdown()``.
+
+Each turn of the main loop fetches a batch, runs it through the pipeline, makes its
+effects durable (dead letters and alerts acknowledged by Kafka, flagged samples and
+alerts committed to the store), and only then commits the batch's offsets. A crash
+at any point loses nothing: the uncommitted batch is read again, and every sink is
+idempotent by event id.
+
+A signal only sets a flag: the batch in hand finishes and is committed, then
+shutdown runs within ``service.shutdown_timeout_s``. A second signal stops at once.
+Transient errors (broker or store unavailable) are retried with backoff while the
+service reports not-ready; fatal ones stop it with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from collectors.contract import Alert, RawMessage
+from collectors.errors import ConfigError, FatalError, MonitorError, TransientError
+from collectors.kafka import KafkaSink, KafkaSource, ensure_topics
+from monitor import __version__
+from monitor.config import Settings
+from monitor.http import Health, StatusServer
+from monitor.metrics import Metrics
+from monitor.pipeline import BatchResult, Pipeline
+from retrain.jobs import RetrainJobs
+from retrain.publisher import FanOut, KafkaPublisher, Publisher, WebhookPublisher
+from retrain.store import SampleStore
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+
+#: Called after each batch is durable and committed: for the demo's live view.
+BatchObserver = Callable[[BatchResult], None]
+T = TypeVar("T")
+
+
+def _started(component: T | None, name: str) -> T:
+    if component is None:
+        raise RuntimeError(f"{name} is used before startup() created it")
+    return component
+
+
+def kafka_client_config(settings: Settings) -> dict[str, Any]:
+    """Security settings in the keyword names both aiokafka and kafka-python use."""
+    k = settings.kafka
+    config: dict[str, Any] = {}
+    if k.security_protocol != "PLAINTEXT":
+        config["security_protocol"] = k.security_protocol
+    if k.security_protocol.endswith("SSL"):
+        config["ssl_context"] = ssl.create_default_context()
+    if "SASL" in k.security_protocol:
+        config.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
+                      sasl_plain_password=k.sasl_password)
+    return config
+
+
+class MetricsListener:
+    """Turns the retraining jobs' reports into metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def pushed(self, by_model: dict[str, int], pending: int) -> None:
+        with self.metrics.lock:
+            for model, n in by_model.items():
+                self.metrics.inc("model_monitor_retrain_pushed_total", (model,), n)
+            self.metrics.set("model_monitor_retrain_pending_samples", (), pending)
+
+    def triggered(self, model: str, reason: str) -> None:
+        with self.metrics.lock:
+            self.metrics.inc("model_monitor_retrain_triggers_total", (model, reason))
+
+
+class Service:
+    """One daemon process: consume, detect, store, push; serve metrics and health."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None,
+                 observers: tuple[BatchObserver, ...] = ()) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics(__version__)
+        self.observers = observers
+        self.health = Health(settings.http.liveness_timeout_s)
+        self.pipeline = Pipeline(settings, self.metrics)
+        self.recent_alerts: deque[Alert] = deque(maxlen=50)
+        self.should_exit = False
+        self.force_exit = False
+        self.http: StatusServer | None = None
+        self.store: SampleStore | None = None
+        self.source: KafkaSource | None = None
+        self.sink: KafkaSink | None = None
+        self.publisher: Publisher | None = None
+        self.jobs: RetrainJobs | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        self.committed = 0
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def run(self) -> int:
+        """Start, loop until asked to stop, shut down; return the exit code."""
+        try:
+            await self.startup()
+        except FatalError as exc:
+            log.error("start-up failed: %s", exc)
+            await self.shutdown()
+            return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_STARTUP
+        except TransientError as exc:
+            log.error("start-up failed: %s", exc)
+            await self.shutdown()
+            return EXIT_STARTUP
+        code = EXIT_OK
+        try:
+            await self.main_loop()
+        except FatalError as exc:
+            log.error("stopping: %s", exc)
+            code = EXIT_FAILURE
+        except asyncio.CancelledError:
+            log.warning("forced exit: the batch in hand was not committed and will be read again")
+            code = EXIT_FAILURE
+        finally:
+            await self.shutdown()
+        return code
+
+    def request_exit(self) -> None:
+        """First call: finish the batch in hand, then shut down. Second: stop at once."""
+        if self.should_exit:
+            self.force_exit = True
+            log.warning("second signal: stopping without waiting")
+        else:
+            log.info("shutting down: finishing the batch in hand (signal again to force)")
+        self.should_exit = True
+
+    async def startup(self) -> None:
+        s = self.settings
+        self.http = StatusServer(s.http.host, s.http.port, self.metrics.registry(), self.health, self.status)
+        self.http.start()
+        log.info("metrics and health on %s (/metrics, /healthz, /readyz, /status)", self.http.url)
+        self.health.set_ready("connecting to the store")
+        self.store = await asyncio.to_thread(SampleStore, s.store.url)
+        kafka = kafka_client_config(s)
+        self.health.set_ready("connecting to Kafka")
+        if s.kafka.create_topics:
+            wanted = {t: s.kafka.topic_partitions for t in
+                      (s.topics.tracking, s.topics.feedback, s.topics.deadletter, s.topics.retrain, s.topics.alerts)
+                      if t}
+            counts = await ensure_topics(s.kafka.bootstrap_servers, wanted, s.kafka.connect_timeout_s, **kafka)
+            if counts.get(s.topics.tracking) != counts.get(s.topics.feedback):
+                log.warning("topics %s (%s partitions) and %s (%s) differ in partition count: feedback and its "
+                            "prediction may land in different members and fail to join", s.topics.tracking,
+                            counts.get(s.topics.tracking), s.topics.feedback, counts.get(s.topics.feedback))
+        self.sink = KafkaSink(s.kafka.bootstrap_servers, s.kafka.client_id, **kafka)
+        await self.sink.start(s.kafka.connect_timeout_s)
+        self.source = KafkaSource(
+            [s.topics.tracking, s.topics.feedback], s.kafka.bootstrap_servers, s.kafka.group_id,
+            max_records=s.kafka.max_batch_records, fetch_timeout_ms=s.kafka.fetch_timeout_ms,
+            auto_offset_reset=s.kafka.auto_offset_reset, session_timeout_ms=s.kafka.session_timeout_ms,
+            rebalance_timeout_ms=s.kafka.rebalance_timeout_ms, heartbeat_interval_ms=s.kafka.heartbeat_interval_ms,
+            client_id=s.kafka.client_id, **kafka)
+        await self.source.start(s.kafka.connect_timeout_s)
+        self._start_retraining(kafka)
+        self.health.set_ready("joining the consumer group")
+        log.info("model-monitor %s consuming %s and %s as group %s", __version__, s.topics.tracking,
+                 s.topics.feedback, s.kafka.group_id)
+
+    def _start_retraining(self, kafka: dict[str, Any]) -> None:
+        s, r = self.settings, self.settings.retrain
+        try:
+            cron = CronTrigger.from_crontab(r.trigger_cron, timezone="UTC") if r.trigger_cron else None
+        except ValueError as exc:
+            raise ConfigError(f"retrain.trigger_cron {r.trigger_cron!r} is not a crontab expression: {exc}") from None
+        publishers: list[Publisher] = [KafkaPublisher(
+            s.topics.retrain, bootstrap_servers=s.kafka.bootstrap_servers.split(","),
+            client_id=f"{s.kafka.client_id}-retrain", **kafka)]
+        if r.webhook_url:
+            publishers.append(WebhookPublisher(r.webhook_url, r.webhook_timeout_s))
+        self.publisher = FanOut(publishers)
+        self.jobs = RetrainJobs(_started(self.store, "the store"), self.publisher, MetricsListener(self.metrics),
+                                batch_size=r.push_batch_size, cooldown_s=r.severe_cooldown_s)
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
+        self.scheduler.add_job(self._job("retrain_push", self.jobs.push), "interval",
+                               seconds=r.push_interval_s, id="push", name="push flagged samples")
+        if cron is not None:
+            self.scheduler.add_job(self._job("retrain_weekly", self.jobs.weekly), cron, id="weekly",
+                                   name="weekly retrain trigger")
+        self.scheduler.start()
+
+    def _job(self, stage: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a scheduled job: its errors are logged and counted, and it runs again next time."""
+        def run(*args: Any) -> Any:
+            try:
+                return func(*args)
+            except MonitorError as exc:
+                transient = isinstance(exc, TransientError)
+                log.error("%s failed (%s): %s", stage, "will retry" if transient else "fatal", exc)
+                with self.metrics.lock:
+                    self.metrics.inc("model_monitor_errors_total", (stage, str(transient).lower()))
+                return None
+        return run
+
+    async def main_loop(self) -> None:
+        source = _started(self.source, "the consumer")
+        while not self.should_exit:
+            self.health.beat()
+            messages = await source.fetch()
+            if source.assigned and not self.health.ready()[0]:
+                self.health.set_ready(None)
+            if not messages:
+                self._update_lag()
+                continue
+            await self.process(messages)
+
+    async def process(self, messages: list[RawMessage]) -> BatchResult:
+        """One batch: pipeline, durable effects, commit, metrics, observers."""
+        source = _started(self.source, "the consumer")
+        started = time.perf_counter()
+        result = self.pipeline.process(messages)
+        await self._make_durable(result)
+        self.committed += await source.commit(messages)
+        self.recent_alerts.extend(result.alerts)
+        with self.metrics.lock:
+            self.metrics.inc("model_monitor_batches_total")
+            self.metrics.inc("model_monitor_committed_messages_total", (), len(messages))
+            self.metrics.observe_many("model_monitor_batch_duration_seconds", (),
+                                      np.asarray([time.perf_counter() - started]))
+        self._update_lag()
+        self._severe(result.alerts)
+        for alert in result.alerts:
+            log.warning("ALERT %s model=%s version=%s feature=%s detector=%s score=%.4g threshold=%.4g at_event=%d",
+                        alert.kind, alert.model, alert.model_version, alert.feature, alert.detector,
+                        alert.score, alert.threshold, alert.at_event)
+        for observer in self.observers:
+            observer(result)
+        return result
+
+    async def _make_durable(self, result: BatchResult) -> None:
+        """Dead letters, samples and alerts: acknowledged and committed, retrying transient failures."""
+        s = self.settings
+        store, sink = _started(self.store, "the store"), _started(self.sink, "the producer")
+        steps: list[tuple[str, Callable[[], Any]]] = []
+        if result.dead_letters:
+            steps.append(("deadletter", lambda: sink.send_dead_letters(s.topics.deadletter, result.dead_letters)))
+        if result.samples or result.alerts:
+            steps.append(("store", lambda: asyncio.to_thread(store.put, result.samples, result.alerts)))
+        if result.alerts and s.topics.alerts:
+            records = [(a.key.encode(), orjson.dumps(a.to_dict()), None) for a in result.alerts]
+            steps.append(("alerts", lambda: sink.send_all(s.topics.alerts, records)))
+        for stage, step in steps:
+            await self._retry(stage, step)
+
+    async def _retry(self, stage: str, step: Callable[[], Any]) -> None:
+        delay, deadline = 0.1, None
+        while True:
+            try:
+                await step()
+                if not self.health.ready()[0] and self.source and self.source.assigned:
+                    self.health.set_ready(None)
+                return
+            except TransientError as exc:
+                with self.metrics.lock:
+                    self.metrics.inc("model_monitor_errors_total", (stage, "true"))
+                self.health.set_ready(f"{stage}: {exc}")
+                if self.should_exit:
+                    deadline = deadline or time.monotonic() + self.settings.service.shutdown_timeout_s
+                    if time.monotonic() > deadline or self.force_exit:
+                        raise FatalError(f"{stage} still failing at shutdown; the batch stays uncommitted: "
+                                         f"{exc}") from exc
+                log.warning("%s failed, retrying in %.1fs: %s", stage, delay, exc)
+                self.health.beat()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except FatalError:
+                with self.metrics.lock:
+                    self.metrics.inc("model_monitor_errors_total", (stage, "false"))
+                raise
+
+    def _severe(self, alerts: list[Alert]) -> None:
+        factor = self.settings.retrain.severe_factor
+        if self.scheduler is None or self.jobs is None:
+            return
+        for alert in alerts:
+            if alert.severity_ratio >= factor:
+                self.scheduler.add_job(self._job("retrain_severe", self.jobs.severe), args=[alert],
+                                       name=f"severe drift trigger for {alert.model}")
+
+    def _update_lag(self) -> None:
+        if self.source is None:
+            return
+        lag = self.source.lag()
+        with self.metrics.lock:
+            for (topic, partition), n in lag.items():
+                self.metrics.set("model_monitor_consumer_lag_messages", (topic, str(partition)), n)
+
+    async def shutdown(self) -> None:
+        """Stop everything that started, each step bounded; safe after a failed start-up."""
+        timeout = self.settings.service.shutdown_timeout_s
+        deadline = time.monotonic() + timeout
+        self.health.set_ready("shutting down")
+
+        async def bounded(what: str, coro: Any) -> None:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(coro, remaining)
+            except TimeoutError:
+                log.error("shutdown: %s did not finish within service.shutdown_timeout_s", what)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are being cancelled: do not hide it
+                log.error("shutdown: %s was cancelled from inside (a client's own task)", what)
+            except Exception as exc:  # keep shutting the rest down, but say what failed
+                log.error("shutdown: %s failed: %s", what, exc)
+
+        if self.scheduler is not None:
+            scheduler, self.scheduler = self.scheduler, None
+            await bounded("scheduler", asyncio.to_thread(scheduler.shutdown, not self.force_exit))
+            if self.jobs is not None and not self.force_exit:
+                await bounded("final push", asyncio.to_thread(self._job("retrain_push", self.jobs.push)))
+        if self.source is not None:
+            await bounded("consumer", self.source.stop())
+        if self.sink is not None:
+            await bounded("producer", self.sink.stop())
+        if self.publisher is not None:
+            await bounded("retraining publisher", asyncio.to_thread(self.publisher.close))
+            self.publisher = None
+        if self.store is not None:
+            await bounded("store", asyncio.to_thread(self.store.close))
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        log.info("stopped after committing %d messages", self.committed)
+
+    def status(self) -> dict[str, Any]:
+        """What /status shows: the pipeline's position, bounds and the latest alerts."""
+        ready, why = self.health.ready()
+        return {
+            "version": __version__, "ready": ready, "why": why,
+            "messages_read": self.pipeline.position, "messages_committed": self.committed,
+            "assigned": sorted(f"{tp.topic}[{tp.partition}]" for tp in (self.source.assigned if self.source else ())),
+            "models": sorted(self.pipeline.models),
+            "recent_alerts": [a.to_dict() for a in list(self.recent_alerts)[-20:]],
+        }
+
+
+def run_daemon(settings: Settings) -> int:
+    """Run the daemon in this process until SIGTERM or SIGINT; return its exit code."""
+    service = Service(settings)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_signal() -> None:
+            service.request_exit()
+            if service.force_exit and task is not None:
+                task.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            return await service.run()
+        except asyncio.CancelledError:
+            return EXIT_FAILURE
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())

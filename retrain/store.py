@@ -1,0 +1,299 @@
+"""The flagged-sample store: SQLAlchemy Core on SQLite (default) or PostgreSQL.
+
+Writes are idempotent: a sample is keyed by its ``event_id`` and an alert by its
+``Alert.key``, so a batch processed twice (after a crash before its offsets were
+committed) stores nothing twice. Pushing to the retraining queue claims rows in a
+transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several daemons sharing
+one database never push the same row at the same time) and marks them pushed only
+after the queue acknowledged them.
+
+Tables are prefixed ``mm_`` so the store can live in a shared database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
+
+from collectors.contract import Alert, FlaggedSample
+from collectors.errors import ConfigError, StoreFailed, StoreSchemaError, StoreUnavailable
+
+SCHEMA_VERSION = "1"
+metadata = MetaData()
+_Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+samples_table = Table(
+    "mm_flagged_samples", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(256), nullable=False, unique=True),
+    Column("model", String(256), nullable=False),
+    Column("model_version", String(256)),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text),
+    Column("event_ts", Float, nullable=False),
+    Column("flagged_at", Float, nullable=False),
+    Column("payload", _Json, nullable=False),
+    Column("pushed_at", Float),
+    Index("ix_mm_flagged_samples_unpushed", "pushed_at", "id"),
+    Index("ix_mm_flagged_samples_model", "model", "reason"),
+)
+alerts_table = Table(
+    "mm_alerts", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("alert_key", String(40), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("model_version", String(256)),
+    Column("feature", String(512)),
+    Column("detector", String(64), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("at_event", BigInteger, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("event_id", String(256)),
+    Column("created_at", Float, nullable=False),
+)
+triggers_table = Table(
+    "mm_retrain_triggers", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("model", String(256), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text),
+    Column("created_at", Float, nullable=False),
+)
+meta_table = Table(
+    "mm_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class StoredSample:
+    """A flagged sample as stored, with its row id."""
+
+    id: int
+    event_id: str
+    model: str
+    model_version: str | None
+    reason: str
+    detail: str | None
+    event_ts: float
+    flagged_at: float
+    payload: dict[str, Any]
+    pushed_at: float | None
+
+    def message(self) -> dict[str, Any]:
+        """The retraining-queue record for this sample."""
+        return {"type": "sample", "event_id": self.event_id, "model": self.model,
+                "model_version": self.model_version, "reason": self.reason, "detail": self.detail,
+                "event_ts": self.event_ts, "flagged_at": self.flagged_at, "payload": self.payload}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the scheduler's push job read while the consumer writes; the busy
+    # timeout turns a momentary lock into a wait instead of an error.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _translate(exc: SQLAlchemyError, url: str) -> Exception:
+    """Our error for a database error: transient if the database may come back."""
+    cause = getattr(exc, "orig", None) or exc
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | sa_exc.TimeoutError):
+        return StoreUnavailable(f"store {url} is unavailable: {cause}")
+    return StoreFailed(f"store {url} refused the operation: {cause}")
+
+
+class SampleStore:
+    """Flagged samples, alerts and retrain triggers in one database."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError(f"store.url {url!r} is not a SQLAlchemy URL (e.g. sqlite:///monitor.db)") from None
+        self.url = parsed.render_as_string(hide_password=True)
+        self.dialect = parsed.get_backend_name()
+        try:
+            self.engine: Engine = create_engine(parsed, pool_pre_ping=True)
+        except NoSuchModuleError:
+            raise ConfigError(f"store.url {self.url}: no SQLAlchemy dialect for {parsed.drivername!r}") from None
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"store.url {self.url} needs the Python package {exc.name!r}; for PostgreSQL install "
+                "model-monitor[postgres]") from None
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if create:
+            self.create()
+
+    def create(self) -> None:
+        """Create the tables if missing; refuse a database of another schema version."""
+        try:
+            with self.engine.begin() as conn:
+                metadata.create_all(conn)
+                version = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema")).scalar()
+                if version is None:
+                    conn.execute(insert(meta_table).values(key="schema", value=SCHEMA_VERSION))
+                elif version != SCHEMA_VERSION:
+                    raise StoreSchemaError(
+                        f"store {self.url} has schema version {version}; this model-monitor uses "
+                        f"{SCHEMA_VERSION}")
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _insert_ignoring(self, table: Table, key: str) -> Any:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+        if self.dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+        return insert(table).prefix_with("IGNORE")  # MySQL/MariaDB
+
+    def put(self, samples: Sequence[FlaggedSample], alerts: Sequence[Alert] = ()) -> None:
+        """Store a batch's samples and alerts in one transaction; repeats are ignored."""
+        if not samples and not alerts:
+            return
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                if samples:
+                    conn.execute(self._insert_ignoring(samples_table, "event_id"), [
+                        {"event_id": s.event_id, "model": s.model, "model_version": s.model_version,
+                         "reason": s.reason, "detail": s.detail, "event_ts": s.event_ts, "flagged_at": now,
+                         "payload": s.payload, "pushed_at": None} for s in samples
+                    ])
+                if alerts:
+                    conn.execute(self._insert_ignoring(alerts_table, "alert_key"), [
+                        {"alert_key": a.key, "kind": a.kind, "model": a.model, "model_version": a.model_version,
+                         "feature": a.feature, "detector": a.detector, "score": a.score,
+                         "threshold": a.threshold, "at_event": a.at_event, "ts": a.ts, "event_id": a.event_id,
+                         "created_at": now} for a in alerts
+                    ])
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    @contextmanager
+    def claim_unpushed(self, limit: int) -> Iterator[tuple[list[StoredSample], Any]]:
+        """Lock up to ``limit`` unpushed samples, oldest first, for one transaction.
+
+        Yields ``(samples, mark_pushed)``; call ``mark_pushed()`` once the queue has
+        acknowledged them. If the block raises, nothing is marked and the rows are
+        free for the next attempt.
+        """
+        try:
+            with self.engine.begin() as conn:
+                query = (select(samples_table).where(samples_table.c.pushed_at.is_(None))
+                         .order_by(samples_table.c.id).limit(limit))
+                if self.dialect == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                rows = [StoredSample(**row._mapping) for row in conn.execute(query)]
+
+                def mark_pushed() -> None:
+                    conn.execute(update(samples_table)
+                                 .where(samples_table.c.id.in_([r.id for r in rows]))
+                                 .values(pushed_at=time.time()))
+
+                yield rows, mark_pushed
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    def record_trigger(self, model: str, reason: str, detail: str | None = None) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(triggers_table).values(
+                    model=model, reason=reason, detail=detail, created_at=time.time()))
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    # -- reading ----------------------------------------------------------------------
+    def _scalar(self, query: Any) -> Any:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(query).scalar()
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    def _rows(self, query: Any) -> list[dict[str, Any]]:
+        try:
+            with self.engine.connect() as conn:
+                return [dict(row._mapping) for row in conn.execute(query)]
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    def pending_count(self) -> int:
+        """Samples stored but not yet pushed."""
+        return int(self._scalar(select(func.count()).select_from(samples_table)
+                                .where(samples_table.c.pushed_at.is_(None))) or 0)
+
+    def counts(self) -> dict[str, int]:
+        """Samples by reason, alerts, and pushed samples: for the demo and `monitor status`."""
+        out = {f"samples:{r['reason']}": int(r["n"]) for r in self._rows(
+            select(samples_table.c.reason, func.count().label("n")).group_by(samples_table.c.reason))}
+        out["samples"] = sum(v for k, v in out.items() if k.startswith("samples:"))
+        out["pushed"] = int(self._scalar(select(func.count()).select_from(samples_table)
+                                         .where(samples_table.c.pushed_at.is_not(None))) or 0)
+        out["alerts"] = int(self._scalar(select(func.count()).select_from(alerts_table)) or 0)
+        out["triggers"] = int(self._scalar(select(func.count()).select_from(triggers_table)) or 0)
+        return out
+
+    def models(self) -> list[str]:
+        """Models that have flagged samples."""
+        return [r["model"] for r in self._rows(select(samples_table.c.model).distinct().order_by("model"))]
+
+    def samples(self, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = select(samples_table).order_by(samples_table.c.id).limit(limit)
+        if model is not None:
+            query = query.where(samples_table.c.model == model)
+        return self._rows(query)
+
+    def alerts(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return self._rows(select(alerts_table).order_by(alerts_table.c.id).limit(limit))
+
+    def triggers(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return self._rows(select(triggers_table).order_by(triggers_table.c.id).limit(limit))
+
+    def connection(self) -> Connection:
+        """A raw connection, for tests and maintenance."""
+        return self.engine.connect()
