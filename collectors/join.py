@@ -131,6 +131,14 @@ class JoinBuffer:
         self.counts["orphaned"] += len(events)
         self._orphans.extend(events)
 
+    def drain_pending(self) -> list[Event]:
+        """All feedback still waiting for its prediction (at shutdown); then forget it."""
+        out = [fb for waiting in self._pending.values() for fb in waiting]
+        self._pending.clear()
+        self._pending_count = 0
+        self._orphan(out)
+        return self.drain_orphans()
+
     def drain_orphans(self) -> list[Event]:
         """Feedback that will never find its prediction, oldest first; then forget it."""
         out, self._orphans = self._orphans, []

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from detectors.base import Detector, Fire, require
 
@@ -98,7 +98,7 @@ class RateIncrease(Detector):
 
     def _learn(self) -> None:
         n, k = self._warm_n, self._warm_ones
-        self._set_rate(float(stats.beta.ppf(self.p0_confidence, k + 0.5, n - k + 0.5)))
+        self._set_rate(float(special.betaincinv(k + 0.5, n - k + 0.5, self.p0_confidence)))  # beta.ppf
 
     def _set_rate(self, p0: float) -> None:
         p0 = min(max(p0, self.min_p0), 1.0 - self.min_p0)

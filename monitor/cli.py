@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from collectors.errors import ConfigError, FatalError, TransientError
 from monitor import __version__
 from monitor.config import ENV_PREFIX, load_settings, reference_markdown, render_toml
-from monitor.service import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, kafka_client_config
+from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
 
 log = logging.getLogger("monitor")
 
@@ -166,6 +166,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "produce":
         from monitor.produce import produce  # noqa: PLC0415
+        from monitor.service import kafka_client_config  # noqa: PLC0415
 
         bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
         sent = asyncio.run(produce(args.file, args.topic, bootstrap, key_field=args.key_field,

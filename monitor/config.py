@@ -30,6 +30,7 @@ from typing import Any
 from collectors.errors import ConfigError
 
 ENV_PREFIX = "MONITOR_"
+ENV_SOURCE = "the environment"
 #: Environment variables with our prefix that are not settings.
 ENV_NOT_SETTINGS = frozenset({"MONITOR_CONFIG"})
 
@@ -216,9 +217,9 @@ def _closest(name: str, options: list[str], prefix: str = "") -> str:
     return f" (did you mean {prefix}{match[0]}?)" if match else ""
 
 
-def _coerce(where: str, value: Any, kind: Any) -> Any:
-    """Check or convert one value to the declared type; strings come from the environment."""
-    from_env = isinstance(value, str) and kind is not str
+def _coerce(where: str, value: Any, kind: Any, from_env: bool) -> Any:
+    """Check one value against the declared type; convert it from text if it came from the environment."""
+    from_env = from_env and isinstance(value, str)
     try:
         if kind is bool:
             if isinstance(value, bool):
@@ -241,7 +242,7 @@ def _coerce(where: str, value: Any, kind: Any) -> Any:
         elif typing.get_origin(kind) is list:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 return list(value)
-            if isinstance(value, str):
+            if from_env:
                 return [v.strip() for v in value.split(",") if v.strip()]
     except ValueError:
         pass
@@ -267,7 +268,7 @@ def _apply(section_obj: Any, section: str, values: Mapping[str, Any], source: st
                 f"unknown key {section}.{key}{_closest(key, list(known), section + '.')}"
                 + (f" in {source}" if source != "file" else "")
             )
-        value = _coerce(f"{section}.{key}", raw, hints[key])
+        value = _coerce(f"{section}.{key}", raw, hints[key], from_env=source == ENV_SOURCE)
         _check_bounds(f"{section}.{key}", value, known[key].metadata)
         setattr(section_obj, key, value)
 
@@ -325,7 +326,7 @@ def load_settings(
     settings = Settings()
     names = sections()
     layers: list[tuple[str, Mapping[str, Any]]] = [("file", data)]
-    layers.append(("the environment", _env_overrides(os.environ if environ is None else environ)))
+    layers.append((ENV_SOURCE, _env_overrides(os.environ if environ is None else environ)))
     if overrides:
         layers.append(("overrides", overrides))
     for source, layer in layers:

@@ -28,8 +28,9 @@ from collectors.contract import Alert
 from collectors.kafka import KafkaSink
 from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import Settings, load_settings
+from monitor.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
 from monitor.pipeline import BatchResult
-from monitor.service import EXIT_FAILURE, EXIT_OK, EXIT_STARTUP, Service
+from monitor.service import Service
 from monitor.simulator import EXPECTED_ALERT, Fault, TrafficSimulator, default_faults
 
 FAULT_NAMES = {

@@ -173,6 +173,20 @@ class Pipeline:
         self._fold_metrics(batch, result, gauges)
         return result
 
+    def drain(self) -> BatchResult:
+        """At shutdown: flag the negative feedback still waiting for its prediction, unjoined.
+
+        Its offsets are committed already, so without this a restart would never see
+        it again. (A crash still loses it: join state is not checkpointed yet.)
+        """
+        batch = _Batch()
+        for orphan in self.joiner.drain_pending():
+            if orphan["kind"] in FLAGGED_KINDS:
+                self._flag_feedback(orphan, None, orphan["kind"], batch)
+        result = BatchResult(samples=batch.samples)
+        self._fold_metrics(batch, result, [])
+        return result
+
     def _close_rate_buckets(self, position: int, batch: _Batch) -> None:
         """The watermark passed a bucket boundary: test the buckets that are now complete."""
         d = self.settings.detect

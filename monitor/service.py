@@ -34,6 +34,7 @@ from collectors.errors import ConfigError, FatalError, MonitorError, TransientEr
 from collectors.kafka import KafkaSink, KafkaSource, ensure_topics
 from monitor import __version__
 from monitor.config import Settings
+from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
 from monitor.http import Health, StatusServer
 from monitor.metrics import Metrics
 from monitor.pipeline import BatchResult, Pipeline
@@ -43,10 +44,6 @@ from retrain.store import SampleStore
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
-EXIT_STARTUP = 3
 
 #: Called after each batch is durable and committed: for the demo's live view.
 BatchObserver = Callable[[BatchResult], None]
@@ -226,6 +223,11 @@ class Service:
                 self._update_lag()
                 continue
             await self.process(messages)
+        if not self.force_exit:
+            drained = self.pipeline.drain()
+            if drained.samples:
+                log.info("storing %d feedback samples still waiting for their prediction", len(drained.samples))
+                await self._make_durable(drained)
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
         """One batch: pipeline, durable effects, commit, metrics, observers."""

@@ -1,0 +1,86 @@
+"""Metrics: a custom collector on our own registry, real HTTP endpoints on port 0."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.http import Health, StatusServer
+from monitor.metrics import LATENCY_BUCKETS, METRICS, Metrics
+
+
+def test_every_metric_is_exposed_with_its_type_and_help():
+    metrics = Metrics("1.2.3")
+    families = {f.name: f for f in text_string_to_metric_families(
+        __import__("prometheus_client").generate_latest(metrics.registry()).decode())}
+    for spec in METRICS:
+        name = spec.name.removesuffix("_total") if spec.type == "counter" else spec.name
+        assert name in families, spec.name
+        assert families[name].type == spec.type
+        assert families[name].documentation == spec.help
+    assert metrics.registry().get_sample_value("model_monitor_build_info", {"version": "1.2.3"}) == 1.0
+
+
+def test_metric_names_follow_prometheus_conventions():
+    for spec in METRICS:
+        assert spec.name.startswith("model_monitor_")
+        assert spec.name.endswith("_total") == (spec.type == "counter"), spec.name
+        assert "_ms" not in spec.name
+        assert "milliseconds" not in spec.name
+
+
+def test_counters_gauges_and_histograms_fold_in_batches():
+    metrics = Metrics()
+    with metrics.lock:
+        metrics.inc_many("model_monitor_events_total", {("a", "prediction"): 3, ("b", "click"): 1})
+        metrics.inc("model_monitor_events_total", ("a", "prediction"), 2)
+        metrics.set("model_monitor_bound_entries", ("models",), 7)
+        metrics.observe_many("model_monitor_prediction_latency_seconds", ("a",), np.array([0.05, 0.1, 0.2, 9.0]))
+    registry = metrics.registry()
+    assert registry.get_sample_value("model_monitor_events_total", {"model": "a", "type": "prediction"}) == 5
+    assert registry.get_sample_value("model_monitor_bound_entries", {"bound": "models"}) == 7
+    buckets = {le: registry.get_sample_value("model_monitor_prediction_latency_seconds_bucket",
+                                             {"model": "a", "le": le}) for le in ("0.05", "0.1", "5.0", "+Inf")}
+    assert buckets == {"0.05": 1, "0.1": 2, "5.0": 3, "+Inf": 4}
+    assert registry.get_sample_value("model_monitor_prediction_latency_seconds_sum", {"model": "a"}) == \
+        pytest.approx(9.35)
+    assert 0.1 in LATENCY_BUCKETS
+
+
+def test_remove_where_drops_only_matching_series():
+    metrics = Metrics()
+    with metrics.lock:
+        for v in ("v1", "v2"):
+            metrics.inc("model_monitor_predictions_total", ("m", v, "ok"))
+        metrics.remove_where(["model_monitor_predictions_total"], model="m", model_version="v1")
+    assert metrics.total("model_monitor_predictions_total") == 1
+    assert metrics.total("model_monitor_predictions_total", model_version="v2") == 1
+
+
+def test_endpoints_serve_metrics_health_and_readiness():
+    now = [0.0]
+    metrics, health = Metrics(), Health(liveness_timeout_s=10, clock=lambda: now[0])
+    server = StatusServer("127.0.0.1", 0, metrics.registry(), health, lambda: {"hello": "world"})
+    server.start()
+    try:
+        get = lambda path, **kw: httpx.get(server.url + path, timeout=5, **kw)  # noqa: E731
+        response = get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        assert "model_monitor_build_info" in response.text
+        assert get("/metrics", headers={"Accept": "application/openmetrics-text"}).text.endswith("# EOF\n")
+        assert get("/healthz").status_code == 200
+        assert (get("/readyz").status_code, get("/readyz").text) == (503, "starting\n")
+        health.set_ready(None)
+        assert get("/readyz").status_code == 200
+        assert get("/status").json() == {"hello": "world"}
+        assert get("/nope").status_code == 404
+        now[0] = 11.0  # the loop stopped beating
+        assert get("/healthz").status_code == 503
+        assert get("/readyz").status_code == 503
+        health.beat()
+        assert get("/healthz").status_code == 200
+    finally:
+        server.stop()

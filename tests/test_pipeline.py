@@ -1,0 +1,169 @@
+"""The pipeline core on synthetic streams: the same batch in, the same effects out, whatever the runner."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import pytest
+from prometheus_client import generate_latest
+
+from collectors.contract import ALERT_KINDS, RawMessage
+from monitor.config import load_settings
+from monitor.metrics import OTHER, Metrics
+from monitor.pipeline import Pipeline
+from monitor.simulator import EXPECTED_ALERT, Fault, TrafficSimulator
+
+START = 1_790_000_000.0
+PII = re.compile(r"[\w.]+@example\.com|13\d{9}|4111 1111 1111 1111")
+
+
+def messages(events) -> list[RawMessage]:
+    return [RawMessage("t", 0, i, None, e if isinstance(e, bytes) else orjson.dumps(e)) for i, e in enumerate(events)]
+
+
+def simulate(seconds: int, rate: float, faults=(), seed: int = 1, bad: float = 0.001) -> list:
+    sim = TrafficSimulator(seed=seed, start_ts=START, faults=list(faults), bad_input_rate=bad)
+    return [e for _ in range(seconds) for e in sim.advance(1.0, rate)]
+
+
+def run(events, batch_size: int = 2000, **sections) -> tuple[Pipeline, list, list, list]:
+    settings = load_settings(environ={}, overrides=sections)
+    pipeline = Pipeline(settings, Metrics("test"), clock=lambda: START + 10**6)
+    msgs = messages(events)
+    alerts, samples, dead = [], [], []
+    for i in range(0, len(msgs), batch_size):
+        result = pipeline.process(msgs[i:i + batch_size])
+        alerts += result.alerts
+        samples += result.samples
+        dead += result.dead_letters
+    return pipeline, alerts, samples, dead
+
+
+@pytest.fixture(scope="module")
+def faulty_stream():
+    faults = [Fault("feature_drift", "recsys", 30.0, feature="price"), Fault("latency_regression", "fraud", 45.0),
+              Fault("feedback_spike", "search", 60.0), Fault("quality_decay", "fraud", 75.0)]
+    return faults, simulate(110, 500, faults)
+
+
+def test_each_injected_fault_raises_its_alert_on_its_model_soon_after(faulty_stream):
+    faults, events = faulty_stream
+    _, alerts, _, _ = run(events)
+    for fault in faults:
+        kind = EXPECTED_ALERT[fault.kind]
+        hits = [a for a in alerts if a.kind == kind and a.model == fault.model and a.ts >= START + fault.start_s]
+        assert hits, f"{fault.kind} on {fault.model} raised no {kind}"
+        assert hits[0].ts - (START + fault.start_s) < 25, f"{fault.kind} detected late: {hits[0]}"
+    assert {a.kind for a in alerts} <= set(ALERT_KINDS)
+    early = [a for a in alerts if a.ts < START + faults[0].start_s]
+    assert early == [], "alerts before any fault are false alarms"
+
+
+def test_no_alerts_on_three_minutes_of_normal_traffic():
+    _, alerts, samples, _ = run(simulate(180, 400, seed=5))
+    assert alerts == []
+    assert samples, "bad cases (thumbs down, wrong labels) are flagged even when nothing drifts"
+
+
+def test_the_same_messages_give_the_same_effects_in_batches_of_any_size(faulty_stream):
+    _, events = faulty_stream
+    events = events[: len(events) // 2]
+    results = [run(events, batch_size=n) for n in (97, 1000, 20_000)]
+    keys = [[(a.at_event, a.kind, a.feature, a.detector, a.score) for a in alerts] for _, alerts, _, _ in results]
+    assert keys[0]
+    assert keys[0] == keys[1] == keys[2]
+    ids = [sorted(s.event_id for s in samples) for _, _, samples, _ in results]
+    assert ids[0] == ids[1] == ids[2]
+
+
+def test_alerts_follow_the_contract_and_point_at_the_triggering_event(faulty_stream):
+    _, events = faulty_stream
+    _, alerts, _, _ = run(events)
+    for alert in alerts:
+        record = alert.to_dict()
+        assert list(record)[:9] == ["kind", "model", "model_version", "feature", "detector", "score", "threshold",
+                                    "at_event", "ts"]
+        event = events[alert.at_event]
+        assert event["event_id"] == alert.event_id
+        assert event["ts"] == alert.ts
+        assert alert.score > alert.threshold or (alert.kind == "slo_burn" and alert.score >= alert.threshold)
+
+
+def test_flagged_samples_are_redacted_and_joined(faulty_stream):
+    _, events = faulty_stream
+    assert any(isinstance(e, dict) and PII.search(e.get("comment", "")) for e in events), "the stream has PII"
+    _, _, samples, _ = run(events)
+    for s in samples:
+        assert not PII.search(orjson.dumps(s.payload).decode()), s.payload
+    bad_cases = [s for s in samples if s.reason in ("thumbs_down", "complaint")]
+    assert bad_cases
+    assert all(s.payload["joined"] for s in bad_cases[100:])
+    joined = bad_cases[-1].payload
+    assert joined["prediction"]["request_id"] == joined["feedback"]["request_id"]
+    assert {s.reason for s in samples} >= {"thumbs_down", "complaint", "wrong_label", "data_drift"}
+
+
+def test_feedback_that_never_finds_its_prediction_is_kept_unjoined():
+    feedback = [{"event_id": f"f-{i}", "type": "feedback", "ts": START + i, "model": "m", "request_id": f"r-{i}",
+                 "kind": "thumbs_down", "comment": "mail me: a.b@example.com"} for i in range(3)]
+    later = {"event_id": "p", "type": "prediction", "ts": START + 5000, "model": "m", "request_id": "other"}
+    pipeline, _, samples, _ = run([*feedback, later], join={"feedback_wait_s": 60})
+    assert [s.event_id for s in samples] == ["f-0", "f-1", "f-2"]
+    assert all(not s.payload["joined"] and s.payload["prediction"] is None for s in samples)
+    assert "[EMAIL]" in samples[0].payload["feedback"]["comment"]
+    assert pipeline.metrics.value("model_monitor_join_total", ("orphaned",)) == 3
+
+
+def test_pending_feedback_is_flagged_when_the_pipeline_drains():
+    fb = {"event_id": "f", "type": "feedback", "ts": START, "model": "m", "request_id": "r", "kind": "complaint"}
+    pipeline, _, samples, _ = run([fb])
+    assert samples == []
+    assert [s.event_id for s in pipeline.drain().samples] == ["f"]
+
+
+def test_models_past_the_bound_share_the_other_label_and_are_counted():
+    events = [{"event_id": f"e-{i}", "type": "prediction", "ts": START + i, "model": f"m{i % 3}",
+               "request_id": f"r-{i}", "features": {"x": i}} for i in range(30)]
+    pipeline, _, _, _ = run(events, detect={"max_models": 2})
+    m = pipeline.metrics
+    assert set(pipeline.models) == {"m0", "m1"}
+    assert m.value("model_monitor_events_total", (OTHER, "prediction")) == 10
+    assert m.value("model_monitor_bound_overflow_total", ("models",)) == 10
+    assert m.value("model_monitor_bound_entries", ("models",)) == 2
+    assert m.value("model_monitor_bound_capacity", ("models",)) == 2
+
+
+def test_a_new_version_past_the_bound_evicts_the_oldest_and_its_series():
+    events = [{"event_id": f"e-{i}", "type": "prediction", "ts": START + i, "model": "m",
+               "model_version": "v1" if i < 10 else "v2", "features": {"x": 1.0}} for i in range(20)]
+    pipeline, _, _, _ = run(events, batch_size=10, detect={"max_versions": 1})
+    assert list(pipeline.models["m"].versions) == ["v2"]
+    text = generate_latest(pipeline.metrics.registry()).decode()
+    assert 'model_version="v2"' in text
+    assert 'model_version="v1"' not in text
+
+
+def test_feature_type_changes_count_as_mismatches_and_missing():
+    events = [{"event_id": f"e-{i}", "type": "prediction", "ts": START + i, "model": "m",
+               "features": {"x": 1.5 if i < 5 else "oops"}} for i in range(8)]
+    pipeline, _, _, _ = run(events)
+    assert pipeline.metrics.value("model_monitor_feature_type_mismatches_total", ("m",)) == 3
+
+
+def test_latency_histogram_has_an_exact_100ms_edge():
+    events = [{"event_id": f"e-{i}", "type": "prediction", "ts": START, "model": "m", "latency_ms": ms}
+              for i, ms in enumerate([99.9, 100.0, 100.001, 250.0])]
+    pipeline, _, _, _ = run(events)
+    registry = pipeline.metrics.registry()
+    bucket = registry.get_sample_value("model_monitor_prediction_latency_seconds_bucket", {"model": "m", "le": "0.1"})
+    count = registry.get_sample_value("model_monitor_prediction_latency_seconds_count", {"model": "m"})
+    assert (bucket, count) == (2.0, 4.0)
+
+
+def test_bad_input_is_returned_as_dead_letters_with_reasons():
+    events = [b"nope", b"[]", {"event_id": "e", "type": "prediction", "ts": START, "model": "m"}]
+    pipeline, _, _, dead = run(events)
+    assert [(d.reason, d.message.offset) for d in dead] == [("not_json", 0), ("not_object", 1)]
+    assert pipeline.metrics.value("model_monitor_invalid_events_total", ("not_json",)) == 1
+    assert pipeline.position == 3

@@ -1,0 +1,215 @@
+"""The flagged-sample store on SQLite and on the local PostgreSQL, and the jobs that push from it."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import orjson
+import pytest
+from helpers import read_topic
+
+from collectors.contract import Alert, FlaggedSample
+from collectors.errors import ConfigError, PublishFailed, StoreSchemaError, StoreUnavailable
+from retrain.jobs import RetrainJobs
+from retrain.publisher import FanOut, KafkaPublisher, WebhookPublisher
+from retrain.store import SampleStore, meta_table
+
+
+def sample(i: int, model: str = "m", reason: str = "thumbs_down") -> FlaggedSample:
+    return FlaggedSample(f"e-{i}", model, "v1", reason, "irrelevant", 1_790_000_000.0 + i, {"i": i, "text": "é"})
+
+
+def alert(i: int) -> Alert:
+    return Alert("data_drift", "m", "v1", "price", "ks", 0.3, 0.15, i, 1_790_000_000.0 + i, f"e-{i}")
+
+
+@pytest.fixture
+def store(store_url):
+    s = SampleStore(store_url)
+    yield s
+    assert s.engine.pool.checkedout() == 0, "a pooled connection was left checked out"
+    s.close()
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.records: list[dict] = []
+        self.fail = fail
+
+    def publish(self, records):
+        if self.fail:
+            raise PublishFailed("queue down")
+        self.records.extend(records)
+
+    def close(self):
+        pass
+
+
+class Listener:
+    def __init__(self):
+        self.pushed_counts: list[tuple[dict, int]] = []
+        self.triggers: list[tuple[str, str]] = []
+
+    def pushed(self, by_model, pending):
+        self.pushed_counts.append((by_model, pending))
+
+    def triggered(self, model, reason):
+        self.triggers.append((model, reason))
+
+
+def test_put_is_idempotent_by_event_id_and_alert_key(store):
+    store.put([sample(1), sample(2)], [alert(1)])
+    store.put([sample(1), sample(2), sample(3)], [alert(1), alert(2)])
+    counts = store.counts()
+    assert (counts["samples"], counts["alerts"]) == (3, 2)
+    rows = store.samples()
+    assert [r["event_id"] for r in rows] == ["e-1", "e-2", "e-3"]
+    assert rows[0]["payload"] == {"i": 1, "text": "é"}
+
+
+def test_claim_marks_pushed_only_when_asked(store):
+    store.put([sample(i) for i in range(5)])
+    with store.claim_unpushed(3) as (rows, mark):
+        assert [r.event_id for r in rows] == ["e-0", "e-1", "e-2"]
+        mark()
+    assert store.pending_count() == 2
+    def fail_after_marking() -> None:
+        with store.claim_unpushed(10) as (rows, mark):
+            assert len(rows) == 2
+            mark()
+            raise RuntimeError("the queue failed after the mark: the transaction rolls back")
+
+    with pytest.raises(RuntimeError):
+        fail_after_marking()
+    assert store.pending_count() == 2
+
+
+def test_push_job_marks_only_acknowledged_samples(store):
+    store.put([sample(i, model="a" if i % 2 else "b") for i in range(7)])
+    listener = Listener()
+    failing = RetrainJobs(store, Recorder(fail=True), listener, batch_size=3)
+    with pytest.raises(PublishFailed):
+        failing.push()
+    assert store.pending_count() == 7
+    recorder = Recorder()
+    jobs = RetrainJobs(store, recorder, listener, batch_size=3)
+    assert jobs.push() == 7
+    assert [r["event_id"] for r in recorder.records] == [f"e-{i}" for i in range(7)]
+    assert all(r["type"] == "sample" and r["payload"]["i"] == int(r["event_id"][2:]) for r in recorder.records)
+    assert store.pending_count() == 0
+    assert sum(sum(c.values()) for c, _ in listener.pushed_counts) == 7
+    assert listener.pushed_counts[-1][1] == 0
+    assert jobs.push() == 0
+
+
+def test_severe_trigger_pushes_first_and_respects_the_cooldown(store):
+    now = [1000.0]
+    store.put([sample(1)])
+    recorder, listener = Recorder(), Listener()
+    jobs = RetrainJobs(store, recorder, listener, cooldown_s=60, clock=lambda: now[0])
+    assert jobs.severe(alert(1)) is True
+    assert [r["type"] for r in recorder.records] == ["sample", "retrain_trigger"]
+    assert jobs.severe(alert(2)) is False
+    now[0] += 61
+    assert jobs.severe(alert(3)) is True
+    assert listener.triggers == [("m", "severe_drift"), ("m", "severe_drift")]
+    assert store.counts()["triggers"] == 2
+
+
+def test_weekly_trigger_names_every_model_with_samples(store):
+    store.put([sample(1, "a"), sample(2, "b"), sample(3, "a")])
+    recorder, listener = Recorder(), Listener()
+    assert RetrainJobs(store, recorder, listener).weekly() == ["a", "b"]
+    triggers = [r for r in recorder.records if r["type"] == "retrain_trigger"]
+    assert [(t["model"], t["reason"]) for t in triggers] == [("a", "weekly"), ("b", "weekly")]
+
+
+def test_a_store_of_another_schema_version_is_refused(store, store_url):
+    with store.engine.begin() as conn:
+        conn.execute(meta_table.update().values(value="999"))
+    with pytest.raises(StoreSchemaError, match="schema version 999"):
+        SampleStore(store_url).close()
+
+
+def test_bad_urls_and_unreachable_databases_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not a SQLAlchemy URL"):
+        SampleStore("not a url")
+    with pytest.raises(ConfigError, match="no SQLAlchemy dialect"):
+        SampleStore("nosuchdb://x")
+    with pytest.raises(StoreUnavailable):
+        SampleStore("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2")
+    with pytest.raises(StoreUnavailable):
+        SampleStore(f"sqlite:///{tmp_path}/missing/dir/x.db")
+
+
+@pytest.mark.postgres
+def test_concurrent_pushers_on_postgresql_never_push_a_sample_twice(pg_url):
+    store = SampleStore(pg_url)
+    store.put([sample(i) for i in range(400)])
+    recorders = [Recorder() for _ in range(4)]
+    jobs = [RetrainJobs(SampleStore(pg_url), r, Listener(), batch_size=7) for r in recorders]
+    threads = [threading.Thread(target=j.push) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    pushed = [r["event_id"] for rec in recorders for r in rec.records]
+    assert sorted(pushed) == sorted(f"e-{i}" for i in range(400))
+    assert sum(1 for rec in recorders if rec.records) > 1, "the work should have been shared"
+    for j in jobs:
+        j.store.close()
+    store.close()
+
+
+class _Hook(BaseHTTPRequestHandler):
+    bodies: ClassVar[list[bytes]] = []
+    status = 200
+
+    def do_POST(self):
+        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Hook.bodies = []
+    _Hook.status = 200
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Hook
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_publisher_posts_json_lines_and_fails_on_errors(webhook):
+    url, hook = webhook
+    publisher = WebhookPublisher(url, timeout_s=5)
+    publisher.publish([{"event_id": "a"}, {"event_id": "b"}])
+    assert [orjson.loads(line) for line in hook.bodies[0].splitlines()] == [{"event_id": "a"}, {"event_id": "b"}]
+    hook.status = 503
+    with pytest.raises(PublishFailed, match="503"):
+        publisher.publish([{"event_id": "c"}])
+    publisher.close()
+    with pytest.raises(PublishFailed):
+        WebhookPublisher("http://127.0.0.1:1/none", timeout_s=2).publish([{"event_id": "d"}])
+
+
+@pytest.mark.kafka
+def test_kafka_and_webhook_publishers_deliver_keyed_records(broker, webhook, store):
+    url, hook = webhook
+    topic = f"rt-{uuid.uuid4().hex[:8]}"
+    publisher = FanOut([KafkaPublisher(topic, bootstrap_servers=broker), WebhookPublisher(url)])
+    store.put([sample(i) for i in range(5)])
+    assert RetrainJobs(store, publisher, Listener()).push() == 5
+    publisher.close()
+    records = read_topic(broker, topic, 5)
+    assert sorted(r.key for r in records) == [f"e-{i}".encode() for i in range(5)]
+    assert sum(len(b.splitlines()) for b in hook.bodies) == 5
