@@ -93,6 +93,15 @@ METRICS = (
 SPECS = {s.name: s for s in METRICS}
 
 
+def metrics_markdown() -> str:
+    """The metrics table of the README, made from ``METRICS``."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for spec in METRICS:
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
+        rows.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.help} |")
+    return "\n".join(rows)
+
+
 class _Series:
     """Values of one metric by label tuple."""
 
