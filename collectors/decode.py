@@ -36,11 +36,11 @@ from collectors.contract import (
 MIN_TS = 946_684_800.0
 _SCALARS = (str, int, float, bool, type(None))
 _NUMBERS = (int, float)
-#: Top-level fields the validator checks itself; any other field is only depth-checked.
-_KNOWN_FIELDS = frozenset({
-    "event_id", "type", "ts", "model", "model_version", "request_id", "features",
-    "prediction", "latency_ms", "status", "segment", "kind", "reason", "comment", "value",
-})
+#: Top-level fields the validator checks itself, by event kind; any other field is
+#: only held to the depth bound (it is kept, and may be stored, so it must be bounded).
+_COMMON_FIELDS = {"event_id", "type", "ts", "model", "model_version", "request_id"}
+_TRACKING_FIELDS = frozenset(_COMMON_FIELDS | {"features", "prediction", "latency_ms", "status", "segment"})
+_FEEDBACK_FIELDS = frozenset(_COMMON_FIELDS | {"kind", "reason", "comment", "value"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +110,12 @@ class Decoder:
             _optional_str(obj, "reason", lim.max_string_length)
             _optional_str(obj, "comment", lim.max_string_length)
             value = obj.get("value")
-            if value is not None and type(value) not in _SCALARS:
+            if type(value) is str:
+                if len(value) > lim.max_string_length:
+                    raise _Invalid("too_large", f"value is {len(value)} characters; at most {lim.max_string_length}")
+            elif value is not None and type(value) not in _SCALARS:
                 _check_depth(value, lim.max_depth, "value")
+            known = _FEEDBACK_FIELDS
         else:
             _flat_object(obj, "features", lim.max_features, lim.max_string_length)
             _flat_object(obj, "prediction", lim.max_features, lim.max_string_length)
@@ -123,12 +127,18 @@ class Decoder:
                 if latency < 0:
                     raise _Invalid("bad_value", f"latency_ms {latency} is negative")
             status = obj.get("status")
-            if status is not None and status not in STATUSES:
-                raise _Invalid("bad_value", f"status {status!r} is not one of {sorted(STATUSES)}")
-        if len(obj) > len(_KNOWN_FIELDS):
-            for name, extra in obj.items():
-                if name not in _KNOWN_FIELDS and type(extra) not in _SCALARS:
+            if status is not None:
+                if type(status) is not str:
+                    raise _Invalid("wrong_type", f"status must be a string, got {_json_type(status)}")
+                if status not in STATUSES:
+                    raise _Invalid("bad_value", f"status {status!r} is not one of {sorted(STATUSES)}")
+            known = _TRACKING_FIELDS
+        for name, extra in obj.items():
+            if type(extra) is dict or type(extra) is list:
+                if name not in known:
                     _check_depth(extra, lim.max_depth, name)
+            elif type(extra) is str and len(extra) > lim.max_string_length and name not in known:
+                raise _Invalid("too_large", f"{name} is {len(extra)} characters; at most {lim.max_string_length}")
         return obj
 
 
@@ -198,7 +208,7 @@ def _timestamp(obj: dict[str, Any], latest: float) -> float:
         ts = float(raw)
     elif type(raw) is str:
         try:
-            parsed = datetime.fromisoformat(raw)
+            parsed = datetime.fromisoformat(raw.upper())  # RFC 3339 allows a lowercase t and z
         except ValueError:
             raise _Invalid("bad_timestamp", f"ts {raw!r} is not an RFC 3339 timestamp") from None
         if parsed.tzinfo is None:

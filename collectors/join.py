@@ -7,8 +7,10 @@ time for it (at most ``max_pending`` of it). Nothing is dropped silently: an
 evicted or expired prediction is counted, and feedback that never finds its
 prediction comes out of ``drain_orphans()`` so the caller can still keep it.
 
-Whether a pair joins depends only on the two events' timestamps, never on when a
-batch ended, so a replay joins exactly what the daemon joined.
+Time is event time: ``advance(ts)`` is called with every event's timestamp, and
+what is too old is forgotten at the event that moves the watermark (the newest
+timestamp seen) past it. So whether a pair joins depends only on the stream, never
+on where a batch ended, and a replay joins exactly what the daemon joined.
 
 >>> j = JoinBuffer(ttl_s=60, max_predictions=10, feedback_wait_s=5, max_pending=10)
 >>> j.add_prediction({"request_id": "r-1", "ts": 100.0})
@@ -23,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -45,6 +48,10 @@ class JoinBuffer:
         self._pending: dict[str, list[Event]] = {}
         self._pending_count = 0
         self._orphans: list[Event] = []
+        #: The newest event time seen.
+        self.watermark = -math.inf
+        # When expire() next has work: at most the true time (it may run early, never late).
+        self._next_expiry = math.inf
         #: Outcomes so far: matched, matched_waiting, expired, evicted (predictions),
         #: orphaned (feedback that found no prediction), of which evicted_waiting by the bound.
         self.counts: Counter[str] = Counter()
@@ -60,8 +67,10 @@ class JoinBuffer:
         return self._pending_count
 
     def _pairs(self, prediction: Event, feedback: Event) -> bool:
-        # No lower bound: feedback stamped a little before its prediction is clock skew.
-        return feedback["ts"] - prediction["ts"] <= self.ttl_s
+        # Feedback stamped a little before its prediction is clock skew, allowed up to
+        # feedback_wait_s: the same bound after which waiting feedback is given up on,
+        # so whether a pair joins never depends on when expire() ran.
+        return -self.feedback_wait_s <= feedback["ts"] - prediction["ts"] <= self.ttl_s
 
     def add_prediction(self, event: Event) -> list[Event]:
         """Keep a prediction; return the waiting feedback that joins it now."""
@@ -73,6 +82,7 @@ class JoinBuffer:
             del preds[next(iter(preds))]
             self.counts["evicted"] += 1
         preds[rid] = event
+        self._next_expiry = min(self._next_expiry, event["ts"] + self.ttl_s)
         waiting = self._pending.pop(rid, None)
         if not waiting:
             return []
@@ -101,7 +111,15 @@ class JoinBuffer:
             self._orphan(evicted)
         self._pending.setdefault(rid, []).append(event)
         self._pending_count += 1
+        self._next_expiry = min(self._next_expiry, event["ts"] + self.feedback_wait_s)
         return None
+
+    def advance(self, ts: float) -> None:
+        """Move event time to ``ts`` (if it is newer), forgetting what became too old."""
+        if ts > self.watermark:
+            self.watermark = ts
+            if ts > self._next_expiry:
+                self.expire(ts)
 
     def expire(self, watermark: float) -> None:
         """Forget what is too old to join anything that is still to come.
@@ -126,6 +144,10 @@ class JoinBuffer:
             waiting = pending.pop(rid)
             self._pending_count -= len(waiting)
             self._orphan(waiting)
+        self._next_expiry = min(
+            next(iter(preds.values()))["ts"] + self.ttl_s if preds else math.inf,
+            next(iter(pending.values()))[0]["ts"] + self.feedback_wait_s if pending else math.inf,
+        )
 
     def _orphan(self, events: list[Event]) -> None:
         self.counts["orphaned"] += len(events)

@@ -30,22 +30,26 @@ PLACEHOLDERS = {
     "ipv4": "[IPV4]",
 }
 FIELD_PLACEHOLDER = "[REDACTED]"
-#: Fields whose values are closed vocabularies: never personal data, never rewritten.
-_ENUM_FIELDS = frozenset({"type", "kind", "status", "ts"})
+#: Fields never rewritten: closed vocabularies, and the identifiers that samples are
+#: keyed by (rewriting an id could make two samples one). Keep personal data out of ids.
+_KEPT_FIELDS = frozenset({"type", "kind", "status", "ts", "event_id", "request_id"})
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-# Alternatives are tried left to right at each position: the checked, specific
-# patterns (identity number, card) come before the looser phone patterns.
+# One pass per kind, in this order: the checked, specific patterns (identity number,
+# card) before the looser phone patterns. Placeholders hold no digits, so a later
+# pass never matches what an earlier one wrote, and a run that fails one kind's check
+# is still seen by the next kind's pattern.
 _PATTERNS = {
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
     "cn_id": r"(?<![\dA-Za-z])\d{6}(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![\dA-Za-z])",
     "bank_card": r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])",
     "phone": (
         r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"  # CN mobile
-        r"|(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\d)"  # +country ...
+        r"|(?<![\w+])\+\d{1,3}(?:[ -]|[ -]?\()\d{1,4}\)?(?:[ .-]?\(?\d{1,4}\)?){1,4}(?!\d)"  # +44 20 ...
         r"|(?<![\d(])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?!\d)"  # (555) 123-4567
     ),
-    "ipv4": rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.])",
+    # An address may end a sentence ("... is 10.0.0.7."), but not run into more digits.
+    "ipv4": rf"(?<!\d)(?<!\d\.){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)",
 }
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -78,6 +82,16 @@ def cn_id_valid(number: str) -> bool:
     return _ID_CHECK[total % 11] == number[17].upper()
 
 
+def _card_prefix(found: str) -> int:
+    """End of the longest Luhn-valid card number (13+ digits) that ``found`` starts with,
+    cut at a separator; 0 if there is none."""
+    for cut in sorted((m.start() for m in re.finditer(r"[ -]", found)), reverse=True):
+        digits = re.sub(r"[ -]", "", found[:cut])
+        if len(digits) >= 13 and luhn_valid(digits):
+            return cut
+    return 0
+
+
 _VALIDATORS = {
     "cn_id": cn_id_valid,
     "bank_card": lambda s: luhn_valid(re.sub(r"[ -]", "", s)),
@@ -99,31 +113,27 @@ class Redactor:
             raise ValueError(f"unknown redaction kinds {sorted(unknown)}; choose from {list(KINDS)}")
         self.fields = tuple(fields)
         self._field_paths = [tuple(f.split(".")) for f in self.fields]
-        order = [k for k in KINDS if k in self.kinds]
-        self._regex = (
-            re.compile("|".join(f"(?P<{k}>{_PATTERNS[k]})" for k in order)) if order else None
-        )
+        self._passes = [(k, re.compile(_PATTERNS[k])) for k in KINDS if k in self.kinds]
 
     def redact_text(self, text: str) -> tuple[str, dict[str, int]]:
         """Return the text with personal data replaced, and counts by kind."""
         counts: dict[str, int] = {}
-        if self._regex is None:
-            return text, counts
-
-        def replace(match: re.Match[str]) -> str:
-            kind = match.lastgroup or ""
-            found = match.group()
+        for kind, pattern in self._passes:
             check = _VALIDATORS.get(kind)
-            if check is not None and not check(found):
-                # An 18-digit run that fails the identity checksum may still be a card.
-                if kind == "cn_id" and "bank_card" in self.kinds and found.isdigit() and luhn_valid(found):
-                    kind = "bank_card"
+
+            def replace(match: re.Match[str], kind: str = kind, check: Any = check) -> str:
+                found = match.group()
+                if check is None or check(found):
+                    replacement = PLACEHOLDERS[kind]
+                elif kind == "bank_card" and (cut := _card_prefix(found)):
+                    replacement = PLACEHOLDERS[kind] + found[cut:]  # "card ... 1111 123": the CVV stays
                 else:
                     return found
-            counts[kind] = counts.get(kind, 0) + 1
-            return PLACEHOLDERS[kind]
+                counts[kind] = counts.get(kind, 0) + 1
+                return replacement
 
-        return self._regex.sub(replace, text), counts
+            text = pattern.sub(replace, text)
+        return text, counts
 
     def redact_event(self, event: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
         """A redacted deep copy of ``event``; the original is not changed.
@@ -131,7 +141,7 @@ class Redactor:
         ``counts`` (if given) is increased by kind, ``"field"`` for whole fields.
         """
         tally: dict[str, int] = counts if counts is not None else {}
-        out = {k: (v if k in _ENUM_FIELDS else self._redact_value(v, tally)) for k, v in event.items()}
+        out = {k: (v if k in _KEPT_FIELDS else self._redact_value(v, tally)) for k, v in event.items()}
         for path in self._field_paths:
             parent: Any = out
             for part in path[:-1]:

@@ -66,6 +66,8 @@ class ChiSquareDrift(ReferenceWindowTest):
         self._reset()
 
     def _prepare(self, values: np.ndarray) -> np.ndarray:
+        if not np.all(values >= 0):  # also catches NaN
+            raise ValueError("category codes must be integers >= 0")
         return np.minimum(values.astype(np.int64), self.max_categories - 1)
 
     def _counts(self, codes: np.ndarray) -> np.ndarray:

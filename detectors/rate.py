@@ -67,7 +67,7 @@ class RateIncrease(Detector):
         require(settle is None or settle >= 0, f"settle must be >= 0, got {settle}")
         self.warmup = warmup
         self.odds_ratio = odds_ratio
-        self._threshold = threshold
+        self._threshold = float(threshold)
         self.p0 = p0
         self.p0_confidence = p0_confidence
         self.min_p0 = min_p0
@@ -105,7 +105,9 @@ class RateIncrease(Detector):
         odds1 = self.odds_ratio * p0 / (1.0 - p0)
         p1 = odds1 / (1.0 + odds1)
         self.rate_ = p0
-        self._llr = (round(math.log(p1 / p0) * _SCALE), round(math.log((1 - p1) / (1 - p0)) * _SCALE))
+        # At the upper clip a rise is impossible (a feature always missing stays so): 1s add nothing.
+        up = 0 if p0 >= 1.0 - self.min_p0 else round(math.log(p1 / p0) * _SCALE)
+        self._llr = (up, round(math.log((1 - p1) / (1 - p0)) * _SCALE))
 
     def _update_many(self, values: np.ndarray) -> list[Fire]:
         ones = values != 0

@@ -45,5 +45,5 @@ class RiverAdapter(Detector):
             update(bool(x) if binary else x)
             if self.detector.drift_detected:
                 fires.append(Fire(i, 1.0, 1.0))
-        self._score = 1.0 if fires else 0.0
+        self._score = 1.0 if self.detector.drift_detected else 0.0  # as of the last value
         return fires

@@ -11,6 +11,8 @@ did. It fires once per episode and re-arms when the long-window burn falls below
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from detectors.base import Detector, Fire, require
@@ -44,11 +46,13 @@ class BurnRate(Detector):
         self.long_window = long_window
         self.short_window = short_window
         self.factor = factor
+        self._budget = 1 - Fraction(str(objective))
+        self._limit = Fraction(str(factor)) * self._budget
         self._reset()
 
     @property
     def threshold(self) -> float:
-        return self.factor
+        return float(self.factor)
 
     @property
     def ready(self) -> bool:
@@ -70,11 +74,13 @@ class BurnRate(Detector):
         long_len = np.minimum(ends, self.long_window)
         long_bad = csum[ends] - csum[ends - long_len]
         short_bad = csum[ends] - csum[np.maximum(ends - self.short_window, 0)]
-        budget = round(1.0 - self.objective, 12)  # 1 - 0.99 is 0.010000000000000009
-        limit = self.factor * budget
-        long_burning = long_bad >= limit * long_len
-        firing = long_burning & (short_bad >= limit * self.short_window) & (ends >= self.short_window)
-        burn = long_bad / (long_len * budget)
+        # Decide in exact integer arithmetic: bad / n >= factor * budget, with factor * budget
+        # = num / den as written in decimal (1 - 0.99 in floats is 0.010000000000000009).
+        num, den = self._limit.numerator, self._limit.denominator
+        long_burning = long_bad * den >= num * long_len
+        firing = long_burning & (short_bad * den >= num * self.short_window) & (ends >= self.short_window)
+        # One correctly rounded division: a burn of exactly `factor` scores exactly `factor`.
+        burn = (long_bad * self._budget.denominator) / (long_len * self._budget.numerator)
         fires: list[Fire] = []
         i = 0
         while i < len(ends):

@@ -135,6 +135,7 @@ class Pipeline:
                 continue
             result.events += 1
             ts = event["ts"]
+            self.joiner.advance(ts)
             if ts > self.watermark:
                 self.watermark = ts
                 if ts >= self._close_at:
@@ -146,7 +147,6 @@ class Pipeline:
                 self._prediction(state, event, position, batch)
             elif typ == "feedback":
                 self._feedback(state, event, position, batch)
-        self.joiner.expire(self.watermark)
         for orphan in self.joiner.drain_orphans():
             if orphan["kind"] in FLAGGED_KINDS:
                 self._flag_feedback(orphan, None, orphan["kind"], batch)
@@ -221,7 +221,7 @@ class Pipeline:
             state.batch_recent.append((position, event))
             latency = event.get("latency_ms")
             if latency is not None:
-                state.latencies.append(latency / 1000.0)
+                state.latencies.setdefault(version, []).append(latency / 1000.0)
             state.last_ts = max(state.last_ts, event["ts"])
         for feedback in waiting:
             self._joined(feedback, event, position, batch)
@@ -335,18 +335,18 @@ class Pipeline:
                 if delta:
                     m.inc(name, labels, delta)
             for model, version in self._evicted:
-                m.remove_where((*_GAUGE_METRICS, "model_monitor_predictions_total"),
-                               model=model, model_version=version)
+                m.remove_where((*_GAUGE_METRICS, "model_monitor_predictions_total",
+                                "model_monitor_prediction_latency_seconds"), model=model, model_version=version)
             self._evicted.clear()
             for model, (version, kind, feature, detector, score, threshold) in gauges:
                 labels = (model, version, kind, feature, detector)
                 m.set("model_monitor_detector_score", labels, score)
                 m.set("model_monitor_detector_threshold", labels, threshold)
             for state in batch.touched.values():
-                if state.latencies:
-                    m.observe_many("model_monitor_prediction_latency_seconds", (state.name,),
-                                   np.asarray(state.latencies, dtype=np.float64))
-                    state.latencies = []
+                for version, latencies in state.latencies.items():
+                    m.observe_many("model_monitor_prediction_latency_seconds", (state.name, version),
+                                   np.asarray(latencies, dtype=np.float64))
+                state.latencies = {}
                 if state.last_ts:
                     m.set("model_monitor_last_event_timestamp_seconds", (state.name,), state.last_ts)
             for bound, entries, capacity in (
