@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.contract import ALERT_KINDS
 from collectors.errors import ConfigError
+from collectors.redact import KINDS as REDACTION_KINDS
 
 ENV_PREFIX = "MONITOR_"
 ENV_SOURCE = "the environment"
@@ -164,7 +166,9 @@ class RetrainSettings:
     push_interval_s: float = _key(10.0, "How often unpushed samples are pushed.", min=0.1)
     push_batch_size: int = _key(500, "Most samples pushed in one go.", min=1)
     trigger_cron: str = _key("0 3 * * mon", "Weekly retrain trigger (crontab, UTC); empty to disable.")
-    severe_factor: float = _key(2.0, "An alert whose score is this many times its threshold triggers at once.",
+    severe_kinds: list[str] = _list_key(["data_drift", "prediction_drift", "metric_decay"],
+                                        "Alert kinds that can trigger a retrain at once (retraining fixes these).")
+    severe_factor: float = _key(2.0, "Such an alert whose score is this many times its threshold triggers at once.",
                                 min=1)
     severe_cooldown_s: float = _key(3600.0, "Least time between two immediate triggers of a model.", min=0)
     webhook_url: str = _key("", "Also POST pushed samples (JSON lines) to this URL; empty to disable.")
@@ -291,6 +295,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
 
 
 def _validate(settings: Settings) -> None:
+    for where, values, allowed in (("redact.kinds", settings.redact.kinds, REDACTION_KINDS),
+                                   ("retrain.severe_kinds", settings.retrain.severe_kinds, ALERT_KINDS)):
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            raise ConfigError(f"{where} has unknown {', '.join(map(repr, unknown))}; choose from {', '.join(allowed)}")
     d, s = settings.detect, settings.slo
     if d.check_every > d.window_size:
         raise ConfigError(f"detect.check_every ({d.check_every}) must be <= detect.window_size ({d.window_size})")

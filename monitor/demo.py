@@ -100,9 +100,9 @@ class Demo:
                       "heartbeat_interval_ms": 1000, "connect_timeout_s": 15.0, "group_id": "model-monitor-demo"},
             "store": {"url": f"sqlite:///{folder / 'monitor.db'}"},
             "http": {"host": "127.0.0.1", "port": _pick_port(self.metrics_port)},
-            # A short push interval and a low severity bar, so the queue and a drift-triggered
-            # retrain show within the demo's minute.
-            "retrain": {"push_interval_s": 2.0, "severe_factor": 1.5, "severe_cooldown_s": 600.0},
+            # A short push interval, and every drift or decay alert counts as severe, so the
+            # queue and the immediate retrain triggers show within the demo's minute.
+            "retrain": {"push_interval_s": 2.0, "severe_factor": 1.0, "severe_cooldown_s": 600.0},
             "service": {"shutdown_timeout_s": 15.0},
         })
 

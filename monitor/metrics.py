@@ -11,11 +11,12 @@ made from it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from prometheus_client import ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -47,7 +48,7 @@ METRICS = (
          "Messages rejected as bad input and sent to the dead-letter topic, by reason."),
     Spec("model_monitor_predictions_total", "counter", ("model", "model_version", "status"),
          "Predictions by status (ok, error): the success-rate SLO."),
-    Spec("model_monitor_prediction_latency_seconds", "histogram", ("model",),
+    Spec("model_monitor_prediction_latency_seconds", "histogram", ("model", "model_version"),
          "Prediction latency; a bucket edge at 0.1 s makes the 100 ms SLO exact."),
     Spec("model_monitor_feedback_total", "counter", ("model", "kind"),
          "Feedback events by kind: the negative-feedback-rate SLO."),
@@ -88,6 +89,7 @@ METRICS = (
          "Retrain triggers sent: weekly, severe_drift."),
     Spec("model_monitor_errors_total", "counter", ("stage", "transient"),
          "Errors by pipeline stage; transient ones are retried."),
+    Spec("model_monitor_ready", "gauge", (), "1 when /readyz answers ready, else 0."),
     Spec("model_monitor_build_info", "gauge", ("version",), "Always 1; the version running."),
 )
 SPECS = {s.name: s for s in METRICS}
@@ -137,25 +139,41 @@ class Metrics(Collector):
             else:
                 self._series[spec.name] = _Series(spec)
         self.set("model_monitor_build_info", (version,), 1)
+        self._probes: dict[str, Callable[[], float]] = {}
 
     def registry(self) -> CollectorRegistry:
-        """A fresh registry holding these metrics (and nothing global)."""
+        """A fresh registry holding these metrics and the process's (and nothing global)."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes, process_start_time_seconds, ...
         return registry
 
+    def probe(self, name: str, read: Callable[[], float]) -> None:
+        """Read a label-less gauge from ``read`` at each scrape (e.g. readiness)."""
+        self._probes[name] = read
+
     # -- updates: call with self.lock held ------------------------------------------
+    def _values(self, name: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], Any]:
+        series = self._series[name]
+        if len(labels) != len(series.spec.labels):
+            raise ValueError(f"{name} takes labels {series.spec.labels}, got {labels}")
+        return series.values
+
     def inc(self, name: str, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
-        values = self._series[name].values
+        values = self._values(name, labels)
         values[labels] = values.get(labels, 0.0) + amount
 
     def inc_many(self, name: str, counts: Mapping[tuple[str, ...], float]) -> None:
-        values = self._series[name].values
         for labels, amount in counts.items():
+            values = self._values(name, labels)
             values[labels] = values.get(labels, 0.0) + amount
 
     def set(self, name: str, labels: tuple[str, ...], value: float) -> None:
-        self._series[name].values[labels] = value
+        self._values(name, labels)[labels] = value
+
+    def replace(self, name: str, values: Mapping[tuple[str, ...], float]) -> None:
+        """Set a gauge's series to exactly ``values``, dropping the others (e.g. lost partitions)."""
+        self._series[name].values = dict(values)
 
     def remove_where(self, names: Iterable[str], **match: str) -> None:
         """Drop the series whose labels match, e.g. those of an evicted model version."""
@@ -169,6 +187,7 @@ class Metrics(Collector):
         series = self._series[name]
         if not isinstance(series, _Histogram):
             raise TypeError(f"{name} is not a histogram")
+        self._values(name, labels)
         series.observe_many(labels, values)
 
     # -- reads ----------------------------------------------------------------------
@@ -187,7 +206,10 @@ class Metrics(Collector):
                              if isinstance(v, float | int) and all(k[i] == match[lab] for lab, i in idx.items())))
 
     def collect(self) -> Iterator[Metric]:
+        probed = {name: read() for name, read in self._probes.items()}
         with self.lock:
+            for name, value in probed.items():
+                self.set(name, (), value)
             for series in self._series.values():
                 yield _family(series)
 

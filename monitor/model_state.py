@@ -285,7 +285,7 @@ class ModelState:
         self.feedback_rate = EventTimeRate(self.negatives, d.feedback_bucket_s, d.feedback_lateness_s)
         self.recent: deque[tuple[int, Event]] = deque(maxlen=settings.detect.drift_window)
         self.batch_recent: list[tuple[int, Event]] = []
-        self.latencies: list[float] = []
+        self.latencies: dict[str, list[float]] = {}  # by version, this batch
         self.last_version = ""
         self.last_ts = 0.0
 

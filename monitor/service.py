@@ -96,6 +96,7 @@ class Service:
         self.metrics = metrics or Metrics(__version__)
         self.observers = observers
         self.health = Health(settings.http.liveness_timeout_s)
+        self.metrics.probe("model_monitor_ready", lambda: float(self.health.ready()[0]))
         self.pipeline = Pipeline(settings, self.metrics)
         self.recent_alerts: deque[Alert] = deque(maxlen=50)
         self.should_exit = False
@@ -294,21 +295,20 @@ class Service:
                 raise
 
     def _severe(self, alerts: list[Alert]) -> None:
-        factor = self.settings.retrain.severe_factor
+        r = self.settings.retrain
         if self.scheduler is None or self.jobs is None:
             return
         for alert in alerts:
-            if alert.severity_ratio >= factor:
+            if alert.kind in r.severe_kinds and alert.severity_ratio >= r.severe_factor:
                 self.scheduler.add_job(self._job("retrain_severe", self.jobs.severe), args=[alert],
                                        name=f"severe drift trigger for {alert.model}")
 
     def _update_lag(self) -> None:
         if self.source is None:
             return
-        lag = self.source.lag()
-        with self.metrics.lock:
-            for (topic, partition), n in lag.items():
-                self.metrics.set("model_monitor_consumer_lag_messages", (topic, str(partition)), n)
+        lag = {(topic, str(partition)): float(n) for (topic, partition), n in self.source.lag().items()}
+        with self.metrics.lock:  # partitions this member lost must not keep their last lag
+            self.metrics.replace("model_monitor_consumer_lag_messages", lag)
 
     async def shutdown(self) -> None:
         """Stop everything that started, each step bounded; safe after a failed start-up."""

@@ -10,9 +10,12 @@ quality decay (late labels stop agreeing with the model).
 Everything is seeded: the same seed, rate and faults give the same events.
 
 >>> sim = TrafficSimulator(seed=1, start_ts=1.8e9)
->>> events = sim.advance(1.0, rate=50)
->>> sorted({e["type"] for e in events if isinstance(e, dict)})[:2]
-['click', 'feedback']
+>>> first = sim.advance(1.0, rate=50)
+>>> sorted({e["type"] for e in first if isinstance(e, dict)})
+['impression', 'prediction']
+>>> later = sim.advance(10.0, rate=50)  # feedback arrives seconds after its prediction
+>>> {"label", "thumbs_down"} <= {e["kind"] for e in later if isinstance(e, dict) and e["type"] == "feedback"}
+True
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ def default_faults(duration_s: float | None) -> list[Fault]:
     """One fault of each kind, spread over the run so each has time to be seen.
 
     >>> [(f.kind, f.start_s) for f in default_faults(90)][:2]
-    [('feature_drift', 18.0), ('latency_regression', 30.0)]
+    [('feature_drift', 18.0), ('latency_regression', 31.5)]
     """
     span = 90.0 if duration_s is None else duration_s
     first, step = 0.2 * span, (0.8 * span - 0.2 * span) / 4

@@ -46,6 +46,8 @@ def test_file_then_environment_then_overrides(tmp_path):
     ("[slo]\nshort_window = 5000", {}, r"slo.short_window \(5000\) must be <= slo.long_window"),
     ("[topics]\ndeadletter = 'monitor.tracking'", {}, "must differ from the input topics"),
     ("[kafka\n", {}, "not valid TOML"),
+    ("[redact]\nkinds = ['email', 'passport']", {}, "redact.kinds has unknown 'passport'; choose from email"),
+    ("", {"MONITOR_RETRAIN_SEVERE_KINDS": "data_drift,drift"}, "retrain.severe_kinds has unknown 'drift'"),
     ("[redact]\nfields = 'features.email'", {}, "redact.fields must be"),
     ("kafka = 3", {}, r"\[kafka\] must be a table"),
 ])

@@ -37,16 +37,25 @@ def test_counters_gauges_and_histograms_fold_in_batches():
         metrics.inc_many("model_monitor_events_total", {("a", "prediction"): 3, ("b", "click"): 1})
         metrics.inc("model_monitor_events_total", ("a", "prediction"), 2)
         metrics.set("model_monitor_bound_entries", ("models",), 7)
-        metrics.observe_many("model_monitor_prediction_latency_seconds", ("a",), np.array([0.05, 0.1, 0.2, 9.0]))
+        metrics.observe_many("model_monitor_prediction_latency_seconds", ("a", "v1"),
+                             np.array([0.05, 0.1, 0.2, 9.0]))
     registry = metrics.registry()
     assert registry.get_sample_value("model_monitor_events_total", {"model": "a", "type": "prediction"}) == 5
     assert registry.get_sample_value("model_monitor_bound_entries", {"bound": "models"}) == 7
-    buckets = {le: registry.get_sample_value("model_monitor_prediction_latency_seconds_bucket",
-                                             {"model": "a", "le": le}) for le in ("0.05", "0.1", "5.0", "+Inf")}
+    labels = {"model": "a", "model_version": "v1"}
+    buckets = {le: registry.get_sample_value("model_monitor_prediction_latency_seconds_bucket", {**labels, "le": le})
+               for le in ("0.05", "0.1", "5.0", "+Inf")}
     assert buckets == {"0.05": 1, "0.1": 2, "5.0": 3, "+Inf": 4}
-    assert registry.get_sample_value("model_monitor_prediction_latency_seconds_sum", {"model": "a"}) == \
+    assert registry.get_sample_value("model_monitor_prediction_latency_seconds_sum",
+                                     {"model": "a", "model_version": "v1"}) == \
         pytest.approx(9.35)
     assert 0.1 in LATENCY_BUCKETS
+
+
+def test_label_arity_is_checked():
+    metrics = Metrics()
+    with metrics.lock, pytest.raises(ValueError, match="model_monitor_events_total takes labels"):
+        metrics.inc("model_monitor_events_total", ("only-model",))
 
 
 def test_remove_where_drops_only_matching_series():

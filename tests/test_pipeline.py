@@ -156,8 +156,9 @@ def test_latency_histogram_has_an_exact_100ms_edge():
               for i, ms in enumerate([99.9, 100.0, 100.001, 250.0])]
     pipeline, _, _, _ = run(events)
     registry = pipeline.metrics.registry()
-    bucket = registry.get_sample_value("model_monitor_prediction_latency_seconds_bucket", {"model": "m", "le": "0.1"})
-    count = registry.get_sample_value("model_monitor_prediction_latency_seconds_count", {"model": "m"})
+    labels = {"model": "m", "model_version": ""}
+    bucket = registry.get_sample_value("model_monitor_prediction_latency_seconds_bucket", {**labels, "le": "0.1"})
+    count = registry.get_sample_value("model_monitor_prediction_latency_seconds_count", labels)
     assert (bucket, count) == (2.0, 4.0)
 
 
