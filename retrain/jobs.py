@@ -59,7 +59,7 @@ class RetrainJobs:
                     self.publisher.publish([r.message() for r in rows])
                     mark_pushed()
                 total += len(rows)
-                self.listener.pushed(dict(Counter(r.model for r in rows)), self.store.pending_count())
+                self.listener.pushed(dict(Counter(r.sample.model for r in rows)), self.store.pending_count())
                 if len(rows) < self.batch_size:
                     break
         if total:

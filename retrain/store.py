@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -105,24 +105,23 @@ meta_table = Table(
 
 @dataclass(frozen=True)
 class StoredSample:
-    """A flagged sample as stored, with its row id."""
+    """A flagged sample as stored: the sample, its row id, and when it was flagged and pushed."""
 
     id: int
-    event_id: str
-    model: str
-    model_version: str | None
-    reason: str
-    detail: str | None
-    event_ts: float
+    sample: FlaggedSample
     flagged_at: float
-    payload: dict[str, Any]
     pushed_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredSample:
+        m = row._mapping
+        sample = FlaggedSample(m["event_id"], m["model"], m["model_version"], m["reason"], m["detail"],
+                               m["event_ts"], m["payload"])
+        return cls(m["id"], sample, m["flagged_at"], m["pushed_at"])
 
     def message(self) -> dict[str, Any]:
         """The retraining-queue record for this sample."""
-        return {"type": "sample", "event_id": self.event_id, "model": self.model,
-                "model_version": self.model_version, "reason": self.reason, "detail": self.detail,
-                "event_ts": self.event_ts, "flagged_at": self.flagged_at, "payload": self.payload}
+        return {"type": "sample", **asdict(self.sample), "flagged_at": self.flagged_at}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -228,7 +227,7 @@ class SampleStore:
                          .order_by(samples_table.c.id).limit(limit))
                 if self.dialect == "postgresql":
                     query = query.with_for_update(skip_locked=True)
-                rows = [StoredSample(**row._mapping) for row in conn.execute(query)]
+                rows = [StoredSample.from_row(row) for row in conn.execute(query)]
 
                 def mark_pushed() -> None:
                     conn.execute(update(samples_table)

@@ -73,7 +73,7 @@ def test_put_is_idempotent_by_event_id_and_alert_key(store):
 def test_claim_marks_pushed_only_when_asked(store):
     store.put([sample(i) for i in range(5)])
     with store.claim_unpushed(3) as (rows, mark):
-        assert [r.event_id for r in rows] == ["e-0", "e-1", "e-2"]
+        assert [r.sample.event_id for r in rows] == ["e-0", "e-1", "e-2"]
         mark()
     assert store.pending_count() == 2
     def fail_after_marking() -> None:
