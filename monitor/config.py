@@ -127,6 +127,9 @@ class DetectSettings:
                                     min=0.001)
     feedback_lateness_s: float = _key(
         10.0, "How long after its end a feedback-rate bucket waits for late events before it is tested.", min=0)
+    feedback_burn_in_s: float = _key(
+        60.0, "Event time at the start of a model's stream not used for its negative-feedback rate "
+              "(its feedback is still on the way).", min=0)
     decay_detector: str = _key("cusum", "Detector on the error stream from late labels.",
                                choices=("cusum", "ddm", "hddm_a", "adwin"))
     decision_threshold: float = _key(0.5, "A score at or above this predicts the positive label.", min=0, max=1)

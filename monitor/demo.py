@@ -99,6 +99,8 @@ class Demo:
             "kafka": {"bootstrap_servers": bootstrap, "session_timeout_ms": 6000, "rebalance_timeout_ms": 5000,
                       "heartbeat_interval_ms": 1000, "connect_timeout_s": 15.0, "group_id": "model-monitor-demo"},
             "store": {"url": f"sqlite:///{folder / 'monitor.db'}"},
+            # The simulator's feedback arrives within 8 s: a shorter burn-in fits the demo's minute.
+            "detect": {"feedback_burn_in_s": 10.0},
             "http": {"host": "127.0.0.1", "port": _pick_port(self.metrics_port)},
             # A short push interval, and every drift or decay alert counts as severe, so the
             # queue and the immediate retrain triggers show within the demo's minute.

@@ -39,14 +39,9 @@ class DetectorFactory:
         d = self.d
         return ChiSquareDrift(d.reference_size, d.window_size, d.check_every, d.alpha, d.max_categories)
 
-    def rate(self, burn_in: int = 0) -> Detector:
+    def rate(self) -> Detector:
         d = self.d
-        return RateIncrease(warmup=d.rate_warmup, odds_ratio=d.rate_odds_ratio, threshold=d.rate_threshold,
-                            burn_in=burn_in)
-
-    def negative_feedback(self) -> Detector:
-        # Feedback lags its prediction: skip the start, when it has not caught up yet.
-        return self.rate(burn_in=self.d.rate_warmup)
+        return RateIncrease(warmup=d.rate_warmup, odds_ratio=d.rate_odds_ratio, threshold=d.rate_threshold)
 
     def error_rate(self) -> Detector:
         choice = self.d.decay_detector
@@ -108,17 +103,25 @@ class EventTimeRate:
     independent of how the topics were interleaved. A closed bucket becomes its
     0/1 values with the events spread evenly, all at the position of the event
     that closed it. Events older than every open bucket count in the oldest one.
+
+    The first ``burn_in_s`` of event time is not handed on: when the stream itself
+    starts (a new model, a topic read from its beginning) the feedback on the first
+    predictions has not arrived yet, and the rate looks low until it has.
     """
 
-    __slots__ = ("buckets", "lateness_s", "stream", "width_s")
+    __slots__ = ("buckets", "burn_in_end", "burn_in_s", "lateness_s", "stream", "width_s")
 
-    def __init__(self, stream: Stream, width_s: float, lateness_s: float) -> None:
+    def __init__(self, stream: Stream, width_s: float, lateness_s: float, burn_in_s: float = 0.0) -> None:
         self.stream = stream
         self.width_s = width_s
         self.lateness_s = lateness_s
+        self.burn_in_s = burn_in_s
+        self.burn_in_end: float | None = None  # event time before which buckets are dropped
         self.buckets: dict[int, list[int]] = {}  # bucket index -> [trials, events]
 
     def add(self, ts: float, is_event: bool) -> None:
+        if self.burn_in_end is None:
+            self.burn_in_end = ts + self.burn_in_s
         index = int(ts // self.width_s)
         counts = self.buckets.get(index)
         if counts is None:
@@ -135,6 +138,8 @@ class EventTimeRate:
         horizon = (watermark - self.lateness_s) // self.width_s
         for index in sorted(i for i in self.buckets if i < horizon):
             trials, events = self.buckets.pop(index)
+            if self.burn_in_end is not None and (index + 1) * self.width_s <= self.burn_in_end:
+                continue
             if events:  # spread the 1s evenly among the 0s
                 step = trials / events
                 ones = {int(j * step) for j in range(events)}
@@ -280,9 +285,10 @@ class ModelState:
         self.factory = factory
         self.on_evict = on_evict
         self.versions: OrderedDict[str, VersionState] = OrderedDict()
-        self.negatives = Stream(factory.negative_feedback(), "feedback_spike", None, "negative_feedback_rate")
+        self.negatives = Stream(factory.rate(), "feedback_spike", None, "negative_feedback_rate")
         d = settings.detect
-        self.feedback_rate = EventTimeRate(self.negatives, d.feedback_bucket_s, d.feedback_lateness_s)
+        self.feedback_rate = EventTimeRate(self.negatives, d.feedback_bucket_s, d.feedback_lateness_s,
+                                           d.feedback_burn_in_s)
         self.recent: deque[tuple[int, Event]] = deque(maxlen=settings.detect.drift_window)
         self.batch_recent: list[tuple[int, Event]] = []
         self.latencies: dict[str, list[float]] = {}  # by version, this batch
