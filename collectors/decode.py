@@ -34,6 +34,8 @@ from collectors.contract import (
 
 #: 2000-01-01T00:00:00Z. Anything earlier is a unit or clock mistake, not an event.
 MIN_TS = 946_684_800.0
+#: Longest feature, prediction or segment name: it becomes a metric label and a column.
+MAX_KEY_LENGTH = 256
 _SCALARS = (str, int, float, bool, type(None))
 _NUMBERS = (int, float)
 #: Top-level fields the validator checks itself, by event kind; any other field is
@@ -51,7 +53,7 @@ class Limits:
     max_features: int = 200
     max_string_length: int = 4096
     max_depth: int = 8
-    max_future_skew_s: float = 86_400.0
+    max_future_skew_s: float = 300.0
 
 
 class _Invalid(Exception):
@@ -84,6 +86,8 @@ class Decoder:
         except orjson.JSONDecodeError as exc:
             reason, detail = _classify_json_error(value, exc)
             return None, reason, detail
+        if b"\\u0000" in value:  # a NUL is valid JSON, but no database stores it in text
+            return None, "bad_value", "a string holds a NUL character (\\u0000)"
         try:
             return self._validate(obj, now), None, ""
         except _Invalid as bad:
@@ -189,6 +193,8 @@ def _flat_object(obj: dict[str, Any], name: str, max_items: int, max_len: int) -
     if len(value) > max_items:
         raise _Invalid("too_large", f"{name} has {len(value)} entries; at most {max_items}")
     for key, item in value.items():
+        if len(key) > MAX_KEY_LENGTH:
+            raise _Invalid("too_large", f"a key of {name} is {len(key)} characters; at most {MAX_KEY_LENGTH}")
         kind = type(item)
         if kind is str:
             if len(item) > max_len:

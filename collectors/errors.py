@@ -11,6 +11,7 @@ caller is whether trying again can help::
     └── FatalError              retrying cannot help: fix something, then restart
         ├── ConfigError         bad or unknown configuration
         ├── StartupError        the service could not start (wraps the cause)
+        ├── BrokerRejected      Kafka refused a record for good (too large, not authorised)
         ├── StoreFailed         the database refused an operation (not a lost connection)
         └── StoreSchemaError    the database is not one of ours
 
@@ -51,6 +52,10 @@ class ConfigError(FatalError):
 
 class StartupError(FatalError):
     """The service could not start; the message says what to fix."""
+
+
+class BrokerRejected(FatalError):
+    """Kafka refused records for a reason retrying cannot fix."""
 
 
 class StoreFailed(FatalError):

@@ -8,6 +8,13 @@ call is acknowledged.
 Partitions are assigned with the range assignor: with the tracking and feedback
 topics at the same partition count, a member gets the same partition numbers of
 both, so a prediction and its feedback (keyed by ``request_id``) meet in one member.
+
+aiokafka runs rebalances in a background task, so one can start while a batch is in
+hand. The caller holds ``KafkaSource.batch_lock`` from fetch to commit, and
+revoking partitions waits for it: a member gives partitions up only after
+committing what it processed. If a commit still finds a partition gone (the
+member was fenced out), the new owner reads those messages again, which the
+idempotent sinks make harmless.
 """
 
 from __future__ import annotations
@@ -22,10 +29,22 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 
 from collectors.contract import DeadLetter, RawMessage
-from collectors.errors import BrokerUnavailable
+from collectors.errors import BrokerRejected, BrokerUnavailable, StartupError
+
+#: Kafka's error code for "the topic already exists", in CreateTopics answers.
+TOPIC_ALREADY_EXISTS = 36
+#: Dead letters keep at most this much of the original value (the producer's request
+#: limit is 1 MiB); a header says how long it was.
+DEADLETTER_MAX_BYTES = 900_000
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +65,7 @@ async def _retry_until(deadline: float, what: str, bootstrap: str, attempt: Call
             delay = min(delay * 2, 2.0)
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float,
+async def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float, replication: int = 1,
                         **kafka_config: Any) -> dict[str, int]:
     """Create missing topics (name -> partitions); return every topic's partition count."""
     deadline = time.monotonic() + timeout_s
@@ -54,13 +73,16 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float
     await _retry_until(deadline, "connect to Kafka", bootstrap, admin.start)
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
+        missing = [NewTopic(name, n, replication) for name, n in topics.items() if name not in existing]
         if missing:
-            try:
-                await admin.create_topics(missing)
-                log.info("created topics %s", ", ".join(t.name for t in missing))
-            except TopicAlreadyExistsError:
-                pass  # another daemon made them first
+            response = await admin.create_topics(missing)
+            failed = [(t, code, msg) for t, code, msg in response.topic_errors
+                      if code not in (0, TOPIC_ALREADY_EXISTS)]  # "exists": another daemon made it first
+            if failed:
+                raise StartupError("could not create topics: " + "; ".join(
+                    f"{t}: error {code} {msg or ''}".strip() for t, code, msg in failed)
+                    + ". Create them yourself, or check kafka.topic_replication and the broker's ACLs")
+            log.info("created topics %s", ", ".join(t.name for t in missing))
         described = await admin.describe_topics(list(topics))
         return {d["topic"]: len(d["partitions"]) for d in described}
     finally:
@@ -72,9 +94,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.source = source
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        # Offsets are committed after every batch, before the next fetch, and the
-        # rebalance only happens inside a fetch: nothing processed is uncommitted here.
-        self.source.assigned -= set(revoked)
+        # aiokafka awaits this before the partitions move: wait for the batch in hand to
+        # be made durable and committed (the caller holds batch_lock until then).
+        async with self.source.batch_lock:
+            self.source.assigned -= set(revoked)
         log.info("partitions revoked: %s", _names(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -92,12 +115,16 @@ class KafkaSource:
     def __init__(self, topics: Sequence[str], bootstrap: str, group_id: str, *, max_records: int,
                  fetch_timeout_ms: int, auto_offset_reset: str = "earliest", session_timeout_ms: int = 10000,
                  rebalance_timeout_ms: int = 10000, heartbeat_interval_ms: int = 3000,
+                 max_poll_interval_ms: int = 300000, commit_timeout_s: float = 10.0,
                  client_id: str = "model-monitor", **kafka_config: Any) -> None:
         self.topics = list(topics)
         self.bootstrap = bootstrap
         self.max_records = max_records
         self.fetch_timeout_ms = fetch_timeout_ms
+        self.commit_timeout_s = commit_timeout_s
         self.assigned: set[TopicPartition] = set()
+        #: Held from a fetch's return until its batch is committed (see the module docstring).
+        self.batch_lock = asyncio.Lock()
         self._fetched: dict[TopicPartition, int] = {}  # next offset to fetch, per partition
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group_id, client_id=client_id,
@@ -105,6 +132,7 @@ class KafkaSource:
             partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=session_timeout_ms, rebalance_timeout_ms=rebalance_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms, max_poll_records=max_records,
+            max_poll_interval_ms=max_poll_interval_ms,
             **kafka_config)
         self._started = False
 
@@ -129,15 +157,36 @@ class KafkaSource:
         return list(heapq.merge(*runs, key=lambda m: m.timestamp_ms))
 
     async def commit(self, messages: Sequence[RawMessage]) -> int:
-        """Commit the offsets after ``messages``; return how many messages that covers."""
+        """Commit the offsets after ``messages``; return how many messages that covers.
+
+        Partitions this member no longer owns are left to their new owner, which reads
+        those messages again (0 is returned for them). A broker that does not answer
+        within ``commit_timeout_s`` raises ``BrokerUnavailable``: retry.
+        """
         offsets: dict[TopicPartition, int] = {}
         for m in messages:
             tp = TopicPartition(m.topic, m.partition)
             if m.offset + 1 > offsets.get(tp, -1):
                 offsets[tp] = m.offset + 1
-        if offsets:
-            await self._consumer.commit(offsets)
-        return len(messages)
+        owned = self._consumer.assignment()
+        moved = {tp for tp in offsets if tp not in owned}
+        for tp in moved:
+            del offsets[tp]
+        if moved:
+            log.warning("partitions %s moved before their batch was committed; the new owner reads it again",
+                        _names(moved))
+        if not offsets:
+            return 0
+        try:
+            await asyncio.wait_for(self._consumer.commit(offsets), self.commit_timeout_s)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("commit refused (%s): the partitions moved; their new owner reads the batch again", exc)
+            return 0
+        except (TimeoutError, KafkaTimeoutError) as exc:
+            raise BrokerUnavailable(f"the offset commit got no answer within {self.commit_timeout_s:.0f}s") from exc
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"the offset commit failed: {exc}") from exc
+        return sum(1 for m in messages if TopicPartition(m.topic, m.partition) in offsets)
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages between what was fetched and the end of each assigned partition."""
@@ -155,16 +204,23 @@ class KafkaSource:
             await self._consumer.stop()
 
 
-def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
-    """Headers that say why and where from; the value stays the original bytes."""
+def dead_letter_record(letter: DeadLetter) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """Key, value and headers of a dead letter: the original bytes (cut to
+    ``DEADLETTER_MAX_BYTES``, with ``monitor.truncated`` giving the full length), and
+    headers that say why and where from."""
     m = letter.message
-    return [
+    headers = [
         ("monitor.reason", letter.reason.encode()),
         ("monitor.detail", letter.detail.encode()[:1000]),
         ("monitor.source.topic", m.topic.encode()),
         ("monitor.source.partition", str(m.partition).encode()),
         ("monitor.source.offset", str(m.offset).encode()),
     ]
+    value = m.value
+    if value is not None and len(value) > DEADLETTER_MAX_BYTES:
+        headers.append(("monitor.truncated", str(len(value)).encode()))
+        value = value[:DEADLETTER_MAX_BYTES]
+    return m.key, value, headers
 
 
 class KafkaSink:
@@ -191,10 +247,12 @@ class KafkaSink:
                        for key, value, headers in records]
             await asyncio.gather(*futures)
         except KafkaError as exc:
+            if not getattr(exc, "retriable", False) and not isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
+                raise BrokerRejected(f"topic {topic} refused {len(records)} records: {exc}") from exc
             raise BrokerUnavailable(f"topic {topic} did not acknowledge {len(records)} records: {exc}") from exc
 
     async def send_dead_letters(self, topic: str, letters: Sequence[DeadLetter]) -> None:
-        await self.send_all(topic, [(d.message.key, d.message.value, dead_letter_headers(d)) for d in letters])
+        await self.send_all(topic, [dead_letter_record(d) for d in letters])
 
     async def stop(self) -> None:
         if self._started:

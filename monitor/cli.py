@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from collectors.errors import ConfigError, FatalError, TransientError
 from monitor import __version__
 from monitor.config import ENV_PREFIX, load_settings, reference_markdown, render_toml
-from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
+from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STARTUP
 
 log = logging.getLogger("monitor")
 
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     produce = commands.add_parser(
         "produce", help="send a file of events to a Kafka topic",
-        description="Send each non-blank line of a file ('-' for stdin) as one message, keyed by request_id.")
+        description="Send each line of a file ('-' for stdin) as one message, keyed by request_id.")
     produce.add_argument("file", help="events, one JSON object per line")
     produce.add_argument("--topic", required=True, help="topic to send to")
     produce.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="override kafka.bootstrap_servers")
@@ -125,10 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STARTUP if args.command in ("run", "demo", "produce") else EXIT_FAILURE
     except TransientError as exc:
         print(f"monitor: {exc}", file=sys.stderr)
-        return EXIT_STARTUP
+        return EXIT_STARTUP if args.command in ("run", "demo", "produce") else EXIT_FAILURE
     except KeyboardInterrupt:
         print("monitor: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:

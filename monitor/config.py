@@ -60,9 +60,15 @@ class KafkaSettings:
     session_timeout_ms: int = _key(10000, "Consumer group session timeout.", min=1000)
     rebalance_timeout_ms: int = _key(10000, "How long a rebalance waits for members to rejoin.", min=1000)
     heartbeat_interval_ms: int = _key(3000, "Consumer group heartbeat interval.", min=100)
+    max_poll_interval_ms: int = _key(300_000, "Longest a batch may take (retries of its effects included) before "
+                                              "the group gives its partitions to another member.", min=1000)
+    request_timeout_s: float = _key(30.0, "How long a commit or a retraining-queue send waits for the broker.",
+                                    min=0.1)
     connect_timeout_s: float = _key(30.0, "At start-up, how long to wait for the broker before giving up.", min=0.1)
     create_topics: bool = _key(True, "Create missing topics at start-up.")
     topic_partitions: int = _key(4, "Partitions of topics created at start-up.", min=1)
+    topic_replication: int = _key(3, "Replication factor of topics created at start-up (1 for a one-broker "
+                                     "development cluster).", min=1)
     security_protocol: str = _key("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
                                   choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
     sasl_mechanism: str = _key("PLAIN", "SASL mechanism when security_protocol uses SASL.")
@@ -89,7 +95,7 @@ class CollectSettings:
     max_features: int = _key(200, "Most entries in features, prediction or segment.", min=1)
     max_string_length: int = _key(4096, "Longest string value accepted.", min=1)
     max_depth: int = _key(8, "Deepest nesting accepted in free-form fields.", min=1)
-    max_future_skew_s: float = _key(86400.0, "How far ahead of the clock a timestamp may be.", min=0)
+    max_future_skew_s: float = _key(300.0, "How far ahead of the clock a timestamp may be.", min=0)
 
 
 @dataclass
@@ -109,6 +115,8 @@ class JoinSettings:
     max_predictions: int = _key(200_000, "Most predictions kept waiting for feedback.", min=1)
     feedback_wait_s: float = _key(600.0, "How long (event time) feedback waits for a late prediction.", min=0)
     max_pending: int = _key(50_000, "Most feedback events kept waiting for their prediction.", min=0)
+    watermark_max_step_s: float = _key(
+        60.0, "Most one event may move event time ahead (a bad clock must not expire everything).", min=0.001)
 
 
 @dataclass
@@ -160,6 +168,8 @@ class StoreSettings:
     """The flagged-sample store (SQLAlchemy)."""
 
     url: str = _key("sqlite:///model-monitor.db", "SQLAlchemy URL; postgresql+psycopg://... when scaled out.")
+    retention_days: float = _key(30.0, "Delivered samples, alerts and sent triggers older than this are "
+                                       "deleted (hourly); 0 keeps everything.", min=0)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -28,7 +29,7 @@ from collectors.contract import Alert
 from collectors.kafka import KafkaSink
 from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import Settings, load_settings
-from monitor.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
+from monitor.exit_codes import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STARTUP
 from monitor.pipeline import BatchResult
 from monitor.service import Service
 from monitor.simulator import EXPECTED_ALERT, Fault, TrafficSimulator, default_faults
@@ -65,14 +66,15 @@ class Console:
 
 
 def _pick_port(preferred: int) -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            return free_port()
+    """``preferred`` if it is free, else (or for 0) a free port, so the header can show it."""
+    if preferred:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", preferred))
+                return preferred
+            except OSError:
+                pass
+    return free_port()
 
 
 class Demo:
@@ -92,6 +94,7 @@ class Demo:
         self.start_ts = time.time()
         self.console = Console(time.monotonic())
         self.service: Service | None = None
+        self.interrupted = False
 
     # -- wiring ---------------------------------------------------------------------
     def settings(self, bootstrap: str, folder: Path) -> Settings:
@@ -118,8 +121,7 @@ class Demo:
         try:
             bootstrap = await asyncio.to_thread(broker.start)
             settings = self.settings(bootstrap, folder)
-            self._header(bootstrap, settings, folder)
-            return await self._run_with(settings)
+            return await self._run_with(settings, bootstrap, folder)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(Exception):
@@ -131,8 +133,10 @@ class Demo:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _on_signal(self) -> None:
+        """First Ctrl-C: stop the traffic, let the daemon drain. Then: hurry the daemon up."""
+        self.interrupted = True
         if self.stopping.is_set() and self.service is not None:
-            self.service.request_exit()  # the second Ctrl-C: do not wait for the drain
+            self.service.request_exit()
         self.stopping.set()
 
     def _log_to(self, path: Path) -> None:
@@ -147,13 +151,17 @@ class Demo:
         for noisy in ("aiokafka", "kafka"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    async def _run_with(self, settings: Settings) -> int:
+    async def _run_with(self, settings: Settings, bootstrap: str, folder: Path) -> int:
         self.service = service = Service(settings, observers=(self._on_batch,))
+        self._header(bootstrap, settings, folder)
         daemon = asyncio.create_task(service.run())
         if not await self._wait_ready(daemon):
-            self.stopping.set()
+            if not daemon.done():
+                service.request_exit()
             code = await daemon
-            print("the daemon did not start; see the log above", file=sys.stderr)
+            if self.interrupted:
+                return EXIT_INTERRUPTED
+            print("the daemon did not start; see daemon.log (run with --keep)", file=sys.stderr)
             return code or EXIT_STARTUP
         # The clock of the schedule starts with the traffic.
         self.start_ts = time.time()
@@ -167,7 +175,8 @@ class Demo:
         self.stopping.set()
         await tasks[0]
         await self._drain(service)
-        service.request_exit()
+        if not service.should_exit:
+            service.request_exit()
         code = await daemon
         await asyncio.sleep(0.5)  # let the queue reader see the final push
         for task in tasks[1:]:
@@ -178,7 +187,8 @@ class Demo:
     async def _wait_ready(self, daemon: asyncio.Task[int], timeout_s: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not daemon.done() and not self.stopping.is_set():
-            if self.service is not None and self.service.health.ready()[0]:
+            service = self.service
+            if service is not None and service.health.ready()[0]:
                 return True
             await asyncio.sleep(0.1)
         return False

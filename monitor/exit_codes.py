@@ -7,3 +7,5 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 #: Start-up failed: broker or store unreachable.
 EXIT_STARTUP = 3
+#: Stopped by Ctrl-C before there was anything to show (as shells report a SIGINT).
+EXIT_INTERRUPTED = 130

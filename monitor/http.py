@@ -6,6 +6,7 @@ tell that the main loop is stuck (no heartbeat for ``liveness_timeout_s``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -17,25 +18,36 @@ import orjson
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
+from collectors.errors import StartupError
+
 log = logging.getLogger(__name__)
 
 
 class Health:
-    """Liveness (the loop beats) and readiness (the service can do its job)."""
+    """Liveness (the loop beats) and readiness (nothing the service needs is failing).
+
+    Readiness is a set of named problems: each part of the service reports its own
+    (``problem("store", "unavailable: ...")``) and clears it (``problem("store", None)``).
+    """
 
     def __init__(self, liveness_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.liveness_timeout_s = liveness_timeout_s
         self.clock = clock
         self._beat = clock()
-        self._not_ready = "starting"
+        self._problems: dict[str, str] = {"startup": "starting"}
+        self._lock = threading.Lock()
 
     def beat(self) -> None:
-        """Called by the main loop every iteration."""
+        """Called by the main loop every iteration (and while it waits on a retry)."""
         self._beat = self.clock()
 
-    def set_ready(self, reason_not: str | None) -> None:
-        """``None`` means ready; otherwise why not (shown by /readyz)."""
-        self._not_ready = reason_not or ""
+    def problem(self, part: str, reason: str | None) -> None:
+        """Report (or, with ``None``, clear) what keeps ``part`` from working."""
+        with self._lock:
+            if reason is None:
+                self._problems.pop(part, None)
+            else:
+                self._problems[part] = reason
 
     def live(self) -> tuple[bool, str]:
         stalled = self.clock() - self._beat
@@ -47,11 +59,44 @@ class Health:
         live, why = self.live()
         if not live:
             return False, why
-        return (False, self._not_ready) if self._not_ready else (True, "ok")
+        with self._lock:
+            problems = "; ".join(f"{part}: {reason}" for part, reason in sorted(self._problems.items()))
+        return (False, problems) if problems else (True, "ok")
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per request, but at most ``max_handlers`` at once: the rest are answered 503."""
+
+    daemon_threads = True
+    max_handlers = 16
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._slots = threading.BoundedSemaphore(self.max_handlers)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class StatusServer:
-    """A small threaded HTTP server; ``port=0`` binds a free port (see ``.port``)."""
+    """A small threaded HTTP server; ``port=0`` binds a free port (see ``.port``).
+
+    A connection that sends nothing for ``REQUEST_TIMEOUT_S`` is closed, and at most
+    16 requests are served at once, so idle or slow clients cannot pile up threads.
+    """
+
+    REQUEST_TIMEOUT_S = 10.0
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health,
                  status: Callable[[], dict[str, Any]] | None = None) -> None:
@@ -61,14 +106,19 @@ class StatusServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = self.REQUEST_TIMEOUT_S
+
             def do_GET(self) -> None:
                 server._handle(self)
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http: " + format, *args)
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        try:
+            self._httpd = _BoundedServer((host, port), Handler)
+        except OSError as exc:
+            raise StartupError(f"cannot serve HTTP on {host}:{port}: {exc.strerror}; set http.port "
+                               "(0 picks a free port) or http.host") from None
         self._thread: threading.Thread | None = None
 
     @property

@@ -81,10 +81,10 @@ METRICS = (
          "Messages behind the end of each assigned partition."),
     Spec("model_monitor_last_event_timestamp_seconds", "gauge", ("model",),
          "Event time of the newest event of each model."),
-    Spec("model_monitor_retrain_pushed_total", "counter", ("model",),
-         "Flagged samples the retraining queue acknowledged."),
-    Spec("model_monitor_retrain_pending_samples", "gauge", (),
-         "Flagged samples stored but not yet pushed."),
+    Spec("model_monitor_retrain_pushed_total", "counter", ("model", "sink"),
+         "Flagged samples a retraining sink (queue, webhook) acknowledged."),
+    Spec("model_monitor_retrain_pending_samples", "gauge", ("sink",),
+         "Flagged samples stored but not yet delivered to a sink."),
     Spec("model_monitor_retrain_triggers_total", "counter", ("model", "reason"),
          "Retrain triggers sent: weekly, severe_drift."),
     Spec("model_monitor_errors_total", "counter", ("stage", "transient"),
@@ -207,11 +207,21 @@ class Metrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         probed = {name: read() for name, read in self._probes.items()}
+        # Copy under the lock, build the families outside it: a scrape of a large
+        # exposition must not hold up the batch that waits to fold in its counts.
         with self.lock:
             for name, value in probed.items():
                 self.set(name, (), value)
-            for series in self._series.values():
-                yield _family(series)
+            copies = [_copy(series) for series in self._series.values()]
+        for series in copies:
+            yield _family(series)
+
+
+def _copy(series: _Series | _Histogram) -> _Series | _Histogram:
+    copy = object.__new__(type(series))
+    copy.__dict__.update(series.__dict__)
+    copy.values = dict(series.values)  # histogram arrays are replaced on update, never changed in place
+    return copy
 
 
 def _family(series: _Series | _Histogram) -> Metric:

@@ -294,13 +294,23 @@ class ModelState:
         self.latencies: dict[str, list[float]] = {}  # by version, this batch
         self.last_version = ""
         self.last_ts = 0.0
+        self._retired_dropped = 0  # of evicted versions: the counters must never go down
+        self._retired_mismatches = 0
+
+    def counts(self) -> tuple[int, int]:
+        """Features dropped for the bound and type mismatches, over every version ever held."""
+        versions = self.versions.values()
+        return (self._retired_dropped + sum(v.dropped_features for v in versions),
+                self._retired_mismatches + sum(v.mismatches for v in versions))
 
     def version(self, version: str) -> VersionState:
         state = self.versions.get(version)
         if state is None:
             d = self.settings.detect
             if len(self.versions) >= d.max_versions:
-                evicted, _ = self.versions.popitem(last=False)
+                evicted, old = self.versions.popitem(last=False)
+                self._retired_dropped += old.dropped_features
+                self._retired_mismatches += old.mismatches
                 self.on_evict(self.name, evicted)
             state = self.versions[version] = VersionState(
                 self.factory, d.max_features, self.settings.slo.latency_threshold_ms)

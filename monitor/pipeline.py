@@ -13,6 +13,7 @@ Metrics are folded in at the end of each batch.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from monitor.model_state import DetectorFactory, GaugeRow, ModelState
 
 Event = dict[str, Any]
 DRIFT_KINDS = frozenset({"data_drift", "prediction_drift"})
+_NO_TIME = -math.inf
 _GAUGE_METRICS = ("model_monitor_detector_score", "model_monitor_detector_threshold")
 
 
@@ -109,8 +111,8 @@ class Pipeline:
         self.model_labels = LabelGuard(settings.detect.max_models)
         #: Position of the next message in the stream this pipeline reads.
         self.position = 0
-        #: Newest event time seen: the event-time clock of joins and rate buckets.
-        self.watermark = 0.0
+        #: Newest event time seen (see watermark_max_step_s): the clock of joins and rate buckets.
+        self.watermark = _NO_TIME
         self._close_at = 0.0
         self._evicted: list[tuple[str, str]] = []
         self._last_totals: dict[tuple[str, tuple[str, ...]], float] = {}
@@ -124,6 +126,7 @@ class Pipeline:
         result = BatchResult(messages=len(messages))
         at: list[Event | None] = []
         decode = self.decoder.decode
+        max_step = self.settings.join.watermark_max_step_s
         for message in messages:
             position = self.position
             self.position += 1
@@ -135,18 +138,22 @@ class Pipeline:
                 continue
             result.events += 1
             ts = event["ts"]
-            self.joiner.advance(ts)
             if ts > self.watermark:
-                self.watermark = ts
-                if ts >= self._close_at:
+                # One event far ahead of the rest (a bad producer clock) may move event
+                # time by at most watermark_max_step_s: it cannot expire every waiting
+                # prediction or close every open bucket at once.
+                self.watermark = ts if self.watermark == _NO_TIME else min(ts, self.watermark + max_step)
+                self.joiner.advance(self.watermark)
+                if self.watermark >= self._close_at:
                     self._close_rate_buckets(position, batch)
+            event_time = min(ts, self.watermark)
             state = self._model(event["model"], batch)
             typ = event["type"]
             batch.events[(state.name if state else OTHER, typ)] += 1
             if typ == "prediction":
-                self._prediction(state, event, position, batch)
+                self._prediction(state, event, event_time, position, batch)
             elif typ == "feedback":
-                self._feedback(state, event, position, batch)
+                self._feedback(state, event, event_time, position, batch)
         for orphan in self.joiner.drain_orphans():
             if orphan["kind"] in FLAGGED_KINDS:
                 self._flag_feedback(orphan, None, orphan["kind"], batch)
@@ -209,15 +216,17 @@ class Pipeline:
     def _on_evict(self, model: str, version: str) -> None:
         self._evicted.append((model, version))
 
-    def _prediction(self, state: ModelState | None, event: Event, position: int, batch: _Batch) -> None:
+    def _prediction(self, state: ModelState | None, event: Event, event_time: float, position: int,
+                    batch: _Batch) -> None:
         version = event.get("model_version") or ""
-        model_label = state.name if state else OTHER
-        batch.predictions[(model_label, version, event.get("status") or "ok")] += 1
+        # A model past max_models shares the __other__ series, its versions too.
+        labels = (state.name, version) if state else (OTHER, OTHER)
+        batch.predictions[(*labels, event.get("status") or "ok")] += 1
         waiting = self.joiner.add_prediction(event)
         if state is not None:
             state.version(version).observe(event, position)
             state.last_version = version
-            state.feedback_rate.add(event["ts"], False)
+            state.feedback_rate.add(event_time, False)
             state.batch_recent.append((position, event))
             latency = event.get("latency_ms")
             if latency is not None:
@@ -226,11 +235,12 @@ class Pipeline:
         for feedback in waiting:
             self._joined(feedback, event, position, batch)
 
-    def _feedback(self, state: ModelState | None, event: Event, position: int, batch: _Batch) -> None:
+    def _feedback(self, state: ModelState | None, event: Event, event_time: float, position: int,
+                  batch: _Batch) -> None:
         kind = event["kind"]
         batch.feedback[(state.name if state else OTHER, kind)] += 1
         if state is not None and kind in NEGATIVE_KINDS:
-            state.feedback_rate.add(event["ts"], True)
+            state.feedback_rate.add(event_time, True)
         prediction = self.joiner.add_feedback(event)
         if prediction is not None:
             self._joined(event, prediction, position, batch)
@@ -306,10 +316,8 @@ class Pipeline:
         totals[(overflow, ("join_feedback",))] = self.joiner.counts["evicted_waiting"]
         features = 0
         for state in self.models.values():
-            mismatches = 0
-            for version in state.versions.values():
-                features += version.dropped_features
-                mismatches += version.mismatches
+            dropped, mismatches = state.counts()
+            features += dropped
             totals[("model_monitor_feature_type_mismatches_total", (state.name,))] = mismatches
         totals[(overflow, ("features",))] = features
         return totals

@@ -2,8 +2,9 @@
 
 Messages are keyed by ``request_id`` (as the contract asks producers to do, so a
 prediction and its feedback land in the same partition number), falling back to
-``event_id``; a line that is not JSON is sent unkeyed, as it is. Lines are sent as
-they are, bad ones included: this is also how to test the dead-letter path.
+``event_id``; a line that is not JSON is sent unkeyed, as it is. Every line is sent as
+it is, bad and blank ones included (a blank line is an empty message), so a daemon
+reading one partition sees the messages at the positions ``monitor replay`` gives them.
 """
 
 from __future__ import annotations
@@ -55,8 +56,6 @@ async def produce(path: str, topic: str, bootstrap: str, *, key_field: str = "re
         batch: list[tuple[bytes | None, bytes | None, None]] = []
         for line in stream:
             value = line.rstrip(b"\r\n")
-            if not value:
-                continue
             batch.append((message_key(value, key_field), value, None))
             if len(batch) >= batch_size:
                 await sink.send_all(topic, batch)

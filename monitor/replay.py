@@ -25,7 +25,7 @@ from collectors.errors import ConfigError
 from monitor import __version__
 from monitor.config import Settings
 from monitor.metrics import Metrics
-from monitor.pipeline import Pipeline
+from monitor.pipeline import BatchResult, Pipeline
 from retrain.store import SampleStore
 
 
@@ -80,24 +80,27 @@ def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: s
         stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    def record(result: BatchResult) -> None:
+        summary.lines += result.messages
+        summary.events += result.events
+        summary.samples += len(result.samples)
+        summary.dead_letters.update(d.reason for d in result.dead_letters)
+        summary.alerts.update(a.kind for a in result.alerts)
+        if store is not None:
+            store.put(result.samples, result.alerts)
+        for alert in result.alerts:
+            alerts_out.write(orjson.dumps(alert.to_dict()) + b"\n")
+
     try:
         for batch in read_messages(stream, batch_size, Path(path).name):
-            result = pipeline.process(batch)
-            summary.lines += result.messages
-            summary.events += result.events
-            summary.samples += len(result.samples)
-            summary.dead_letters.update(d.reason for d in result.dead_letters)
-            summary.alerts.update(a.kind for a in result.alerts)
-            if store is not None:
-                store.put(result.samples, result.alerts)
-            for alert in result.alerts:
-                alerts_out.write(orjson.dumps(alert.to_dict()) + b"\n")
+            record(pipeline.process(batch))
             now = time.perf_counter()
             if progress is not None and now - last_report >= progress_every_s:
                 last_report = now
                 progress.write(f"  {summary.lines:,} lines, {summary.lines / (now - started):,.0f}/s, "
                                f"{sum(summary.alerts.values())} alerts\n")
                 progress.flush()
+        record(pipeline.drain())  # feedback still waiting for its prediction, as the daemon does at shutdown
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

@@ -4,24 +4,32 @@ Each turn of the main loop fetches a batch, runs it through the pipeline, makes 
 effects durable (dead letters and alerts acknowledged by Kafka, flagged samples and
 alerts committed to the store), and only then commits the batch's offsets. A crash
 at any point loses nothing: the uncommitted batch is read again, and every sink is
-idempotent by event id.
+idempotent by event id. A rebalance waits for the batch in hand to be committed.
 
-A signal only sets a flag: the batch in hand finishes and is committed, then
-shutdown runs within ``service.shutdown_timeout_s``. A second signal stops at once.
-Transient errors (broker or store unavailable) are retried with backoff while the
-service reports not-ready; fatal ones stop it with a non-zero exit.
+Transient errors (broker or store unavailable, the commit included) are retried with
+backoff while ``/readyz`` says what is failing and ``/healthz`` stays alive; fatal
+ones stop the service with a non-zero exit. A fatal error in a scheduled job (the
+store refused a write) stops the service too.
+
+A signal only sets a flag and starts one clock: the batch in hand finishes and is
+committed, then shutdown runs, all within ``service.shutdown_timeout_s`` of the
+signal; whatever is still blocked then is abandoned and the process exits. A second
+signal stops at once (the batch in hand is read again after a restart).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
 import signal
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -39,15 +47,15 @@ from monitor.http import Health, StatusServer
 from monitor.metrics import Metrics
 from monitor.pipeline import BatchResult, Pipeline
 from retrain.jobs import RetrainJobs
-from retrain.publisher import FanOut, KafkaPublisher, Publisher, WebhookPublisher
+from retrain.publisher import KafkaPublisher, Publisher, WebhookPublisher
 from retrain.store import SampleStore
 
 log = logging.getLogger(__name__)
 
-
 #: Called after each batch is durable and committed: for the demo's live view.
 BatchObserver = Callable[[BatchResult], None]
 T = TypeVar("T")
+PRUNE_INTERVAL_S = 3600.0
 
 
 def _started(component: T | None, name: str) -> T:
@@ -71,16 +79,17 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
 
 
 class MetricsListener:
-    """Turns the retraining jobs' reports into metrics."""
+    """Turns the retraining jobs' reports into metrics and readiness."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, health: Health) -> None:
         self.metrics = metrics
+        self.health = health
 
-    def pushed(self, by_model: dict[str, int], pending: int) -> None:
+    def pushed(self, sink: str, by_model: dict[str, int], pending: int) -> None:
         with self.metrics.lock:
             for model, n in by_model.items():
-                self.metrics.inc("model_monitor_retrain_pushed_total", (model,), n)
-            self.metrics.set("model_monitor_retrain_pending_samples", (), pending)
+                self.metrics.inc("model_monitor_retrain_pushed_total", (model, sink), n)
+            self.metrics.set("model_monitor_retrain_pending_samples", (sink,), pending)
 
     def triggered(self, model: str, reason: str) -> None:
         with self.metrics.lock:
@@ -101,64 +110,90 @@ class Service:
         self.recent_alerts: deque[Alert] = deque(maxlen=50)
         self.should_exit = False
         self.force_exit = False
+        #: When the graceful stop must be over (set by the first signal).
+        self.exit_deadline: float | None = None
+        #: The fatal error a scheduled job hit, which stops the service.
+        self.failure: MonitorError | None = None
         self.http: StatusServer | None = None
         self.store: SampleStore | None = None
         self.source: KafkaSource | None = None
         self.sink: KafkaSink | None = None
-        self.publisher: Publisher | None = None
+        self.publishers: dict[str, Publisher] = {}
         self.jobs: RetrainJobs | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.committed = 0
+        # Blocking work (the store, the retraining publishers) runs here, so that at
+        # exit it can be abandoned instead of joined: asyncio.to_thread's executor is
+        # joined without a timeout when the loop closes.
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="monitor-io")
+        self._task: asyncio.Task[Any] | None = None
+        self._looping = False
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self) -> int:
         """Start, loop until asked to stop, shut down; return the exit code."""
-        try:
-            await self.startup()
-        except FatalError as exc:
-            log.error("start-up failed: %s", exc)
-            await self.shutdown()
-            return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_STARTUP
-        except TransientError as exc:
-            log.error("start-up failed: %s", exc)
-            await self.shutdown()
-            return EXIT_STARTUP
+        self._task = asyncio.current_task()
         code = EXIT_OK
         try:
+            try:
+                await self.startup()
+            except (FatalError, TransientError, OSError) as exc:
+                log.error("start-up failed: %s", exc)
+                return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_STARTUP
             await self.main_loop()
+            if self.failure is not None:
+                raise self.failure
         except FatalError as exc:
             log.error("stopping: %s", exc)
             code = EXIT_FAILURE
         except asyncio.CancelledError:
-            log.warning("forced exit: the batch in hand was not committed and will be read again")
+            log.warning("stopped at once: the batch in hand was not committed and will be read again")
+            code = EXIT_FAILURE
+        except Exception:
+            log.exception("stopping on an unexpected error; the batch in hand will be read again")
             code = EXIT_FAILURE
         finally:
-            await self.shutdown()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.shutdown()
         return code
 
     def request_exit(self) -> None:
-        """First call: finish the batch in hand, then shut down. Second: stop at once."""
+        """First call: finish the batch in hand, then shut down, within the shutdown
+        timeout. Second: stop at once."""
         if self.should_exit:
             self.force_exit = True
-            log.warning("second signal: stopping without waiting")
-        else:
-            log.info("shutting down: finishing the batch in hand (signal again to force)")
+            log.warning("second signal: stopping at once")
+            if self._task is not None:
+                self._task.cancel()
+            return
         self.should_exit = True
+        self.exit_deadline = time.monotonic() + self.settings.service.shutdown_timeout_s
+        log.info("shutting down within %.0fs: finishing the batch in hand (signal again to stop at once)",
+                 self.settings.service.shutdown_timeout_s)
+        if not self._looping and self._task is not None:
+            self._task.cancel()  # still starting (waiting for the broker): nothing to finish
+
+    def _remaining(self) -> float:
+        return max(0.0, (self.exit_deadline or time.monotonic()) - time.monotonic())
+
+    async def _blocking(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(func, *args))
 
     async def startup(self) -> None:
         s = self.settings
         self.http = StatusServer(s.http.host, s.http.port, self.metrics.registry(), self.health, self.status)
         self.http.start()
         log.info("metrics and health on %s (/metrics, /healthz, /readyz, /status)", self.http.url)
-        self.health.set_ready("connecting to the store")
-        self.store = await asyncio.to_thread(SampleStore, s.store.url)
+        self.health.problem("startup", "connecting to the store")
+        self.store = await self._blocking(SampleStore, s.store.url)
         kafka = kafka_client_config(s)
-        self.health.set_ready("connecting to Kafka")
+        self.health.problem("startup", "connecting to Kafka")
         if s.kafka.create_topics:
             wanted = {t: s.kafka.topic_partitions for t in
                       (s.topics.tracking, s.topics.feedback, s.topics.deadletter, s.topics.retrain, s.topics.alerts)
                       if t}
-            counts = await ensure_topics(s.kafka.bootstrap_servers, wanted, s.kafka.connect_timeout_s, **kafka)
+            counts = await ensure_topics(s.kafka.bootstrap_servers, wanted, s.kafka.connect_timeout_s,
+                                         s.kafka.topic_replication, **kafka)
             if counts.get(s.topics.tracking) != counts.get(s.topics.feedback):
                 log.warning("topics %s (%s partitions) and %s (%s) differ in partition count: feedback and its "
                             "prediction may land in different members and fail to join", s.topics.tracking,
@@ -170,10 +205,11 @@ class Service:
             max_records=s.kafka.max_batch_records, fetch_timeout_ms=s.kafka.fetch_timeout_ms,
             auto_offset_reset=s.kafka.auto_offset_reset, session_timeout_ms=s.kafka.session_timeout_ms,
             rebalance_timeout_ms=s.kafka.rebalance_timeout_ms, heartbeat_interval_ms=s.kafka.heartbeat_interval_ms,
+            max_poll_interval_ms=s.kafka.max_poll_interval_ms, commit_timeout_s=s.kafka.request_timeout_s,
             client_id=s.kafka.client_id, **kafka)
         await self.source.start(s.kafka.connect_timeout_s)
         self._start_retraining(kafka)
-        self.health.set_ready("joining the consumer group")
+        self.health.problem("startup", "joining the consumer group")
         log.info("model-monitor %s consuming %s and %s as group %s", __version__, s.topics.tracking,
                  s.topics.feedback, s.kafka.group_id)
 
@@ -183,48 +219,63 @@ class Service:
             cron = CronTrigger.from_crontab(r.trigger_cron, timezone="UTC") if r.trigger_cron else None
         except ValueError as exc:
             raise ConfigError(f"retrain.trigger_cron {r.trigger_cron!r} is not a crontab expression: {exc}") from None
-        publishers: list[Publisher] = [KafkaPublisher(
-            s.topics.retrain, bootstrap_servers=s.kafka.bootstrap_servers.split(","),
-            client_id=f"{s.kafka.client_id}-retrain", **kafka)]
+        self.publishers["queue"] = KafkaPublisher(
+            s.topics.retrain, timeout_s=s.kafka.request_timeout_s,
+            bootstrap_servers=s.kafka.bootstrap_servers.split(","), client_id=f"{s.kafka.client_id}-retrain",
+            **kafka)
         if r.webhook_url:
-            publishers.append(WebhookPublisher(r.webhook_url, r.webhook_timeout_s))
-        self.publisher = FanOut(publishers)
-        self.jobs = RetrainJobs(_started(self.store, "the store"), self.publisher, MetricsListener(self.metrics),
-                                batch_size=r.push_batch_size, cooldown_s=r.severe_cooldown_s)
+            self.publishers["webhook"] = WebhookPublisher(r.webhook_url, r.webhook_timeout_s)
+        store = _started(self.store, "the store")
+        self.jobs = RetrainJobs(store, self.publishers, MetricsListener(self.metrics, self.health),
+                                batch_size=r.push_batch_size, cooldown_s=r.severe_cooldown_s, weekly=cron,
+                                retention_s=s.store.retention_days * 86400 if s.store.retention_days else None)
         self.scheduler = BackgroundScheduler(
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
         self.scheduler.add_job(self._job("retrain_push", self.jobs.push), "interval",
                                seconds=r.push_interval_s, id="push", name="push flagged samples")
         if cron is not None:
+            # Also at start-up: a weekly trigger missed while the daemon was down is sent now, once.
             self.scheduler.add_job(self._job("retrain_weekly", self.jobs.weekly), cron, id="weekly",
                                    name="weekly retrain trigger")
+            self.scheduler.add_job(self._job("retrain_weekly", self.jobs.weekly), name="missed weekly trigger")
+        self.scheduler.add_job(self._job("store_prune", self.jobs.prune), "interval", seconds=PRUNE_INTERVAL_S,
+                               id="prune", name="prune the store")
         self.scheduler.start()
 
     def _job(self, stage: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Wrap a scheduled job: its errors are logged and counted, and it runs again next time."""
+        """Wrap a scheduled job: its errors are logged, counted and shown on /readyz; a
+        transient one is retried at the next run, a fatal one stops the service."""
         def run(*args: Any) -> Any:
             try:
-                return func(*args)
+                result = func(*args)
             except MonitorError as exc:
                 transient = isinstance(exc, TransientError)
                 log.error("%s failed (%s): %s", stage, "will retry" if transient else "fatal", exc)
                 with self.metrics.lock:
                     self.metrics.inc("model_monitor_errors_total", (stage, str(transient).lower()))
+                self.health.problem(stage, str(exc))
+                if not transient and self.failure is None:
+                    self.failure = exc
+                    self.should_exit = True  # the main loop sees it after its current fetch
                 return None
+            self.health.problem(stage, None)
+            return result
         return run
 
     async def main_loop(self) -> None:
         source = _started(self.source, "the consumer")
+        self._looping = True
         while not self.should_exit:
             self.health.beat()
             messages = await source.fetch()
-            if source.assigned and not self.health.ready()[0]:
-                self.health.set_ready(None)
+            if source.assigned:
+                self.health.problem("startup", None)
             if not messages:
                 self._update_lag()
                 continue
-            await self.process(messages)
-        if not self.force_exit:
+            async with source.batch_lock:  # a rebalance waits for this batch's commit
+                await self.process(messages)
+        if not self.force_exit and self.failure is None:
             drained = self.pipeline.drain()
             if drained.samples:
                 log.info("storing %d feedback samples still waiting for their prediction", len(drained.samples))
@@ -236,11 +287,12 @@ class Service:
         started = time.perf_counter()
         result = self.pipeline.process(messages)
         await self._make_durable(result)
-        self.committed += await source.commit(messages)
+        committed = await self._retry("commit", lambda: source.commit(messages))
+        self.committed += committed
         self.recent_alerts.extend(result.alerts)
         with self.metrics.lock:
             self.metrics.inc("model_monitor_batches_total")
-            self.metrics.inc("model_monitor_committed_messages_total", (), len(messages))
+            self.metrics.inc("model_monitor_committed_messages_total", (), committed)
             self.metrics.observe_many("model_monitor_batch_duration_seconds", (),
                                       np.asarray([time.perf_counter() - started]))
         self._update_lag()
@@ -257,42 +309,39 @@ class Service:
         """Dead letters, samples and alerts: acknowledged and committed, retrying transient failures."""
         s = self.settings
         store, sink = _started(self.store, "the store"), _started(self.sink, "the producer")
-        steps: list[tuple[str, Callable[[], Any]]] = []
         if result.dead_letters:
-            steps.append(("deadletter", lambda: sink.send_dead_letters(s.topics.deadletter, result.dead_letters)))
+            await self._retry("deadletter", lambda: sink.send_dead_letters(s.topics.deadletter, result.dead_letters))
         if result.samples or result.alerts:
-            steps.append(("store", lambda: asyncio.to_thread(store.put, result.samples, result.alerts)))
+            await self._retry("store", lambda: self._blocking(store.put, result.samples, result.alerts))
         if result.alerts and s.topics.alerts:
             records = [(a.key.encode(), orjson.dumps(a.to_dict()), None) for a in result.alerts]
-            steps.append(("alerts", lambda: sink.send_all(s.topics.alerts, records)))
-        for stage, step in steps:
-            await self._retry(stage, step)
+            await self._retry("alerts", lambda: sink.send_all(s.topics.alerts, records))
 
-    async def _retry(self, stage: str, step: Callable[[], Any]) -> None:
-        delay, deadline = 0.1, None
+    async def _retry(self, stage: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Run ``step`` until it succeeds, backing off on transient errors; give up (fatal)
+        when the shutdown deadline has passed."""
+        delay = 0.1
         while True:
             try:
-                await step()
-                if not self.health.ready()[0] and self.source and self.source.assigned:
-                    self.health.set_ready(None)
-                return
+                result = await step()
             except TransientError as exc:
                 with self.metrics.lock:
                     self.metrics.inc("model_monitor_errors_total", (stage, "true"))
-                self.health.set_ready(f"{stage}: {exc}")
-                if self.should_exit:
-                    deadline = deadline or time.monotonic() + self.settings.service.shutdown_timeout_s
-                    if time.monotonic() > deadline or self.force_exit:
-                        raise FatalError(f"{stage} still failing at shutdown; the batch stays uncommitted: "
-                                         f"{exc}") from exc
+                self.health.problem(stage, str(exc))
+                if self.should_exit and self._remaining() < delay:
+                    raise FatalError(f"{stage} still failing at shutdown; the batch stays uncommitted and will "
+                                     f"be read again: {exc}") from exc
                 log.warning("%s failed, retrying in %.1fs: %s", stage, delay, exc)
-                self.health.beat()
+                self.health.beat()  # alive, and waiting: /readyz says why
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             except FatalError:
                 with self.metrics.lock:
                     self.metrics.inc("model_monitor_errors_total", (stage, "false"))
                 raise
+            else:
+                self.health.problem(stage, None)
+                return result
 
     def _severe(self, alerts: list[Alert]) -> None:
         r = self.settings.retrain
@@ -311,43 +360,51 @@ class Service:
             self.metrics.replace("model_monitor_consumer_lag_messages", lag)
 
     async def shutdown(self) -> None:
-        """Stop everything that started, each step bounded; safe after a failed start-up."""
-        timeout = self.settings.service.shutdown_timeout_s
-        deadline = time.monotonic() + timeout
-        self.health.set_ready("shutting down")
+        """Stop everything that started, within the time left of the shutdown timeout;
+        safe after a failed start-up."""
+        if self.exit_deadline is None:
+            self.exit_deadline = time.monotonic() + self.settings.service.shutdown_timeout_s
+        self.health.problem("shutdown", "shutting down")
+        graceful = not self.force_exit
 
-        async def bounded(what: str, coro: Any) -> None:
-            remaining = max(0.1, deadline - time.monotonic())
+        async def bounded(what: str, work: Awaitable[Any]) -> None:
             try:
-                await asyncio.wait_for(coro, remaining)
+                await asyncio.wait_for(work, max(0.1, self._remaining()))
             except TimeoutError:
-                log.error("shutdown: %s did not finish within service.shutdown_timeout_s", what)
+                log.error("shutdown: %s did not finish within service.shutdown_timeout_s; abandoned", what)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
-                    raise  # we are being cancelled: do not hide it
+                    raise
                 log.error("shutdown: %s was cancelled from inside (a client's own task)", what)
             except Exception as exc:  # keep shutting the rest down, but say what failed
                 log.error("shutdown: %s failed: %s", what, exc)
 
         if self.scheduler is not None:
             scheduler, self.scheduler = self.scheduler, None
-            await bounded("scheduler", asyncio.to_thread(scheduler.shutdown, not self.force_exit))
-            if self.jobs is not None and not self.force_exit:
-                await bounded("final push", asyncio.to_thread(self._job("retrain_push", self.jobs.push)))
+            await bounded("scheduler", self._blocking(scheduler.shutdown, graceful))
+            if self.jobs is not None and graceful and self.failure is None:
+                await bounded("final push", self._blocking(self._job("retrain_push", self.jobs.push)))
         if self.source is not None:
             await bounded("consumer", self.source.stop())
         if self.sink is not None:
             await bounded("producer", self.sink.stop())
-        if self.publisher is not None:
-            await bounded("retraining publisher", asyncio.to_thread(self.publisher.close))
-            self.publisher = None
+        for name, publisher in list(self.publishers.items()):
+            await bounded(f"{name} publisher", self._blocking(publisher.close))
+        self.publishers.clear()
         if self.store is not None:
-            await bounded("store", asyncio.to_thread(self.store.close))
+            await bounded("store", self._blocking(self.store.close))
         if self.http is not None:
             self.http.stop()
             self.http = None
+        # Whatever is still blocked in a thread is abandoned, not joined.
+        self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("stopped after committing %d messages", self.committed)
+
+    @property
+    def overran(self) -> bool:
+        """Whether the stop was forced or ran out of time (threads may still be blocked)."""
+        return self.force_exit or (self.exit_deadline is not None and time.monotonic() > self.exit_deadline)
 
     def status(self) -> dict[str, Any]:
         """What /status shows: the pipeline's position, bounds and the latest alerts."""
@@ -367,22 +424,19 @@ def run_daemon(settings: Settings) -> int:
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-
-        def on_signal() -> None:
-            service.request_exit()
-            if service.force_exit and task is not None:
-                task.cancel()
-
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
+            loop.add_signal_handler(sig, service.request_exit)
         try:
             return await service.run()
-        except asyncio.CancelledError:
-            return EXIT_FAILURE
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
 
-    return asyncio.run(main())
+    code = asyncio.run(main())
+    if service.overran:
+        # Threads still blocked on a dead broker or database would keep the process
+        # alive at interpreter exit: the stop was promised within the timeout.
+        logging.shutdown()
+        os._exit(code)
+    return code

@@ -1,17 +1,25 @@
-"""The retraining loop's jobs: push flagged samples, and trigger retrains.
+"""The retraining loop's jobs: push flagged samples and retrain triggers, keep the store small.
 
-``RetrainJobs`` is what the scheduler calls: ``push`` on an interval, ``weekly`` on
-the cron, ``severe`` as soon as a severe alert is durable. It reports through a
-``Listener`` so that this package needs nothing of the daemon's metrics.
+``RetrainJobs`` is what the scheduler calls: ``push`` on an interval (samples, then
+triggers, to every sink), ``weekly`` on the cron and at start-up, ``severe`` as soon
+as a severe alert is durable, ``prune`` daily. Triggers are rows in the store with a
+unique key (the model, the reason and the period or cooldown window), so a trigger
+whose send failed is sent at the next push, one that several daemons raise is sent
+once, and a weekly trigger missed while the daemon was down is sent when it starts.
+It reports through a ``Listener`` so that this package needs nothing of the daemon's
+metrics.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections import Counter
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from collectors.contract import Alert
 from retrain.publisher import Publisher
@@ -23,73 +31,136 @@ log = logging.getLogger(__name__)
 class Listener(Protocol):
     """What the jobs report; the daemon turns these into metrics."""
 
-    def pushed(self, by_model: dict[str, int], pending: int) -> None: ...
+    def pushed(self, sink: str, by_model: dict[str, int], pending: int) -> None: ...
 
     def triggered(self, model: str, reason: str) -> None: ...
 
 
-class RetrainJobs:
-    """Push, weekly trigger and severe-drift trigger, sharing one store and publisher."""
+class Schedule(Protocol):
+    """APScheduler's trigger interface, as far as ``weekly`` needs it."""
 
-    def __init__(self, store: SampleStore, publisher: Publisher, listener: Listener,
-                 batch_size: int = 500, cooldown_s: float = 3600.0, clock: Any = time.time) -> None:
+    def get_next_fire_time(self, previous_fire_time: dt.datetime | None, now: dt.datetime) -> dt.datetime | None: ...
+
+
+def last_fire_times(schedule: Schedule, now: dt.datetime, count: int = 2) -> list[dt.datetime]:
+    """The ``count`` most recent fire times at or before ``now``, oldest first.
+
+    >>> from apscheduler.triggers.cron import CronTrigger
+    >>> weekly = CronTrigger.from_crontab("0 3 * * mon", timezone="UTC")
+    >>> now = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)  # a Sunday
+    >>> [t.isoformat() for t in last_fire_times(weekly, now)]
+    ['2026-11-09T03:00:00+00:00', '2026-11-16T03:00:00+00:00']
+    """
+    start = now - dt.timedelta(days=8 * count)
+    times: list[dt.datetime] = []
+    fire = schedule.get_next_fire_time(None, start)
+    while fire is not None and fire <= now:
+        times.append(fire)
+        fire = schedule.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+    return times[-count:]
+
+
+class RetrainJobs:
+    """Push, weekly trigger, severe-drift trigger and pruning, sharing one store and the publishers."""
+
+    def __init__(self, store: SampleStore, publishers: Mapping[str, Publisher], listener: Listener,
+                 batch_size: int = 500, cooldown_s: float = 3600.0, weekly: Schedule | None = None,
+                 retention_s: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
-        self.publisher = publisher
+        self.publishers = dict(publishers)
         self.listener = listener
         self.batch_size = batch_size
         self.cooldown_s = cooldown_s
+        self.schedule = weekly
+        self.retention_s = retention_s
         self.clock = clock
-        self._last_severe: dict[str, float] = {}
         self._lock = threading.Lock()  # one push at a time, whoever asks
 
     def push(self, max_batches: int = 100) -> int:
-        """Push unpushed samples, oldest first; return how many were acknowledged.
+        """Deliver undelivered samples, then triggers, to every sink; return the samples delivered.
 
-        Stops when a batch comes back short (nothing more is waiting) or after
-        ``max_batches``, so one run cannot hold the scheduler thread forever. A
-        ``PublishFailed`` or ``StoreUnavailable`` propagates: the samples stay
-        unpushed and the next run tries again.
+        Per sink, stops when a batch comes back short (nothing more is waiting) or after
+        ``max_batches``, so one run cannot hold the scheduler thread forever. A sink's
+        ``PublishFailed`` or a ``StoreUnavailable`` propagates after the other sinks had
+        their turn: what was not acknowledged stays undelivered for the next run.
         """
-        total = 0
+        total, failure = 0, None
         with self._lock:
-            for _ in range(max_batches):
-                with self.store.claim_unpushed(self.batch_size) as (rows, mark_pushed):
-                    if not rows:
-                        break
-                    self.publisher.publish([r.message() for r in rows])
-                    mark_pushed()
-                total += len(rows)
-                self.listener.pushed(dict(Counter(r.sample.model for r in rows)), self.store.pending_count())
-                if len(rows) < self.batch_size:
-                    break
+            for sink, publisher in self.publishers.items():
+                try:
+                    total += self._push_samples(sink, publisher, max_batches)
+                    self._push_triggers(sink, publisher)
+                except Exception as exc:  # the other sinks still get their turn; the first error is raised
+                    failure = failure or exc
         if total:
-            log.info("pushed %d flagged samples to the retraining queue", total)
+            log.info("pushed %d flagged samples", total)
+        if failure is not None:
+            raise failure
         return total
 
-    def _trigger(self, model: str, reason: str, detail: dict[str, Any] | None = None) -> None:
-        # Push first, so the trigger follows every sample it is about.
-        self.push()
-        record = {"type": "retrain_trigger", "event_id": f"trigger-{model}-{reason}-{int(self.clock())}",
-                  "model": model, "reason": reason, "ts": self.clock(), "detail": detail}
-        self.publisher.publish([record])
-        self.store.record_trigger(model, reason, None if detail is None else str(detail))
-        self.listener.triggered(model, reason)
-        log.warning("retrain trigger sent for model %s (%s)", model, reason)
+    def _push_samples(self, sink: str, publisher: Publisher, max_batches: int) -> int:
+        total = 0
+        for _ in range(max_batches):
+            with self.store.claim_unpushed(self.batch_size, sink) as (rows, mark_pushed):
+                if not rows:
+                    break
+                publisher.publish([r.message() for r in rows])
+                mark_pushed()
+            total += len(rows)
+            self.listener.pushed(sink, dict(Counter(r.sample.model for r in rows)), self.store.pending_count(sink))
+            if len(rows) < self.batch_size:
+                break
+        return total
+
+    def _push_triggers(self, sink: str, publisher: Publisher) -> None:
+        with self.store.claim_triggers(sink) as (triggers, mark_pushed):
+            if not triggers:
+                return
+            publisher.publish([t.message() for t in triggers])
+            mark_pushed()
+        for t in triggers:
+            if sink == "queue":
+                self.listener.triggered(t.model, t.reason)
+            log.warning("retrain trigger %s sent to %s", t.key, sink)
 
     def weekly(self) -> list[str]:
-        """Trigger a retrain of every model that has flagged samples."""
-        models = self.store.models()
-        for model in models:
-            self._trigger(model, "weekly")
-        return models
+        """Make sure this period's trigger exists for every model with samples in the last period.
+
+        Runs on the cron and at start-up: the key names the period, so a run that
+        comes late (the daemon was down at the fire time) still sends it, once.
+        """
+        if self.schedule is None:
+            return []
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        times = last_fire_times(self.schedule, now)
+        if not times:
+            return []
+        period = times[-1]
+        since = times[0].timestamp() if len(times) > 1 else period.timestamp() - 7 * 86400
+        added = [m for m in self.store.models_since(since)
+                 if self.store.add_trigger(f"{m}|weekly|{period:%Y-%m-%dT%H:%M}", m, "weekly")]
+        if added:
+            self.push()
+        return added
 
     def severe(self, alert: Alert) -> bool:
-        """Trigger a retrain of the alert's model now, unless one was sent within the cooldown."""
-        now = self.clock()
-        with self._lock:
-            last = self._last_severe.get(alert.model)
-            if last is not None and now - last < self.cooldown_s:
-                return False
-            self._last_severe[alert.model] = now
-        self._trigger(alert.model, "severe_drift", alert.to_dict())
-        return True
+        """Trigger a retrain of the alert's model now; one per model per cooldown window.
+
+        The window is taken from the alert's own event time, so daemons that see the
+        same drift on different partitions agree on the key.
+        """
+        window = math.floor(alert.ts / self.cooldown_s) if self.cooldown_s > 0 else alert.event_id
+        added = self.store.add_trigger(f"{alert.model}|severe_drift|{window}", alert.model, "severe_drift",
+                                       alert.to_dict())
+        if added:
+            self.push()
+        return added
+
+    def prune(self) -> dict[str, int]:
+        """Delete delivered samples, alerts and triggers older than the retention."""
+        if not self.retention_s:
+            return {}
+        deleted = self.store.prune(self.clock() - self.retention_s)
+        if any(deleted.values()):
+            log.info("pruned %s", ", ".join(f"{n} {table}" for table, n in deleted.items()))
+        return deleted

@@ -79,18 +79,3 @@ class WebhookPublisher:
 
     def close(self) -> None:
         self._client.close()
-
-
-class FanOut:
-    """Publish to several publishers; succeed only if all of them did."""
-
-    def __init__(self, publishers: Sequence[Publisher]) -> None:
-        self.publishers = list(publishers)
-
-    def publish(self, records: Sequence[dict[str, Any]]) -> None:
-        for publisher in self.publishers:
-            publisher.publish(records)
-
-    def close(self) -> None:
-        for publisher in self.publishers:
-            publisher.close()

@@ -1,11 +1,12 @@
 """The flagged-sample store: SQLAlchemy Core on SQLite (default) or PostgreSQL.
 
-Writes are idempotent: a sample is keyed by its ``event_id`` and an alert by its
-``Alert.key``, so a batch processed twice (after a crash before its offsets were
-committed) stores nothing twice. Pushing to the retraining queue claims rows in a
-transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several daemons sharing
-one database never push the same row at the same time) and marks them pushed only
-after the queue acknowledged them.
+Writes are idempotent: a sample is keyed by its ``event_id``, an alert by its
+``Alert.key`` and a retrain trigger by its ``trigger_key``, so a batch processed
+twice (after a crash before its offsets were committed), or a trigger raised by two
+daemons, is stored once. Delivery is tracked per sink (``queue``: the Kafka topic;
+``webhook``): a push claims undelivered rows in a transaction (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL, so daemons sharing one database never push the same row at
+once) and marks them delivered to that sink only after it acknowledged them.
 
 Tables are prefixed ``mm_`` so the store can live in a shared database.
 """
@@ -32,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -68,9 +70,11 @@ samples_table = Table(
     Column("event_ts", Float, nullable=False),
     Column("flagged_at", Float, nullable=False),
     Column("payload", _Json, nullable=False),
-    Column("pushed_at", Float),
+    Column("pushed_at", Float),  # delivered to the queue topic
+    Column("webhook_at", Float),  # delivered to the webhook
     Index("ix_mm_flagged_samples_unpushed", "pushed_at", "id"),
-    Index("ix_mm_flagged_samples_model", "model", "reason"),
+    Index("ix_mm_flagged_samples_unhooked", "webhook_at", "id"),
+    Index("ix_mm_flagged_samples_flagged", "flagged_at", "model"),
 )
 alerts_table = Table(
     "mm_alerts", metadata,
@@ -79,7 +83,7 @@ alerts_table = Table(
     Column("kind", String(32), nullable=False),
     Column("model", String(256), nullable=False),
     Column("model_version", String(256)),
-    Column("feature", String(512)),
+    Column("feature", Text),
     Column("detector", String(64), nullable=False),
     Column("score", Float, nullable=False),
     Column("threshold", Float, nullable=False),
@@ -91,11 +95,16 @@ alerts_table = Table(
 triggers_table = Table(
     "mm_retrain_triggers", metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("trigger_key", String(600), nullable=False, unique=True),
     Column("model", String(256), nullable=False),
     Column("reason", String(64), nullable=False),
-    Column("detail", Text),
+    Column("detail", _Json),
     Column("created_at", Float, nullable=False),
+    Column("pushed_at", Float),
+    Column("webhook_at", Float),
 )
+#: Which column records delivery to which sink.
+SINKS = {"queue": "pushed_at", "webhook": "webhook_at"}
 meta_table = Table(
     "mm_meta", metadata,
     Column("key", String(64), primary_key=True),
@@ -124,6 +133,23 @@ class StoredSample:
         return {"type": "sample", **asdict(self.sample), "flagged_at": self.flagged_at}
 
 
+@dataclass(frozen=True)
+class StoredTrigger:
+    """A retrain trigger as stored."""
+
+    id: int
+    key: str
+    model: str
+    reason: str
+    detail: dict[str, Any] | None
+    created_at: float
+
+    def message(self) -> dict[str, Any]:
+        """The retraining-queue record: consumers may drop repeats by ``event_id`` (the key)."""
+        return {"type": "retrain_trigger", "event_id": self.key, "model": self.model, "reason": self.reason,
+                "ts": self.created_at, "detail": self.detail}
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the scheduler's push job read while the consumer writes; the busy
     # timeout turns a momentary lock into a wait instead of an error.
@@ -145,7 +171,9 @@ def _translate(exc: SQLAlchemyError, url: str) -> Exception:
 class SampleStore:
     """Flagged samples, alerts and retrain triggers in one database."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, webhook: bool = False) -> None:
+        """``webhook``: samples must also reach the webhook before retention may delete them."""
+        self._webhook = webhook
         try:
             parsed = make_url(url)
         except ArgumentError:
@@ -214,35 +242,66 @@ class SampleStore:
             raise _translate(exc, self.url) from exc
 
     @contextmanager
-    def claim_unpushed(self, limit: int) -> Iterator[tuple[list[StoredSample], Any]]:
-        """Lock up to ``limit`` unpushed samples, oldest first, for one transaction.
-
-        Yields ``(samples, mark_pushed)``; call ``mark_pushed()`` once the queue has
-        acknowledged them. If the block raises, nothing is marked and the rows are
-        free for the next attempt.
-        """
+    def _claim(self, table: Table, sink: str, limit: int) -> Iterator[tuple[list[Any], Any]]:
+        column = table.c[SINKS[sink]]
         try:
             with self.engine.begin() as conn:
-                query = (select(samples_table).where(samples_table.c.pushed_at.is_(None))
-                         .order_by(samples_table.c.id).limit(limit))
+                query = select(table).where(column.is_(None)).order_by(table.c.id).limit(limit)
                 if self.dialect == "postgresql":
                     query = query.with_for_update(skip_locked=True)
-                rows = [StoredSample.from_row(row) for row in conn.execute(query)]
+                rows = list(conn.execute(query))
 
-                def mark_pushed() -> None:
-                    conn.execute(update(samples_table)
-                                 .where(samples_table.c.id.in_([r.id for r in rows]))
-                                 .values(pushed_at=time.time()))
+                def mark_delivered() -> None:
+                    conn.execute(update(table).where(table.c.id.in_([r.id for r in rows]))
+                                 .values({SINKS[sink]: time.time()}))
 
-                yield rows, mark_pushed
+                yield rows, mark_delivered
         except SQLAlchemyError as exc:
             raise _translate(exc, self.url) from exc
 
-    def record_trigger(self, model: str, reason: str, detail: str | None = None) -> None:
+    @contextmanager
+    def claim_unpushed(self, limit: int, sink: str = "queue") -> Iterator[tuple[list[StoredSample], Any]]:
+        """Lock up to ``limit`` samples not yet delivered to ``sink``, oldest first, for one transaction.
+
+        Yields ``(samples, mark_pushed)``; call ``mark_pushed()`` once the sink has
+        acknowledged them. If the block raises, nothing is marked and the rows are
+        free for the next attempt.
+        """
+        with self._claim(samples_table, sink, limit) as (rows, mark):
+            yield [StoredSample.from_row(row) for row in rows], mark
+
+    @contextmanager
+    def claim_triggers(self, sink: str = "queue") -> Iterator[tuple[list[StoredTrigger], Any]]:
+        """As ``claim_unpushed``, for retrain triggers."""
+        with self._claim(triggers_table, sink, 100) as (rows, mark):
+            yield [StoredTrigger(r.id, r.trigger_key, r.model, r.reason, r.detail, r.created_at) for r in rows], mark
+
+    def add_trigger(self, key: str, model: str, reason: str, detail: dict[str, Any] | None = None) -> bool:
+        """Record a trigger to send; False if one with this key exists (another daemon made it)."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(triggers_table).values(
-                    model=model, reason=reason, detail=detail, created_at=time.time()))
+                inserted = conn.execute(self._insert_ignoring(triggers_table, "trigger_key").values(
+                    trigger_key=key, model=model, reason=reason, detail=detail, created_at=time.time())
+                    .returning(triggers_table.c.id)).first()
+                return inserted is not None
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    def prune(self, before: float) -> dict[str, int]:
+        """Delete what is older than ``before`` and no longer needed: delivered samples and
+        triggers, and alerts. Returns the rows deleted per table."""
+        delivered = [samples_table.c.pushed_at.is_not(None)]
+        if self._webhook:
+            delivered.append(samples_table.c.webhook_at.is_not(None))
+        try:
+            with self.engine.begin() as conn:
+                return {
+                    "samples": conn.execute(delete(samples_table).where(
+                        samples_table.c.flagged_at < before, *delivered)).rowcount,
+                    "alerts": conn.execute(delete(alerts_table).where(alerts_table.c.created_at < before)).rowcount,
+                    "triggers": conn.execute(delete(triggers_table).where(
+                        triggers_table.c.created_at < before, triggers_table.c.pushed_at.is_not(None))).rowcount,
+                }
         except SQLAlchemyError as exc:
             raise _translate(exc, self.url) from exc
 
@@ -261,10 +320,10 @@ class SampleStore:
         except SQLAlchemyError as exc:
             raise _translate(exc, self.url) from exc
 
-    def pending_count(self) -> int:
-        """Samples stored but not yet pushed."""
+    def pending_count(self, sink: str = "queue") -> int:
+        """Samples stored but not yet delivered to ``sink``."""
         return int(self._scalar(select(func.count()).select_from(samples_table)
-                                .where(samples_table.c.pushed_at.is_(None))) or 0)
+                                .where(samples_table.c[SINKS[sink]].is_(None))) or 0)
 
     def counts(self) -> dict[str, int]:
         """Samples by reason, alerts, and pushed samples: for the demo and `monitor status`."""
@@ -277,9 +336,10 @@ class SampleStore:
         out["triggers"] = int(self._scalar(select(func.count()).select_from(triggers_table)) or 0)
         return out
 
-    def models(self) -> list[str]:
-        """Models that have flagged samples."""
-        return [r["model"] for r in self._rows(select(samples_table.c.model).distinct().order_by("model"))]
+    def models_since(self, since: float) -> list[str]:
+        """Models with samples flagged at or after ``since``."""
+        query = select(samples_table.c.model).where(samples_table.c.flagged_at >= since).distinct().order_by("model")
+        return [r["model"] for r in self._rows(query)]
 
     def samples(self, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = select(samples_table).order_by(samples_table.c.id).limit(limit)

@@ -14,8 +14,14 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from collectors.contract import RawMessage
 from monitor.config import Settings, load_settings
 from monitor.service import Service
+
+
+def messages(events: list[dict[str, Any] | bytes]) -> list[RawMessage]:
+    """Events (dicts are JSON-encoded) as the messages of one partition, in order."""
+    return [RawMessage("t", 0, i, None, e if isinstance(e, bytes) else orjson.dumps(e)) for i, e in enumerate(events)]
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
@@ -115,5 +121,18 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0)
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)
         return records
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The consumer group's committed offset of every partition of ``topics`` (0 where none)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        out = {}
+        for topic in topics:
+            for p in consumer.partitions_for_topic(topic) or ():
+                out[(topic, p)] = consumer.committed(TopicPartition(topic, p)) or 0
+        return out
     finally:
         consumer.close()

@@ -81,8 +81,8 @@ def test_endpoints_serve_metrics_health_and_readiness():
         assert "model_monitor_build_info" in response.text
         assert get("/metrics", headers={"Accept": "application/openmetrics-text"}).text.endswith("# EOF\n")
         assert get("/healthz").status_code == 200
-        assert (get("/readyz").status_code, get("/readyz").text) == (503, "starting\n")
-        health.set_ready(None)
+        assert (get("/readyz").status_code, get("/readyz").text) == (503, "startup: starting\n")
+        health.problem("startup", None)
         assert get("/readyz").status_code == 200
         assert get("/status").json() == {"hello": "world"}
         assert get("/nope").status_code == 404

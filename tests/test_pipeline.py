@@ -6,9 +6,10 @@ import re
 
 import orjson
 import pytest
+from helpers import messages
 from prometheus_client import generate_latest
 
-from collectors.contract import ALERT_KINDS, RawMessage
+from collectors.contract import ALERT_KINDS
 from monitor.config import load_settings
 from monitor.metrics import OTHER, Metrics
 from monitor.pipeline import Pipeline
@@ -16,10 +17,6 @@ from monitor.simulator import EXPECTED_ALERT, Fault, TrafficSimulator
 
 START = 1_790_000_000.0
 PII = re.compile(r"[\w.]+@example\.com|13\d{9}|4111 1111 1111 1111")
-
-
-def messages(events) -> list[RawMessage]:
-    return [RawMessage("t", 0, i, None, e if isinstance(e, bytes) else orjson.dumps(e)) for i, e in enumerate(events)]
 
 
 def simulate(seconds: int, rate: float, faults=(), seed: int = 1, bad: float = 0.001) -> list:
@@ -112,12 +109,24 @@ def test_flagged_samples_are_redacted_and_joined(faulty_stream):
 def test_feedback_that_never_finds_its_prediction_is_kept_unjoined():
     feedback = [{"event_id": f"f-{i}", "type": "feedback", "ts": START + i, "model": "m", "request_id": f"r-{i}",
                  "kind": "thumbs_down", "comment": "mail me: a.b@example.com"} for i in range(3)]
-    later = {"event_id": "p", "type": "prediction", "ts": START + 5000, "model": "m", "request_id": "other"}
-    pipeline, _, samples, _ = run([*feedback, later], join={"feedback_wait_s": 60})
+    later = [{"event_id": f"p-{i}", "type": "prediction", "ts": START + 50 * i, "model": "m", "request_id": "other"}
+             for i in range(1, 4)]
+    pipeline, _, samples, _ = run([*feedback, *later], join={"feedback_wait_s": 60})
     assert [s.event_id for s in samples] == ["f-0", "f-1", "f-2"]
     assert all(not s.payload["joined"] and s.payload["prediction"] is None for s in samples)
     assert "[EMAIL]" in samples[0].payload["feedback"]["comment"]
     assert pipeline.metrics.value("model_monitor_join_total", ("orphaned",)) == 3
+
+
+def test_one_event_from_a_bad_clock_moves_event_time_only_a_step():
+    waiting = [{"event_id": f"p-{i}", "type": "prediction", "ts": START + i, "model": "m", "request_id": f"r-{i}"}
+               for i in range(100)]
+    future = {"event_id": "late", "type": "prediction", "ts": START + 20 * 3600, "model": "other", "request_id": "x"}
+    feedback = [{"event_id": f"f-{i}", "type": "feedback", "ts": START + 101, "model": "m", "request_id": f"r-{i}",
+                 "kind": "thumbs_down"} for i in range(100)]
+    pipeline, _, samples, _ = run([*waiting, future, *feedback], join={"watermark_max_step_s": 60})
+    assert pipeline.watermark == START + 99 + 60
+    assert len([s for s in samples if s.payload["joined"]]) == 100, "the predictions did not expire"
 
 
 def test_pending_feedback_is_flagged_when_the_pipeline_drains():

@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from helpers import make_settings, produce, read_topic, wait_for
-from kafka import KafkaConsumer, TopicPartition
+from helpers import committed_offsets, make_settings, produce, read_topic, wait_for
 
 from monitor.broker import free_port
 from monitor.config import render_toml
@@ -36,18 +35,6 @@ def status(port: int) -> dict:
         return httpx.get(f"http://127.0.0.1:{port}/status", timeout=2).json()
     except httpx.HTTPError:
         return {}
-
-
-def committed_offsets(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        out = {}
-        for topic in topics:
-            for p in consumer.partitions_for_topic(topic) or ():
-                out[(topic, p)] = consumer.committed(TopicPartition(topic, p)) or 0
-        return out
-    finally:
-        consumer.close()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import orjson
 import pytest
+from apscheduler.triggers.cron import CronTrigger
 from helpers import read_topic
 
 from collectors.contract import Alert, FlaggedSample
 from collectors.errors import ConfigError, PublishFailed, StoreSchemaError, StoreUnavailable
 from retrain.jobs import RetrainJobs
-from retrain.publisher import FanOut, KafkaPublisher, WebhookPublisher
-from retrain.store import SampleStore, meta_table
+from retrain.publisher import KafkaPublisher, WebhookPublisher
+from retrain.store import SampleStore, meta_table, samples_table
 
 
 def sample(i: int, model: str = "m", reason: str = "thumbs_down") -> FlaggedSample:
@@ -50,11 +52,11 @@ class Recorder:
 
 class Listener:
     def __init__(self):
-        self.pushed_counts: list[tuple[dict, int]] = []
+        self.pushed_counts: list[tuple[str, dict, int]] = []
         self.triggers: list[tuple[str, str]] = []
 
-    def pushed(self, by_model, pending):
-        self.pushed_counts.append((by_model, pending))
+    def pushed(self, sink, by_model, pending):
+        self.pushed_counts.append((sink, by_model, pending))
 
     def triggered(self, model, reason):
         self.triggers.append((model, reason))
@@ -76,6 +78,7 @@ def test_claim_marks_pushed_only_when_asked(store):
         assert [r.sample.event_id for r in rows] == ["e-0", "e-1", "e-2"]
         mark()
     assert store.pending_count() == 2
+
     def fail_after_marking() -> None:
         with store.claim_unpushed(10) as (rows, mark):
             assert len(rows) == 2
@@ -90,41 +93,80 @@ def test_claim_marks_pushed_only_when_asked(store):
 def test_push_job_marks_only_acknowledged_samples(store):
     store.put([sample(i, model="a" if i % 2 else "b") for i in range(7)])
     listener = Listener()
-    failing = RetrainJobs(store, Recorder(fail=True), listener, batch_size=3)
+    failing = RetrainJobs(store, {"queue": Recorder(fail=True)}, listener, batch_size=3)
     with pytest.raises(PublishFailed):
         failing.push()
     assert store.pending_count() == 7
     recorder = Recorder()
-    jobs = RetrainJobs(store, recorder, listener, batch_size=3)
+    jobs = RetrainJobs(store, {"queue": recorder}, listener, batch_size=3)
     assert jobs.push() == 7
     assert [r["event_id"] for r in recorder.records] == [f"e-{i}" for i in range(7)]
     assert all(r["type"] == "sample" and r["payload"]["i"] == int(r["event_id"][2:]) for r in recorder.records)
     assert store.pending_count() == 0
-    assert sum(sum(c.values()) for c, _ in listener.pushed_counts) == 7
-    assert listener.pushed_counts[-1][1] == 0
+    assert sum(sum(c.values()) for _, c, _ in listener.pushed_counts) == 7
+    assert listener.pushed_counts[-1][2] == 0
     assert jobs.push() == 0
 
 
-def test_severe_trigger_pushes_first_and_respects_the_cooldown(store):
-    now = [1000.0]
+def test_a_failing_sink_does_not_make_the_other_push_twice(store):
+    store.put([sample(i) for i in range(4)])
+    queue, hook = Recorder(), Recorder(fail=True)
+    jobs = RetrainJobs(store, {"queue": queue, "webhook": hook}, Listener())
+    for _ in range(3):
+        with pytest.raises(PublishFailed):
+            jobs.push()
+    assert [r["event_id"] for r in queue.records] == [f"e-{i}" for i in range(4)], "each sample once"
+    assert (store.pending_count("queue"), store.pending_count("webhook")) == (0, 4)
+    hook.fail = False
+    jobs.push()
+    assert (len(queue.records), len(hook.records), store.pending_count("webhook")) == (4, 4, 0)
+
+
+def test_severe_trigger_is_one_per_model_and_window_and_survives_a_failed_send(store):
     store.put([sample(1)])
-    recorder, listener = Recorder(), Listener()
-    jobs = RetrainJobs(store, recorder, listener, cooldown_s=60, clock=lambda: now[0])
-    assert jobs.severe(alert(1)) is True
+    recorder, listener = Recorder(fail=True), Listener()
+    jobs = RetrainJobs(store, {"queue": recorder}, listener, cooldown_s=60)
+    with pytest.raises(PublishFailed):
+        jobs.severe(alert(0))  # ts 1_790_000_000: stored, the send failed
+    recorder.fail = False
+    jobs.push()  # the next push sends it
     assert [r["type"] for r in recorder.records] == ["sample", "retrain_trigger"]
-    assert jobs.severe(alert(2)) is False
-    now[0] += 61
-    assert jobs.severe(alert(3)) is True
+    assert jobs.severe(alert(30)) is False, "same model, same 60 s window"
+    assert jobs.severe(alert(61)) is True
     assert listener.triggers == [("m", "severe_drift"), ("m", "severe_drift")]
+    second = RetrainJobs(store, {"queue": Recorder()}, Listener(), cooldown_s=60)  # another daemon
+    assert second.severe(alert(62)) is False
     assert store.counts()["triggers"] == 2
 
 
-def test_weekly_trigger_names_every_model_with_samples(store):
-    store.put([sample(1, "a"), sample(2, "b"), sample(3, "a")])
-    recorder, listener = Recorder(), Listener()
-    assert RetrainJobs(store, recorder, listener).weekly() == ["a", "b"]
+def test_weekly_trigger_is_sent_once_per_period_even_when_late(store):
+    weekly = CronTrigger.from_crontab("0 3 * * mon", timezone="UTC")
+    now = [1_795_000_000.0]  # 2026-11-18, a Wednesday: this period began Monday 03:00
+    store.put([sample(1, "a"), sample(2, "b")])
+    with store.engine.begin() as conn:  # flagged on 2026-11-10, in the period before this one
+        conn.execute(samples_table.update().values(flagged_at=1_794_300_000.0))
+    recorder = Recorder()
+    jobs = RetrainJobs(store, {"queue": recorder}, Listener(), weekly=weekly, clock=lambda: now[0])
+    assert jobs.weekly() == ["a", "b"]
+    assert jobs.weekly() == [], "once per period, however often it runs"
+    assert RetrainJobs(store, {"queue": Recorder()}, Listener(), weekly=weekly, clock=lambda: now[0]).weekly() == []
     triggers = [r for r in recorder.records if r["type"] == "retrain_trigger"]
-    assert [(t["model"], t["reason"]) for t in triggers] == [("a", "weekly"), ("b", "weekly")]
+    assert [(t["model"], t["reason"], t["event_id"]) for t in triggers] == [
+        ("a", "weekly", "a|weekly|2026-11-16T03:00"), ("b", "weekly", "b|weekly|2026-11-16T03:00")]
+    now[0] += 7 * 86400  # 2026-11-25: the period began 2026-11-23; the last one on 2026-11-16
+    store.put([sample(3, "b")])  # flagged now (2026-11-22), in the last period
+    assert jobs.weekly() == ["b"], "a model with no new samples is not retrained again"
+
+
+def test_prune_keeps_what_is_recent_or_undelivered(store):
+    store.put([sample(i) for i in range(3)], [alert(1)])
+    with store.claim_unpushed(2) as (_, mark):
+        mark()
+    now = time.time()
+    assert store.prune(now - 3600) == {"samples": 0, "alerts": 0, "triggers": 0}
+    deleted = store.prune(now + 1)
+    assert deleted == {"samples": 2, "alerts": 1, "triggers": 0}
+    assert [r["event_id"] for r in store.samples()] == ["e-2"], "undelivered samples stay"
 
 
 def test_a_store_of_another_schema_version_is_refused(store, store_url):
@@ -150,7 +192,7 @@ def test_concurrent_pushers_on_postgresql_never_push_a_sample_twice(pg_url):
     store = SampleStore(pg_url)
     store.put([sample(i) for i in range(400)])
     recorders = [Recorder() for _ in range(4)]
-    jobs = [RetrainJobs(SampleStore(pg_url), r, Listener(), batch_size=7) for r in recorders]
+    jobs = [RetrainJobs(SampleStore(pg_url), {"queue": r}, Listener(), batch_size=7) for r in recorders]
     threads = [threading.Thread(target=j.push) for j in jobs]
     for t in threads:
         t.start()
@@ -206,10 +248,11 @@ def test_webhook_publisher_posts_json_lines_and_fails_on_errors(webhook):
 def test_kafka_and_webhook_publishers_deliver_keyed_records(broker, webhook, store):
     url, hook = webhook
     topic = f"rt-{uuid.uuid4().hex[:8]}"
-    publisher = FanOut([KafkaPublisher(topic, bootstrap_servers=broker), WebhookPublisher(url)])
+    publishers = {"queue": KafkaPublisher(topic, bootstrap_servers=broker), "webhook": WebhookPublisher(url)}
     store.put([sample(i) for i in range(5)])
-    assert RetrainJobs(store, publisher, Listener()).push() == 5
-    publisher.close()
+    assert RetrainJobs(store, publishers, Listener()).push() == 10  # five to each sink
+    for publisher in publishers.values():
+        publisher.close()
     records = read_topic(broker, topic, 5)
     assert sorted(r.key for r in records) == [f"e-{i}".encode() for i in range(5)]
     assert sum(len(b.splitlines()) for b in hook.bodies) == 5
