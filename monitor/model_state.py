@@ -49,7 +49,7 @@ class DetectorFactory:
             return self.rate()
         from river import drift  # noqa: PLC0415 - only when chosen: it takes a second to import
 
-        river_detector = {"ddm": drift.binary.DDM, "hddm_a": drift.binary.HDDM_A, "adwin": drift.ADWIN}[choice]()
+        river_detector = {"ddm": drift.binary.DDM, "hddm_a": drift.binary.HDDMA, "adwin": drift.ADWIN}[choice]()
         return RiverAdapter(river_detector)
 
     def latency_slo(self) -> Detector:
