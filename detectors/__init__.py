@@ -6,7 +6,7 @@ Each speaks river's detector contract (``update``, ``drift_detected``) plus
 
 from detectors.base import Detector, Fire
 from detectors.categorical import ChiSquareDrift
-from detectors.numeric import KSDrift
+from detectors.numeric import KSDrift, NumericDrift
 from detectors.rate import RateIncrease
 from detectors.river_adapter import RiverAdapter
 from detectors.slo import BurnRate
@@ -17,6 +17,7 @@ __all__ = [
     "Detector",
     "Fire",
     "KSDrift",
+    "NumericDrift",
     "RateIncrease",
     "RiverAdapter",
 ]

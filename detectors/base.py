@@ -9,7 +9,7 @@ service can drive river's (through ``RiverAdapter``). On top of that:
   any size gives exactly the fires of feeding it one value at a time.
 * ``score`` and ``threshold``: the statistic last computed and the value it must
   pass to fire, so alerts can say how far past the line things went.
-* State pickles (``pickle.dumps(detector)``) and restores, for checkpoints.
+* ``snapshot()`` and ``Detector.restore()``: the whole state, for checkpoints.
 
 Detectors are pure: values in, decisions out. No I/O, no clocks, no randomness.
 """
@@ -17,6 +17,7 @@ Detectors are pure: values in, decisions out. No I/O, no clocks, no randomness.
 from __future__ import annotations
 
 import abc
+import pickle
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -24,11 +25,13 @@ from river import base
 
 
 class Fire(NamedTuple):
-    """One firing: where in the batch, and the score that crossed the threshold."""
+    """One firing: where in the batch, the score that crossed the threshold, and (for a
+    detector that runs several tests) which test it was."""
 
     index: int
     score: float
     threshold: float
+    test: str = ""
 
 
 class Detector(base.DriftDetector):
@@ -55,6 +58,32 @@ class Detector(base.DriftDetector):
     def ready(self) -> bool:
         """Whether the detector has seen enough to be able to fire."""
         return True
+
+    def snapshot(self) -> bytes:
+        """The detector's whole state, to checkpoint it (e.g. with committed offsets).
+
+        >>> from detectors import RateIncrease
+        >>> detector = RateIncrease(p0=0.1, threshold=3.0)
+        >>> _ = detector.update_many(np.ones(2))
+        >>> copy = Detector.restore(detector.snapshot())
+        >>> [f.index for f in copy.update_many(np.ones(3))] == [f.index for f in detector.update_many(np.ones(3))]
+        True
+        """
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def restore(data: bytes) -> Detector:
+        """A detector from ``snapshot()``; it goes on exactly where the original was.
+
+        Only restore snapshots you made: unpickling runs code."""
+        detector = pickle.loads(data)  # our own checkpoints only
+        if not isinstance(detector, Detector):
+            raise TypeError(f"not a detector snapshot: {type(detector).__name__}")
+        return detector
+
+    def set_false_alarm_rate(self, rate: float) -> None:
+        """Aim at ``rate`` false alarms per value under no change, where the detector can
+        (a share of a false-alarm budget); the default does nothing."""
 
     def update(self, x: Any) -> None:
         """River's one-value update; ``drift_detected`` tells if it fired on ``x``."""

@@ -62,8 +62,14 @@ class ChiSquareDrift(ReferenceWindowTest):
         super().__init__(reference_size, window_size, check_every, alpha)
         require(max_categories >= 2, f"max_categories must be >= 2, got {max_categories}")
         self.max_categories = max_categories
-        self._critical: dict[int, float] = {}
         self._reset()
+
+    def _on_alpha(self) -> None:
+        self._critical: dict[int, float] = {}
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._on_alpha()
 
     def _prepare(self, values: np.ndarray) -> np.ndarray:
         if not np.all(values >= 0):  # also catches NaN

@@ -8,8 +8,14 @@ fastest to a given rise for a given false-alarm rate (Page, 1954).
 
 Rare events make the warm-up estimate noisy (a warm-up that saw 2 errors where 4 is
 normal halves ``p0``, and the normal rate then looks like the rise the test is
-tuned for). So ``p0`` is the upper ``p0_confidence`` bound of the Jeffreys interval,
-not the point estimate: a rate the warm-up cannot rule out is never taken for a rise.
+tuned for). So the warm-up lasts at least ``warmup`` values and until it has seen
+``warmup_events`` ones (at most ``max_warmup`` values), and ``p0`` is the upper
+``p0_confidence`` bound of the Jeffreys interval, not the point estimate: a rate the
+warm-up cannot rule out is never taken for a rise.
+
+The threshold is either given (``threshold``, in nats of evidence) or derived from
+``arl0``, the average number of values between false alarms wanted under no change,
+by Siegmund's approximation ARL0 = (e^h - h - 1) / |E[step]|, once ``p0`` is known.
 
 ``burn_in`` values are skipped before the first warm-up and ``settle`` values after
 every fire, so neither a stream that starts low (feedback arrives after its
@@ -37,7 +43,7 @@ class RateIncrease(Detector):
     The convention is explicit: **1 is the bad event** (error, missing, complaint).
 
     >>> rng = np.random.default_rng(11)
-    >>> detector = RateIncrease(warmup=1000, odds_ratio=3.0, threshold=8.0)
+    >>> detector = RateIncrease(warmup=1000, warmup_events=20, odds_ratio=3.0, threshold=8.0)
     >>> stream = np.concatenate([rng.random(3000) < 0.02, rng.random(2000) < 0.08])
     >>> [f.index for f in detector.update_many(stream)]
     [3170]
@@ -55,6 +61,9 @@ class RateIncrease(Detector):
         min_p0: float = 1e-4,
         burn_in: int = 0,
         settle: int | None = None,
+        warmup_events: int = 100,
+        max_warmup: int | None = None,
+        arl0: float | None = None,
     ) -> None:
         super().__init__()
         require(warmup >= 1, f"warmup must be >= 1, got {warmup}")
@@ -65,6 +74,9 @@ class RateIncrease(Detector):
         require(0.0 < min_p0 < 0.5, f"min_p0 must be in (0, 0.5), got {min_p0}")
         require(burn_in >= 0, f"burn_in must be >= 0, got {burn_in}")
         require(settle is None or settle >= 0, f"settle must be >= 0, got {settle}")
+        require(warmup_events >= 0, f"warmup_events must be >= 0, got {warmup_events}")
+        require(max_warmup is None or max_warmup >= warmup, f"max_warmup must be >= warmup, got {max_warmup}")
+        require(arl0 is None or arl0 > 1, f"arl0 must be > 1, got {arl0}")
         self.warmup = warmup
         self.odds_ratio = odds_ratio
         self._threshold = float(threshold)
@@ -73,8 +85,30 @@ class RateIncrease(Detector):
         self.min_p0 = min_p0
         self.burn_in = burn_in
         self.settle = settle
+        self.warmup_events = warmup_events
+        self.max_warmup = max_warmup
+        self.arl0 = arl0
         self._h = round(threshold * _SCALE)
         self._reset()
+
+    def set_false_alarm_rate(self, rate: float) -> None:
+        """Aim at ``rate`` false alarms per value under no change (sets ``arl0``)."""
+        require(0.0 < rate < 1.0, f"rate must be in (0, 1), got {rate}")
+        self.arl0 = 1.0 / rate
+        if self._llr is not None:
+            self._set_threshold()
+
+    def _set_threshold(self) -> None:
+        if self.arl0 is None or self._llr is None:
+            return
+        up, down = self._llr
+        p0 = self.rate_
+        drift = abs(p0 * up + (1 - p0) * down) / _SCALE  # nats per value under no change
+        h = math.log(max(self.arl0 * drift, 1.0))
+        for _ in range(20):  # h = ln(ARL0 |mu0| + h + 1): a few fixed-point steps converge
+            h = math.log(self.arl0 * drift + h + 1.0)
+        self._threshold = h
+        self._h = round(h * _SCALE)
 
     @property
     def threshold(self) -> float:
@@ -108,6 +142,7 @@ class RateIncrease(Detector):
         # At the upper clip a rise is impossible (a feature always missing stays so): 1s add nothing.
         up = 0 if p0 >= 1.0 - self.min_p0 else round(math.log(p1 / p0) * _SCALE)
         self._llr = (up, round(math.log((1 - p1) / (1 - p0)) * _SCALE))
+        self._set_threshold()
 
     def _update_many(self, values: np.ndarray) -> list[Fire]:
         ones = values != 0
@@ -120,11 +155,20 @@ class RateIncrease(Detector):
                 i += take
                 continue
             if self._llr is None:
-                take = min(self.warmup - self._warm_n, n - i)
+                # The warm-up ends at the first value that has both warmup values and
+                # warmup_events ones behind it (or max_warmup values), wherever batches end.
+                longest = self.max_warmup or 5 * self.warmup
+                take = min(longest - self._warm_n, n - i)
+                chunk = ones[i:i + take]
+                seen = self._warm_n + np.arange(1, take + 1)
+                found = self._warm_ones + np.cumsum(chunk)
+                done = np.flatnonzero((seen >= self.warmup) & ((found >= self.warmup_events) | (seen >= longest)))
+                if len(done):
+                    take = int(done[0]) + 1
                 self._warm_n += take
-                self._warm_ones += int(ones[i:i + take].sum())
+                self._warm_ones += int(chunk[:take].sum())
                 i += take
-                if self._warm_n == self.warmup:
+                if len(done):
                     self._learn()
                 continue
             up, down = self._llr

@@ -36,6 +36,21 @@ class ReferenceWindowTest(Detector):
         self.window_size = window_size
         self.check_every = check_every
         self.alpha = alpha
+        self._test_name = ""
+
+    def set_alpha(self, alpha: float) -> None:
+        """Change the per-check false-alarm probability (the thresholds follow at the next check)."""
+        require(0.0 < alpha < 1.0, f"alpha must be in (0, 1), got {alpha}")
+        self.alpha = alpha
+        self._on_alpha()
+
+    def _on_alpha(self) -> None:
+        """Forget thresholds cached for the old alpha."""
+
+    def set_false_alarm_rate(self, rate: float) -> None:
+        """A test every ``check_every`` values at level alpha makes alpha / check_every false
+        alarms per value at most (fewer: overlapping windows make checks agree)."""
+        self.set_alpha(min(0.5, max(rate * self.check_every, 1e-15)))
 
     def _reset(self) -> None:
         super()._reset()
@@ -67,7 +82,8 @@ class ReferenceWindowTest(Detector):
 
     @abc.abstractmethod
     def _test(self, window: np.ndarray) -> tuple[float, float]:
-        """Return ``(score, threshold)`` of the window against the reference."""
+        """Return ``(score, threshold)`` of the window against the reference; a detector
+        running several tests sets ``self._test_name`` to the one it reports."""
 
     def _set_reference(self, reference: np.ndarray) -> None:
         self._learn(reference)
@@ -96,6 +112,6 @@ class ReferenceWindowTest(Detector):
                 continue
             self._score, self._threshold = self._test(self._window.values())
             if self._score > self._threshold:
-                fires.append(Fire(i - 1, self._score, self._threshold))
+                fires.append(Fire(i - 1, self._score, self._threshold, self._test_name))
                 self._relearn()
         return fires

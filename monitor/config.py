@@ -126,11 +126,12 @@ class DetectSettings:
     reference_size: int = _key(1000, "Values in the warm-up reference of each feature and score.", min=10)
     window_size: int = _key(500, "Values in the sliding window tested against the reference.", min=10)
     check_every: int = _key(100, "Values between two tests of a window.", min=1)
-    alpha: float = _key(1e-6, "Per-test false-alarm probability of the drift tests.", min=1e-15, max=0.5)
+    false_alarms_per_million: float = _key(
+        1.0, "False alarms per million events per model the detectors aim at, at most: shared among its "
+             "drift and rate tests (Bonferroni).", min=1e-6, max=1e5)
     max_categories: int = _key(50, "Categories tracked per categorical feature (the rest share one).", min=2)
     rate_warmup: int = _key(2000, "Events used to learn the normal missing, error and complaint rates.", min=10)
     rate_odds_ratio: float = _key(2.0, "Rise in the odds of a rate the rate detectors look for.", min=1.01)
-    rate_threshold: float = _key(10.0, "Evidence (log-likelihood ratio) at which a rate detector fires.", min=0.1)
     feedback_bucket_s: float = _key(5.0, "Event-time bucket in which the negative-feedback rate is counted.",
                                     min=0.001)
     feedback_lateness_s: float = _key(
@@ -139,7 +140,7 @@ class DetectSettings:
         60.0, "Event time at the start of a model's stream not used for its negative-feedback rate "
               "(its feedback is still on the way).", min=0)
     decay_detector: str = _key("cusum", "Detector on the error stream from late labels.",
-                               choices=("cusum", "ddm", "hddm_a", "adwin"))
+                               choices=("cusum", "ddm", "hddm_a", "adwin", "fhddm"))
     decision_threshold: float = _key(0.5, "A score at or above this predicts the positive label.", min=0, max=1)
     max_models: int = _key(50, "Most models tracked; more share the model label __other__.", min=1)
     max_versions: int = _key(3, "Most versions tracked per model; the least recently seen is dropped.", min=1)
@@ -161,6 +162,10 @@ class SLOSettings:
         10.0, "slo_burn fires when the error budget burns this many times too fast in both windows.", min=1)
     long_window: int = _key(2000, "Requests in the long burn-rate window.", min=1)
     short_window: int = _key(200, "Requests in the short burn-rate window.", min=1)
+    slow_burn_factor: float = _key(3.0, "The slow tier fires at this burn rate over both slow windows; 0 turns it off.",
+                                   min=0)
+    slow_long_window: int = _key(10000, "Requests in the slow tier's long window.", min=1)
+    slow_short_window: int = _key(1000, "Requests in the slow tier's short window.", min=1)
 
 
 @dataclass
@@ -318,6 +323,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"detect.check_every ({d.check_every}) must be <= detect.window_size ({d.window_size})")
     if s.short_window > s.long_window:
         raise ConfigError(f"slo.short_window ({s.short_window}) must be <= slo.long_window ({s.long_window})")
+    if s.slow_short_window > s.slow_long_window:
+        raise ConfigError(f"slo.slow_short_window ({s.slow_short_window}) must be <= slo.slow_long_window "
+                          f"({s.slow_long_window})")
     if not settings.kafka.bootstrap_servers.strip():
         raise ConfigError("kafka.bootstrap_servers must not be empty")
     t = settings.topics

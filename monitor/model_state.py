@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from collectors.contract import Alert
-from detectors import BurnRate, ChiSquareDrift, Detector, KSDrift, RateIncrease, RiverAdapter
+from detectors import BurnRate, ChiSquareDrift, Detector, Fire, NumericDrift, RateIncrease, RiverAdapter
 from monitor.config import Settings
 
 Event = dict[str, Any]
@@ -31,17 +31,18 @@ class DetectorFactory:
         self.d = settings.detect
         self.slo = settings.slo
 
+    # Thresholds are set afterwards, from the model's false-alarm budget (ModelState.rebudget).
     def numeric(self) -> Detector:
         d = self.d
-        return KSDrift(d.reference_size, d.window_size, d.check_every, d.alpha)
+        return NumericDrift(d.reference_size, d.window_size, d.check_every)
 
     def categorical(self) -> Detector:
         d = self.d
-        return ChiSquareDrift(d.reference_size, d.window_size, d.check_every, d.alpha, d.max_categories)
+        return ChiSquareDrift(d.reference_size, d.window_size, d.check_every, max_categories=d.max_categories)
 
     def rate(self) -> Detector:
         d = self.d
-        return RateIncrease(warmup=d.rate_warmup, odds_ratio=d.rate_odds_ratio, threshold=d.rate_threshold)
+        return RateIncrease(warmup=d.rate_warmup, odds_ratio=d.rate_odds_ratio)
 
     def error_rate(self) -> Detector:
         choice = self.d.decay_detector
@@ -49,16 +50,23 @@ class DetectorFactory:
             return self.rate()
         from river import drift  # noqa: PLC0415 - only when chosen: it takes a second to import
 
-        river_detector = {"ddm": drift.binary.DDM, "hddm_a": drift.binary.HDDMA, "adwin": drift.ADWIN}[choice]()
-        return RiverAdapter(river_detector)
+        # 1 is an error and decay is a rise (see detectors/river_adapter.py for who needs what).
+        if choice == "adwin":
+            return RiverAdapter(drift.ADWIN(), rising_only=True)
+        if choice == "fhddm":
+            return RiverAdapter(drift.binary.FHDDM(), invert=True)
+        return RiverAdapter({"ddm": drift.binary.DDM, "hddm_a": drift.binary.HDDMA}[choice]())
 
     def latency_slo(self) -> Detector:
-        s = self.slo
-        return BurnRate(s.latency_objective, s.long_window, s.short_window, s.burn_factor)
+        return self._burn(self.slo.latency_objective)
 
     def availability_slo(self) -> Detector:
+        return self._burn(self.slo.availability_objective)
+
+    def _burn(self, objective: float) -> Detector:
         s = self.slo
-        return BurnRate(s.availability_objective, s.long_window, s.short_window, s.burn_factor)
+        return BurnRate(objective, s.long_window, s.short_window, s.burn_factor,
+                        s.slow_long_window, s.slow_short_window, s.slow_burn_factor)
 
 
 class Stream:
@@ -78,19 +86,27 @@ class Stream:
         self.positions.append(position)
         self.values.append(value)
 
-    def flush(self) -> Iterator[tuple[int, float, float]]:
-        """Run the batch through the detector; yield (position, score, threshold) per fire."""
+    def flush(self) -> Iterator[tuple[int, Fire]]:
+        """Run the batch through the detector; yield (stream position, fire) per fire."""
         if not self.values:
             return
         fires = self.detector.update_many(np.asarray(self.values, dtype=np.float64))
         positions = self.positions
         self.positions, self.values = [], []
         for fire in fires:
-            yield positions[fire.index], fire.score, fire.threshold
+            yield positions[fire.index], fire
 
     def gauge(self, version: str) -> GaugeRow:
         return (version, self.kind, self.feature or "", self.label,
                 float(self.detector.score), float(self.detector.threshold))
+
+    def detector_name(self, fire: Fire) -> str:
+        """The alert's ``detector``: the test that fired for a numeric drift detector
+        (``ks``, ``folded_ks``, ``binned_chi2``), else the stream's label, with the tier
+        of a slow SLO burn (``latency_burn_rate_slow``)."""
+        if not fire.test:
+            return self.label
+        return fire.test if self.label == "numeric" else f"{self.label}_{fire.test}"
 
 
 class EventTimeRate:
@@ -158,12 +174,14 @@ class Track:
     counted as a mismatch and treated as missing.
     """
 
-    __slots__ = ("codes", "factory", "feature", "kind", "max_codes", "mismatches", "missing", "value")
+    __slots__ = ("changed", "codes", "factory", "feature", "kind", "max_codes", "mismatches", "missing", "value")
 
-    def __init__(self, feature: str, kind: str, factory: DetectorFactory, with_missing: bool) -> None:
+    def __init__(self, feature: str, kind: str, factory: DetectorFactory, with_missing: bool,
+                 changed: Callable[[], None]) -> None:
         self.feature = feature
         self.kind = kind  # alert kind: data_drift or prediction_drift
         self.factory = factory
+        self.changed = changed  # called when a detector is added
         self.value: Stream | None = None
         self.missing = Stream(factory.rate(), kind, feature, "missing_rate") if with_missing else None
         self.codes: dict[Any, int] | None = None  # categorical tracks only
@@ -200,8 +218,12 @@ class Track:
     def _start(self, value: Any) -> Stream:
         if type(value) is str or type(value) is bool:
             self.codes = {}
-            return Stream(self.factory.categorical(), self.kind, self.feature, "chi_square")
-        return Stream(self.factory.numeric(), self.kind, self.feature, "ks")
+            stream = Stream(self.factory.categorical(), self.kind, self.feature, "chi_square")
+        else:
+            stream = Stream(self.factory.numeric(), self.kind, self.feature, "numeric")
+        self.value = stream
+        self.changed()
+        return stream
 
     def streams(self) -> Iterator[Stream]:
         if self.value is not None:
@@ -213,8 +235,10 @@ class Track:
 class VersionState:
     """Everything watched for one model version."""
 
-    def __init__(self, factory: DetectorFactory, max_features: int, latency_threshold_ms: float) -> None:
+    def __init__(self, factory: DetectorFactory, max_features: int, latency_threshold_ms: float,
+                 changed: Callable[[], None]) -> None:
         self.factory = factory
+        self.changed = changed
         self.max_features = max_features
         self.latency_threshold_ms = latency_threshold_ms
         self.features: dict[str, Track] = {}
@@ -236,7 +260,8 @@ class VersionState:
                     if len(tracks) >= self.max_features:
                         self.dropped_features += 1
                         continue
-                    track = tracks[name] = Track(name, "data_drift", self.factory, with_missing=True)
+                    track = tracks[name] = Track(name, "data_drift", self.factory, True, self.changed)
+                    self.changed()
                 track.add(position, value)
                 seen += 1
             if seen < len(tracks):
@@ -254,7 +279,7 @@ class VersionState:
                     if len(self.outputs) >= self.max_features:
                         continue
                     track = self.outputs[name] = Track(
-                        f"prediction.{name}", "prediction_drift", self.factory, with_missing=False)
+                        f"prediction.{name}", "prediction_drift", self.factory, False, self.changed)
                 track.add(position, value)
         latency = event.get("latency_ms")
         if latency is not None:
@@ -297,6 +322,18 @@ class ModelState:
         self._retired_dropped = 0  # of evicted versions: the counters must never go down
         self._retired_mismatches = 0
 
+    def rebudget(self) -> None:
+        """Share the model's false-alarm budget equally among its tests (Bonferroni): each
+        test aims at false_alarms_per_million / 1e6 / tests false alarms per value.
+
+        Called whenever a test is added or a version goes; thresholds change at points of
+        the stream that depend on nothing but the stream, so replays agree."""
+        tests = [s.detector for v in self.versions.values() for s in v.streams()]
+        tests.append(self.negatives.detector)
+        rate = self.settings.detect.false_alarms_per_million / 1e6 / len(tests)
+        for detector in tests:
+            detector.set_false_alarm_rate(rate)
+
     def counts(self) -> tuple[int, int]:
         """Features dropped for the bound and type mismatches, over every version ever held."""
         versions = self.versions.values()
@@ -313,7 +350,8 @@ class ModelState:
                 self._retired_mismatches += old.mismatches
                 self.on_evict(self.name, evicted)
             state = self.versions[version] = VersionState(
-                self.factory, d.max_features, self.settings.slo.latency_threshold_ms)
+                self.factory, d.max_features, self.settings.slo.latency_threshold_ms, self.rebudget)
+            self.rebudget()
         elif next(reversed(self.versions)) != version:
             self.versions.move_to_end(version)
         return state
@@ -324,19 +362,19 @@ class ModelState:
         gauges: list[GaugeRow] = []
         for version, state in self.versions.items():
             for stream in state.streams():
-                for position, score, threshold in stream.flush():
-                    alerts.append(self._alert(stream, version, position, score, threshold, event_at))
+                for position, fire in stream.flush():
+                    alerts.append(self._alert(stream, version, position, fire, event_at))
                 gauges.append(stream.gauge(version))
-        for position, score, threshold in self.negatives.flush():
-            alerts.append(self._alert(self.negatives, self.last_version, position, score, threshold, event_at))
+        for position, fire in self.negatives.flush():
+            alerts.append(self._alert(self.negatives, self.last_version, position, fire, event_at))
         gauges.append(self.negatives.gauge(""))
         return alerts, gauges
 
-    def _alert(self, stream: Stream, version: str, position: int, score: float, threshold: float,
+    def _alert(self, stream: Stream, version: str, position: int, fire: Fire,
                event_at: Callable[[int], Event]) -> Alert:
         event = event_at(position)
         return Alert(
             kind=stream.kind, model=self.name, model_version=version or None, feature=stream.feature,
-            detector=stream.label, score=round(score, 6), threshold=round(threshold, 6),
+            detector=stream.detector_name(fire), score=round(fire.score, 6), threshold=round(fire.threshold, 6),
             at_event=position, ts=event["ts"], event_id=event["event_id"],
         )

@@ -18,7 +18,8 @@ def test_every_key_has_a_default_and_the_defaults_load():
 
 def test_file_then_environment_then_overrides(tmp_path):
     path = tmp_path / "monitor.toml"
-    path.write_text('[kafka]\nbootstrap_servers = "file:9092"\ngroup_id = "from-file"\n[detect]\nalpha = 1e-5\n')
+    path.write_text('[kafka]\nbootstrap_servers = "file:9092"\ngroup_id = "from-file"\n'
+                    '[detect]\nfalse_alarms_per_million = 0.5\n')
     env = {"MONITOR_KAFKA_BOOTSTRAP_SERVERS": "env:9092", "MONITOR_KAFKA_CREATE_TOPICS": "false",
            "MONITOR_KAFKA_MAX_BATCH_RECORDS": "1_000", "MONITOR_REDACT_FIELDS": "features.email, segment.ip",
            "MONITOR_CONFIG": "ignored: it names the file"}
@@ -28,7 +29,7 @@ def test_file_then_environment_then_overrides(tmp_path):
     assert s.kafka.create_topics is False
     assert s.kafka.max_batch_records == 1000
     assert s.redact.fields == ["features.email", "segment.ip"]
-    assert s.detect.alpha == 1e-5
+    assert s.detect.false_alarms_per_million == 0.5
 
 
 @pytest.mark.parametrize(("text", "env", "message"), [

@@ -308,8 +308,10 @@ HYPERPARAMETERS = [
     (ChiSquareDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001,
                       "max_categories": 7}),
     (RateIncrease, {"warmup": 321, "odds_ratio": 2.5, "threshold": 7.5, "p0": None, "p0_confidence": 0.9,
-                    "min_p0": 0.002, "burn_in": 17, "settle": 9}),
-    (BurnRate, {"objective": 0.995, "long_window": 600, "short_window": 60, "factor": 6.0}),
+                    "min_p0": 0.002, "burn_in": 17, "settle": 9, "warmup_events": 12, "max_warmup": 999,
+                    "arl0": None}),
+    (BurnRate, {"objective": 0.995, "long_window": 600, "short_window": 60, "factor": 6.0,
+                "slow_long_window": 6000, "slow_short_window": 600, "slow_factor": 2.0}),
 ]
 
 
@@ -566,7 +568,7 @@ def test_rate_cusum_matches_a_float_reference_on_a_mixed_stream():
 
 
 def test_rate_warm_up_then_ready():
-    detector = RateIncrease(warmup=100)
+    detector = RateIncrease(warmup=100, warmup_events=0)
     detector.update_many(np.zeros(99))
     assert not detector.ready
     assert math.isnan(detector.rate_)
@@ -577,14 +579,14 @@ def test_rate_warm_up_then_ready():
 def test_rate_learns_the_jeffreys_upper_bound():
     values = np.zeros(1_000)
     values[[100, 700]] = 1  # 2 events in the warm-up
-    detector = RateIncrease(warmup=1_000, p0_confidence=0.99)
+    detector = RateIncrease(warmup=1_000, p0_confidence=0.99, warmup_events=0)
     detector.update_many(values)
     assert detector.rate_ == pytest.approx(stats.beta.ppf(0.99, 2.5, 998.5))
     assert detector.rate_ > 2 / 1_000
 
 
 def test_rate_clips_the_learned_rate_at_min_p0():
-    detector = RateIncrease(warmup=50_000, min_p0=1e-3)
+    detector = RateIncrease(warmup=50_000, min_p0=1e-3, warmup_events=0)
     detector.update_many(np.zeros(50_000))  # the upper bound of 0 in 50,000 is below 1e-4
     assert detector.rate_ == 1e-3
 
@@ -593,15 +595,15 @@ def test_rate_burn_in_skips_values_before_the_warm_up():
     rng = np.random.default_rng(3)
     values = (rng.random(3_000) < 0.05).astype(float)
     values[:500] = 0  # a stream that starts low: feedback arrives after its prediction
-    skipped = RateIncrease(warmup=1_000, burn_in=500)
+    skipped = RateIncrease(warmup=1_000, burn_in=500, warmup_events=0)
     skipped.update_many(values[:1_499])
     assert not skipped.ready
     skipped.update_many(values[1_499:1_500])
     assert skipped.ready
-    plain = RateIncrease(warmup=1_000)
+    plain = RateIncrease(warmup=1_000, warmup_events=0)
     plain.update_many(values[500:1_500])
     assert skipped.rate_ == plain.rate_
-    with_zeros = RateIncrease(warmup=1_000)
+    with_zeros = RateIncrease(warmup=1_000, warmup_events=0)
     with_zeros.update_many(values[:1_000])
     assert with_zeros.rate_ < skipped.rate_
 
@@ -609,7 +611,7 @@ def test_rate_burn_in_skips_values_before_the_warm_up():
 @pytest.mark.parametrize(("settle", "skipped"), [(None, 200), (0, 0), (50, 50)])
 def test_rate_settle_skips_values_after_a_fire_then_relearns(settle, skipped):
     warmup = 200
-    detector = RateIncrease(warmup=warmup, odds_ratio=3.0, threshold=4.0, settle=settle)
+    detector = RateIncrease(warmup=warmup, odds_ratio=3.0, threshold=4.0, settle=settle, warmup_events=0)
     rng = np.random.default_rng(9)
     values = np.concatenate([rng.random(1_000) < 0.05, np.ones(10), rng.random(5_000) < 0.3]).astype(float)
     fires = detector.update_many(values[:1_010])
@@ -622,7 +624,7 @@ def test_rate_settle_skips_values_after_a_fire_then_relearns(settle, skipped):
     assert not detector.ready
     detector.update_many(values[need - 1: need])
     assert detector.ready
-    fresh = RateIncrease(warmup=warmup)
+    fresh = RateIncrease(warmup=warmup, warmup_events=0)
     fresh.update_many(values[need - warmup: need])  # the new p0 comes from after the skipped values
     assert detector.rate_ == fresh.rate_
 
@@ -651,6 +653,36 @@ def test_rate_jeffreys_bound_keeps_a_short_warm_up_from_false_alarms():
     assert false_alarms(0.5) >= 30
 
 
+def test_rate_warm_up_waits_for_enough_events_but_not_forever():
+    rare = np.zeros(20_000)
+    rare[::200] = 1  # 0.5%: 10 events in the first 2,000 values
+    detector = RateIncrease(warmup=2_000, warmup_events=40)
+    detector.update_many(rare[:7_000])
+    assert not detector.ready  # 35 events so far
+    detector.update_many(rare[7_000:7_801])
+    assert detector.ready  # the 40th event (at value 7,800) ends the warm-up
+    in_pieces = RateIncrease(warmup=2_000, warmup_events=40)
+    for start in range(0, 7_801, 333):
+        in_pieces.update_many(rare[start:min(start + 333, 7_801)])
+    assert in_pieces.rate_ == detector.rate_, "where the batches end does not move the end of the warm-up"
+    never = RateIncrease(warmup=2_000, warmup_events=40, max_warmup=5_000)
+    never.update_many(np.zeros(4_999))
+    assert not never.ready
+    never.update_many(np.zeros(1))
+    assert never.ready, "a stream that never has events ends its warm-up at max_warmup"
+
+
+@pytest.mark.parametrize("arl0", [1e4, 1e5])
+def test_rate_threshold_from_arl0_gives_about_that_many_values_between_false_alarms(arl0):
+    rng = np.random.default_rng(4)
+    values = (rng.random(2_000_000) < 0.05).astype(float)
+    detector = RateIncrease(p0=0.05, arl0=arl0)
+    fires = detector.update_many(values)
+    observed = len(values) / max(len(fires), 1)
+    assert arl0 / 3 <= observed, f"{len(fires)} false alarms in {len(values)} values: ARL {observed:.0f}"
+    assert RateIncrease(p0=0.05, arl0=1e6).threshold > RateIncrease(p0=0.05, arl0=1e4).threshold
+
+
 def test_rate_never_fires_on_a_constant_stream_of_ones():
     assert RateIncrease(warmup=100).update_many(np.ones(500_000)) == []
 
@@ -669,7 +701,7 @@ def burn_reference(values, objective, long_window, short_window, factor):
         long_bad = int(sum(values[end - long_len: end]))
         short_bad = int(sum(values[max(end - short_window, 0): end]))
         long_burning = long_bad >= limit * long_len
-        if armed and long_burning and short_bad >= limit * short_window and end >= short_window:
+        if armed and long_burning and short_bad >= limit * short_window and end >= long_window:
             fires.append((t, long_bad / (long_len * budget)))
             armed = False
         elif not armed and not long_burning:
@@ -711,10 +743,12 @@ def test_burn_rate_fires_once_per_episode_and_rearms_after_the_long_window_calms
 
 
 @pytest.mark.parametrize("short_window", [1, 5, 30])
-def test_burn_rate_never_fires_below_short_window_values(short_window):
+def test_burn_rate_never_fires_before_the_long_window_is_full(short_window):
+    # Over the first requests the long window is no longer than the short one: its burn
+    # is noise (a stream at 1.9x its budget once fired the slow tier this way).
     detector = BurnRate(objective=0.75, long_window=30, short_window=short_window, factor=2.0)
     assert not detector.ready
-    fires = detector.update_many(np.ones(short_window - 1))
+    fires = detector.update_many(np.ones(29))
     assert fires == []
     fires = detector.update_many(np.ones(1))
     assert [f.index for f in fires] == [0]
@@ -791,3 +825,36 @@ def test_adapter_feeds_floats_to_a_non_binary_detector():
 
 def test_adapter_is_named_after_the_river_detector():
     assert RiverAdapter(DDM()).name == "ddm"
+
+
+# -- the error-stream convention: 1 is an error, decay is a rise ---------------------------------
+
+@pytest.mark.parametrize("choice", ["cusum", "ddm", "hddm_a", "adwin", "fhddm"])
+def test_every_decay_detector_fires_when_errors_rise_and_never_when_they_fall(choice):
+    from monitor.config import load_settings  # noqa: PLC0415
+    from monitor.model_state import DetectorFactory  # noqa: PLC0415
+
+    def make():
+        return DetectorFactory(load_settings(environ={}, overrides={"detect": {"decay_detector": choice}})).error_rate()
+
+    rng = np.random.default_rng(8)
+    worse = np.concatenate([rng.random(4000) < 0.1, rng.random(4000) < 0.4]).astype(float)
+    better = np.concatenate([rng.random(4000) < 0.4, rng.random(4000) < 0.1]).astype(float)
+    assert any(f.index >= 4000 for f in make().update_many(worse)), f"{choice} missed a decay"
+    assert [f.index for f in make().update_many(better) if f.index >= 4000] == [], f"{choice} alarmed on an improvement"
+
+
+def test_fhddm_watches_accuracy_so_the_adapter_inverts_errors():
+    from river.drift.binary import FHDDM  # noqa: PLC0415
+
+    rng = np.random.default_rng(8)
+    worse = np.concatenate([rng.random(4000) < 0.1, rng.random(4000) < 0.4]).astype(float)
+    assert RiverAdapter(FHDDM()).update_many(worse) == [], "raw FHDDM does not see errors rise"
+    assert RiverAdapter(FHDDM(), invert=True).update_many(worse)
+
+
+def test_rising_only_needs_an_estimation():
+    from river.drift.binary import DDM  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="estimation"):
+        RiverAdapter(DDM(), rising_only=True)
