@@ -5,8 +5,8 @@ Each speaks river's detector contract (``update``, ``drift_detected``) plus
 """
 
 from detectors.base import Detector, Fire
-from detectors.categorical import ChiSquareDrift
-from detectors.numeric import KSDrift, NumericDrift
+from detectors.binned import ChiSquareDrift, NumericDrift
+from detectors.numeric import KSDrift
 from detectors.rate import RateIncrease
 from detectors.river_adapter import RiverAdapter
 from detectors.slo import BurnRate

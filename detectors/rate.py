@@ -9,9 +9,10 @@ fastest to a given rise for a given false-alarm rate (Page, 1954).
 Rare events make the warm-up estimate noisy (a warm-up that saw 2 errors where 4 is
 normal halves ``p0``, and the normal rate then looks like the rise the test is
 tuned for). So the warm-up lasts at least ``warmup`` values and until it has seen
-``warmup_events`` ones (at most ``max_warmup`` values), and ``p0`` is the upper
-``p0_confidence`` bound of the Jeffreys interval, not the point estimate: a rate the
-warm-up cannot rule out is never taken for a rise.
+``warmup_events`` ones, unless the rate is plainly low (fewer than ``low_rate`` of
+the values, counting 5 events more than seen) or ``max_warmup`` values have gone by;
+and ``p0`` is the upper ``p0_confidence`` bound of the Jeffreys interval, not the
+point estimate: a rate the warm-up cannot rule out is never taken for a rise.
 
 The threshold is either given (``threshold``, in nats of evidence) or derived from
 ``arl0``, the average number of values between false alarms wanted under no change,
@@ -46,7 +47,7 @@ class RateIncrease(Detector):
     >>> detector = RateIncrease(warmup=1000, warmup_events=20, odds_ratio=3.0, threshold=8.0)
     >>> stream = np.concatenate([rng.random(3000) < 0.02, rng.random(2000) < 0.08])
     >>> [f.index for f in detector.update_many(stream)]
-    [3170]
+    [3078]
     """
 
     name = "rate_cusum"
@@ -57,13 +58,14 @@ class RateIncrease(Detector):
         odds_ratio: float = 2.0,
         threshold: float = 10.0,
         p0: float | None = None,
-        p0_confidence: float = 0.99,
+        p0_confidence: float = 0.95,
         min_p0: float = 1e-4,
         burn_in: int = 0,
         settle: int | None = None,
         warmup_events: int = 100,
         max_warmup: int | None = None,
         arl0: float | None = None,
+        low_rate: float = 0.005,
     ) -> None:
         super().__init__()
         require(warmup >= 1, f"warmup must be >= 1, got {warmup}")
@@ -77,6 +79,7 @@ class RateIncrease(Detector):
         require(warmup_events >= 0, f"warmup_events must be >= 0, got {warmup_events}")
         require(max_warmup is None or max_warmup >= warmup, f"max_warmup must be >= warmup, got {max_warmup}")
         require(arl0 is None or arl0 > 1, f"arl0 must be > 1, got {arl0}")
+        require(0.0 <= low_rate < 1.0, f"low_rate must be in [0, 1), got {low_rate}")
         self.warmup = warmup
         self.odds_ratio = odds_ratio
         self._threshold = float(threshold)
@@ -88,6 +91,7 @@ class RateIncrease(Detector):
         self.warmup_events = warmup_events
         self.max_warmup = max_warmup
         self.arl0 = arl0
+        self.low_rate = low_rate
         self._h = round(threshold * _SCALE)
         self._reset()
 
@@ -162,7 +166,9 @@ class RateIncrease(Detector):
                 chunk = ones[i:i + take]
                 seen = self._warm_n + np.arange(1, take + 1)
                 found = self._warm_ones + np.cumsum(chunk)
-                done = np.flatnonzero((seen >= self.warmup) & ((found >= self.warmup_events) | (seen >= longest)))
+                plainly_low = (found + 5) <= self.low_rate * seen
+                done = np.flatnonzero((seen >= self.warmup)
+                                      & ((found >= self.warmup_events) | plainly_low | (seen >= longest)))
                 if len(done):
                     take = int(done[0]) + 1
                 self._warm_n += take

@@ -123,9 +123,12 @@ class JoinSettings:
 class DetectSettings:
     """The detectors run per model and version."""
 
-    reference_size: int = _key(1000, "Values in the warm-up reference of each feature and score.", min=10)
-    window_size: int = _key(500, "Values in the sliding window tested against the reference.", min=10)
-    check_every: int = _key(100, "Values between two tests of a window.", min=1)
+    reference_size: int = _key(2000, "Values in the warm-up reference of each feature and score.", min=10)
+    window_size: int = _key(300, "Values in the short sliding window tested against the reference.", min=10)
+    check_every: int = _key(50, "Values between two tests of the short window.", min=1)
+    long_window: int = _key(2000, "Values in the long window, for changes too small for the short one; "
+                                  "0 for none.", min=0)
+    long_check_every: int = _key(250, "Values between two tests of the long window.", min=1)
     false_alarms_per_million: float = _key(
         1.0, "False alarms per million events per model the detectors aim at, at most: shared among its "
              "drift and rate tests (Bonferroni).", min=1e-6, max=1e5)
@@ -321,6 +324,9 @@ def _validate(settings: Settings) -> None:
     d, s = settings.detect, settings.slo
     if d.check_every > d.window_size:
         raise ConfigError(f"detect.check_every ({d.check_every}) must be <= detect.window_size ({d.window_size})")
+    if d.long_window and (d.long_window <= d.window_size or d.long_check_every > d.long_window):
+        raise ConfigError(f"detect.long_window ({d.long_window}) must be 0 or more than detect.window_size "
+                          f"({d.window_size}), and detect.long_check_every ({d.long_check_every}) at most it")
     if s.short_window > s.long_window:
         raise ConfigError(f"slo.short_window ({s.short_window}) must be <= slo.long_window ({s.long_window})")
     if s.slow_short_window > s.slow_long_window:

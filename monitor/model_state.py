@@ -34,11 +34,13 @@ class DetectorFactory:
     # Thresholds are set afterwards, from the model's false-alarm budget (ModelState.rebudget).
     def numeric(self) -> Detector:
         d = self.d
-        return NumericDrift(d.reference_size, d.window_size, d.check_every)
+        return NumericDrift(d.reference_size, d.window_size, d.check_every, long_window=d.long_window,
+                            long_check_every=d.long_check_every)
 
     def categorical(self) -> Detector:
         d = self.d
-        return ChiSquareDrift(d.reference_size, d.window_size, d.check_every, max_categories=d.max_categories)
+        return ChiSquareDrift(d.reference_size, d.window_size, d.check_every, max_categories=d.max_categories,
+                              long_window=d.long_window, long_check_every=d.long_check_every)
 
     def rate(self) -> Detector:
         d = self.d
@@ -135,7 +137,9 @@ class EventTimeRate:
         self.burn_in_end: float | None = None  # event time before which buckets are dropped
         self.buckets: dict[int, list[int]] = {}  # bucket index -> [trials, events]
 
-    def add(self, ts: float, is_event: bool) -> None:
+    def add(self, ts: float, trials: int, events: int) -> None:
+        """Count ``trials`` and ``events`` (which may be negative: a click takes an
+        impression out of the unclicked) at event time ``ts``."""
         if self.burn_in_end is None:
             self.burn_in_end = ts + self.burn_in_s
         index = int(ts // self.width_s)
@@ -145,9 +149,8 @@ class EventTimeRate:
                 counts = self.buckets[oldest]
             else:
                 counts = self.buckets[index] = [0, 0]
-        counts[0] += 1
-        if is_event:
-            counts[1] += 1
+        counts[0] += trials
+        counts[1] += events
 
     def close(self, watermark: float, position: int) -> None:
         """Hand every bucket that ended ``lateness_s`` before ``watermark`` to the stream."""
@@ -156,14 +159,12 @@ class EventTimeRate:
             trials, events = self.buckets.pop(index)
             if self.burn_in_end is not None and (index + 1) * self.width_s <= self.burn_in_end:
                 continue
+            events = min(max(events, 0), trials)
+            values = np.zeros(trials)
             if events:  # spread the 1s evenly among the 0s
-                step = trials / events
-                ones = {int(j * step) for j in range(events)}
-                values = [1.0 if j in ones else 0.0 for j in range(trials)]
-            else:
-                values = [0.0] * trials
+                values[(np.arange(events) * (trials / events)).astype(np.int64)] = 1.0
             self.stream.positions.extend([position] * trials)
-            self.stream.values.extend(values)
+            self.stream.values.extend(values.tolist())
 
 
 class Track:
@@ -314,6 +315,9 @@ class ModelState:
         d = settings.detect
         self.feedback_rate = EventTimeRate(self.negatives, d.feedback_bucket_s, d.feedback_lateness_s,
                                            d.feedback_burn_in_s)
+        # Click-through: a 1 is an impression nobody clicked, so a CTR drop is a rise.
+        self.unclicked = Stream(factory.rate(), "metric_decay", None, "ctr")
+        self.ctr = EventTimeRate(self.unclicked, d.feedback_bucket_s, d.feedback_lateness_s, d.feedback_burn_in_s)
         self.recent: deque[tuple[int, Event]] = deque(maxlen=settings.detect.drift_window)
         self.batch_recent: list[tuple[int, Event]] = []
         self.latencies: dict[str, list[float]] = {}  # by version, this batch
@@ -329,7 +333,7 @@ class ModelState:
         Called whenever a test is added or a version goes; thresholds change at points of
         the stream that depend on nothing but the stream, so replays agree."""
         tests = [s.detector for v in self.versions.values() for s in v.streams()]
-        tests.append(self.negatives.detector)
+        tests += [self.negatives.detector, self.unclicked.detector]
         rate = self.settings.detect.false_alarms_per_million / 1e6 / len(tests)
         for detector in tests:
             detector.set_false_alarm_rate(rate)
@@ -365,9 +369,10 @@ class ModelState:
                 for position, fire in stream.flush():
                     alerts.append(self._alert(stream, version, position, fire, event_at))
                 gauges.append(stream.gauge(version))
-        for position, fire in self.negatives.flush():
-            alerts.append(self._alert(self.negatives, self.last_version, position, fire, event_at))
-        gauges.append(self.negatives.gauge(""))
+        for stream in (self.negatives, self.unclicked):
+            for position, fire in stream.flush():
+                alerts.append(self._alert(stream, self.last_version, position, fire, event_at))
+            gauges.append(stream.gauge(""))
         return alerts, gauges
 
     def _alert(self, stream: Stream, version: str, position: int, fire: Fire,

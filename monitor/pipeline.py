@@ -154,6 +154,11 @@ class Pipeline:
                 self._prediction(state, event, event_time, position, batch)
             elif typ == "feedback":
                 self._feedback(state, event, event_time, position, batch)
+            elif state is not None:
+                if typ == "impression":
+                    state.ctr.add(event_time, 1, 1)
+                elif typ == "click":
+                    state.ctr.add(event_time, 0, -1)
         for orphan in self.joiner.drain_orphans():
             if orphan["kind"] in FLAGGED_KINDS:
                 self._flag_feedback(orphan, None, orphan["kind"], batch)
@@ -198,9 +203,10 @@ class Pipeline:
         """The watermark passed a bucket boundary: test the buckets that are now complete."""
         d = self.settings.detect
         for state in self.models.values():
-            if state.feedback_rate.buckets:
-                state.feedback_rate.close(self.watermark, position)
-                batch.touched[state.name] = state
+            for rate in (state.feedback_rate, state.ctr):
+                if rate.buckets:
+                    rate.close(self.watermark, position)
+                    batch.touched[state.name] = state
         width, lateness = d.feedback_bucket_s, d.feedback_lateness_s
         self._close_at = ((self.watermark - lateness) // width + 1) * width + lateness
 
@@ -226,7 +232,7 @@ class Pipeline:
         if state is not None:
             state.version(version).observe(event, position)
             state.last_version = version
-            state.feedback_rate.add(event_time, False)
+            state.feedback_rate.add(event_time, 1, 0)
             state.batch_recent.append((position, event))
             latency = event.get("latency_ms")
             if latency is not None:
@@ -240,7 +246,7 @@ class Pipeline:
         kind = event["kind"]
         batch.feedback[(state.name if state else OTHER, kind)] += 1
         if state is not None and kind in NEGATIVE_KINDS:
-            state.feedback_rate.add(event_time, True)
+            state.feedback_rate.add(event_time, 1, 1)
         prediction = self.joiner.add_feedback(event)
         if prediction is not None:
             self._joined(event, prediction, position, batch)

@@ -28,13 +28,14 @@ from typing import Any
 
 Event = dict[str, Any]
 
-FAULT_KINDS = ("feature_drift", "latency_regression", "feedback_spike", "quality_decay")
+FAULT_KINDS = ("feature_drift", "latency_regression", "feedback_spike", "quality_decay", "ctr_drop")
 #: The alert kind each fault should raise.
 EXPECTED_ALERT = {
     "feature_drift": "data_drift",
     "latency_regression": "slo_burn",
     "feedback_spike": "feedback_spike",
     "quality_decay": "metric_decay",
+    "ctr_drop": "metric_decay",
 }
 
 _COMMENTS = (
@@ -224,7 +225,7 @@ class TrafficSimulator:
         now: list[Event] = []
         if name == "recsys":
             now.append(self._simple("impression", ts, name, rid))
-            if rng.random() < model.click_rate:
+            if rng.random() < model.click_rate * (0.4 if self.active("ctr_drop", name) else 1.0):
                 now.append(self._simple("click", ts + rng.uniform(0.5, 5), name, rid))
         down = 0.2 if self.active("feedback_spike", name) else model.thumbs_down_rate
         roll = rng.random()

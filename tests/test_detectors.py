@@ -306,10 +306,10 @@ def test_invalid_hyperparameters_raise_value_error_naming_the_value(cls, kwargs,
 HYPERPARAMETERS = [
     (KSDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001, "reference": None}),
     (ChiSquareDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001,
-                      "max_categories": 7}),
+                      "max_categories": 7, "long_window": 480, "long_check_every": 120}),
     (RateIncrease, {"warmup": 321, "odds_ratio": 2.5, "threshold": 7.5, "p0": None, "p0_confidence": 0.9,
                     "min_p0": 0.002, "burn_in": 17, "settle": 9, "warmup_events": 12, "max_warmup": 999,
-                    "arl0": None}),
+                    "arl0": None, "low_rate": 0.01}),
     (BurnRate, {"objective": 0.995, "long_window": 600, "short_window": 60, "factor": 6.0,
                 "slow_long_window": 6000, "slow_short_window": 600, "slow_factor": 2.0}),
 ]
@@ -656,20 +656,33 @@ def test_rate_jeffreys_bound_keeps_a_short_warm_up_from_false_alarms():
 def test_rate_warm_up_waits_for_enough_events_but_not_forever():
     rare = np.zeros(20_000)
     rare[::200] = 1  # 0.5%: 10 events in the first 2,000 values
-    detector = RateIncrease(warmup=2_000, warmup_events=40)
+    detector = RateIncrease(warmup=2_000, warmup_events=40, low_rate=0.0)
     detector.update_many(rare[:7_000])
     assert not detector.ready  # 35 events so far
     detector.update_many(rare[7_000:7_801])
     assert detector.ready  # the 40th event (at value 7,800) ends the warm-up
-    in_pieces = RateIncrease(warmup=2_000, warmup_events=40)
+    in_pieces = RateIncrease(warmup=2_000, warmup_events=40, low_rate=0.0)
     for start in range(0, 7_801, 333):
         in_pieces.update_many(rare[start:min(start + 333, 7_801)])
     assert in_pieces.rate_ == detector.rate_, "where the batches end does not move the end of the warm-up"
-    never = RateIncrease(warmup=2_000, warmup_events=40, max_warmup=5_000)
+    never = RateIncrease(warmup=2_000, warmup_events=40, max_warmup=5_000, low_rate=0.0)
     never.update_many(np.zeros(4_999))
     assert not never.ready
     never.update_many(np.zeros(1))
     assert never.ready, "a stream that never has events ends its warm-up at max_warmup"
+
+
+def test_rate_warm_up_ends_early_when_the_rate_is_plainly_low():
+    # Errors at 0.1% of labels: waiting for 100 of them would take 100,000 labels, and a
+    # decay in the meantime would be learnt as normal.
+    detector = RateIncrease(warmup=2_000, warmup_events=100, low_rate=0.005)
+    values = np.zeros(3_000)
+    values[::1000] = 1  # 3 events
+    detector.update_many(values[:1_999])
+    assert not detector.ready
+    detector.update_many(values[1_999:2_000])
+    assert detector.ready  # (2 + 5) / 2,000 <= 0.5%
+    assert detector.rate_ < 0.005
 
 
 @pytest.mark.parametrize("arl0", [1e4, 1e5])

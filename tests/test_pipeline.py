@@ -106,6 +106,15 @@ def test_flagged_samples_are_redacted_and_joined(faulty_stream):
     assert {s.reason for s in samples} >= {"thumbs_down", "complaint", "wrong_label", "data_drift"}
 
 
+def test_click_through_falling_is_metric_decay():
+    events = simulate(150, 500, [Fault("ctr_drop", "recsys", 80.0)], seed=6)
+    _, alerts, _, _ = run(events)
+    hits = [a for a in alerts if a.detector == "ctr"]
+    assert hits
+    assert (hits[0].kind, hits[0].model) == ("metric_decay", "recsys")
+    assert 0 < hits[0].ts - (START + 80) < 40, "no CTR alert before the drop, and one soon after"
+
+
 def test_feedback_that_never_finds_its_prediction_is_kept_unjoined():
     feedback = [{"event_id": f"f-{i}", "type": "feedback", "ts": START + i, "model": "m", "request_id": f"r-{i}",
                  "kind": "thumbs_down", "comment": "mail me: a.b@example.com"} for i in range(3)]
