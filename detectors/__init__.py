@@ -9,12 +9,14 @@ from detectors.binned import ChiSquareDrift, NumericDrift
 from detectors.numeric import KSDrift
 from detectors.rate import RateIncrease
 from detectors.river_adapter import RiverAdapter
+from detectors.share import DriftShare
 from detectors.slo import BurnRate
 
 __all__ = [
     "BurnRate",
     "ChiSquareDrift",
     "Detector",
+    "DriftShare",
     "Fire",
     "KSDrift",
     "NumericDrift",

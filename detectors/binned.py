@@ -356,15 +356,19 @@ class ChiSquareDrift(BinnedWindowTest):
         max_categories: int = 50,
         long_window: int = 0,
         long_check_every: int = 0,
+        reference: np.ndarray | None = None,
     ) -> None:
         super().__init__(reference_size, window_size, check_every, alpha, long_window, long_check_every)
         require(max_categories >= 2, f"max_categories must be >= 2, got {max_categories}")
         self.max_categories = max_categories
+        self.reference = reference
         self._reset()
 
     def _reset(self) -> None:
         super()._reset()
         self._on_alpha()
+        if self.reference is not None:
+            self._set_reference(self._prepare(np.asarray(self.reference, dtype=np.float64)))
 
     def _on_alpha(self) -> None:
         self._critical: dict[tuple[int, float], float] = {}

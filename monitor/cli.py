@@ -93,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="create the topic with N partitions if it does not exist")
     _add_config(produce)
 
+    baseline = commands.add_parser(
+        "baseline", help="store reference distributions from a file (e.g. the training set)",
+        description="Sample every feature and prediction field of every model version in a file of prediction "
+                    "events (e.g. the training set) and store the samples: those versions are then tested against "
+                    "them from their first event instead of against a warm-up.")
+    baseline.add_argument("file", help="prediction events, one JSON object per line ('-' for stdin)")
+    baseline.add_argument("--store", metavar="URL", help="override store.url")
+    _add_config(baseline)
+
     config = commands.add_parser("config", help="print or check the configuration",
                                  description="Print the effective configuration (defaults, file, environment).")
     config.add_argument("--defaults", action="store_true", help="print the defaults, ignoring file and environment")
@@ -163,6 +172,19 @@ def _dispatch(args: argparse.Namespace) -> int:
             if out is not sys.stdout.buffer:
                 out.close()
         print(summary.describe(), file=sys.stderr)
+        return EXIT_OK
+    if args.command == "baseline":
+        from monitor.baseline import build  # noqa: PLC0415
+        from retrain.store import SampleStore  # noqa: PLC0415
+
+        summary = build(args.file, settings)
+        store = SampleStore(args.store or settings.store.url)
+        try:
+            stored = store.put_baselines(summary.baselines)
+        finally:
+            store.close()
+        print(summary.describe(), file=sys.stderr)
+        print(f"stored {stored} reference samples in {store.url}", file=sys.stderr)
         return EXIT_OK
     if args.command == "produce":
         from monitor.produce import produce  # noqa: PLC0415

@@ -148,6 +148,10 @@ class DetectSettings:
     max_models: int = _key(50, "Most models tracked; more share the model label __other__.", min=1)
     max_versions: int = _key(3, "Most versions tracked per model; the least recently seen is dropped.", min=1)
     max_features: int = _key(100, "Most features tracked per model version.", min=1)
+    drift_share: float = _key(0.5, "Also raise one dataset-level data_drift (feature *) when this share of a "
+                                   "version's features drifted within drift_share_window events; 0 to never.",
+                              min=0, max=1)
+    drift_share_window: int = _key(5000, "Events within which feature drifts count toward drift_share.", min=1)
     drift_window: int = _key(500, "Recent predictions per model from which drift samples are drawn.", min=1)
     drift_samples: int = _key(50, "Predictions flagged for retraining when a drift alert fires.", min=0)
 

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from collectors.contract import Alert
-from detectors import BurnRate, ChiSquareDrift, Detector, Fire, NumericDrift, RateIncrease, RiverAdapter
+from detectors import BurnRate, ChiSquareDrift, Detector, DriftShare, Fire, NumericDrift, RateIncrease, RiverAdapter
 from monitor.config import Settings
 
 Event = dict[str, Any]
+#: Reference values by (model, model_version) and feature, from ``monitor baseline``.
+Baselines = dict[tuple[str, str], dict[str, list[Any]]]
 #: (model_version, alert kind, feature, detector label, score, threshold)
 GaugeRow = tuple[str, str, str, str, float, float]
 
@@ -32,15 +34,15 @@ class DetectorFactory:
         self.slo = settings.slo
 
     # Thresholds are set afterwards, from the model's false-alarm budget (ModelState.rebudget).
-    def numeric(self) -> Detector:
+    def numeric(self, reference: np.ndarray | None = None) -> Detector:
         d = self.d
         return NumericDrift(d.reference_size, d.window_size, d.check_every, long_window=d.long_window,
-                            long_check_every=d.long_check_every)
+                            long_check_every=d.long_check_every, reference=reference)
 
-    def categorical(self) -> Detector:
+    def categorical(self, reference: np.ndarray | None = None) -> Detector:
         d = self.d
         return ChiSquareDrift(d.reference_size, d.window_size, d.check_every, max_categories=d.max_categories,
-                              long_window=d.long_window, long_check_every=d.long_check_every)
+                              long_window=d.long_window, long_check_every=d.long_check_every, reference=reference)
 
     def rate(self) -> Detector:
         d = self.d
@@ -175,17 +177,20 @@ class Track:
     counted as a mismatch and treated as missing.
     """
 
-    __slots__ = ("changed", "codes", "factory", "feature", "kind", "max_codes", "mismatches", "missing", "value")
+    __slots__ = ("baseline", "categorical", "changed", "codes", "factory", "feature", "kind", "max_codes",
+                 "mismatches", "missing", "value")
 
     def __init__(self, feature: str, kind: str, factory: DetectorFactory, with_missing: bool,
-                 changed: Callable[[], None]) -> None:
+                 changed: Callable[[], None], baseline: list[Any] | None = None) -> None:
         self.feature = feature
         self.kind = kind  # alert kind: data_drift or prediction_drift
         self.factory = factory
         self.changed = changed  # called when a detector is added
+        self.baseline = baseline  # reference values from `monitor baseline`, if any
         self.value: Stream | None = None
         self.missing = Stream(factory.rate(), kind, feature, "missing_rate") if with_missing else None
-        self.codes: dict[Any, int] | None = None  # categorical tracks only
+        self.categorical = False  # decided by the first non-null value
+        self.codes: dict[Any, int] = {}  # category -> code, for a categorical track
         self.max_codes = factory.d.max_categories - 1
         self.mismatches = 0
 
@@ -194,34 +199,45 @@ class Track:
             stream = self.value
             if stream is None:
                 stream = self.value = self._start(value)
-            if self.codes is None:
+            if not self.categorical:
                 if type(value) is float or type(value) is int:
                     stream.add(position, value)
                     self._present(position)
                     return
             elif type(value) is str or type(value) is bool:
-                code = self.codes.get(value)
-                if code is None:
-                    code = len(self.codes) if len(self.codes) < self.max_codes else self.max_codes
-                    if code < self.max_codes:
-                        self.codes[value] = code
-                stream.add(position, code)
+                stream.add(position, self._code(value))
                 self._present(position)
                 return
             self.mismatches += 1
         if self.missing is not None:
             self.missing.add(position, 1.0)
 
+    def _code(self, value: Any) -> int:
+        """The category's code; past max_categories - 1 categories, all share the last."""
+        codes = self.codes
+        code = codes.get(value)
+        if code is None:
+            code = len(codes) if len(codes) < self.max_codes else self.max_codes
+            if code < self.max_codes:
+                codes[value] = code
+        return code
+
     def _present(self, position: int) -> None:
         if self.missing is not None:
             self.missing.add(position, 0.0)
 
     def _start(self, value: Any) -> Stream:
+        baseline = self.baseline or []
         if type(value) is str or type(value) is bool:
-            self.codes = {}
-            stream = Stream(self.factory.categorical(), self.kind, self.feature, "chi_square")
+            self.categorical = True
+            # The baseline's categories get their codes first, in its order.
+            codes = [self._code(v) for v in baseline if type(v) is str or type(v) is bool]
+            stream = Stream(self.factory.categorical(np.asarray(codes) if codes else None), self.kind,
+                            self.feature, "chi_square")
         else:
-            stream = Stream(self.factory.numeric(), self.kind, self.feature, "numeric")
+            numbers = [v for v in baseline if type(v) is float or type(v) is int]
+            stream = Stream(self.factory.numeric(np.asarray(numbers, dtype=np.float64) if numbers else None),
+                            self.kind, self.feature, "numeric")
         self.value = stream
         self.changed()
         return stream
@@ -237,9 +253,10 @@ class VersionState:
     """Everything watched for one model version."""
 
     def __init__(self, factory: DetectorFactory, max_features: int, latency_threshold_ms: float,
-                 changed: Callable[[], None]) -> None:
+                 changed: Callable[[], None], baseline: dict[str, list[Any]] | None = None) -> None:
         self.factory = factory
         self.changed = changed
+        self.baseline = baseline or {}
         self.max_features = max_features
         self.latency_threshold_ms = latency_threshold_ms
         self.features: dict[str, Track] = {}
@@ -248,6 +265,8 @@ class VersionState:
         self.availability = Stream(factory.availability_slo(), "slo_burn", "status", "availability_burn_rate")
         self.errors = Stream(factory.error_rate(), "metric_decay", None, "error_rate")
         self.dropped_features = 0
+        d = factory.d
+        self.share = DriftShare(d.drift_share, d.drift_share_window) if d.drift_share else None
 
     def observe(self, event: Event, position: int) -> None:
         """Take in one prediction event."""
@@ -261,7 +280,8 @@ class VersionState:
                     if len(tracks) >= self.max_features:
                         self.dropped_features += 1
                         continue
-                    track = tracks[name] = Track(name, "data_drift", self.factory, True, self.changed)
+                    track = tracks[name] = Track(name, "data_drift", self.factory, True, self.changed,
+                                                 self.baseline.get(name))
                     self.changed()
                 track.add(position, value)
                 seen += 1
@@ -280,7 +300,8 @@ class VersionState:
                     if len(self.outputs) >= self.max_features:
                         continue
                     track = self.outputs[name] = Track(
-                        f"prediction.{name}", "prediction_drift", self.factory, False, self.changed)
+                        f"prediction.{name}", "prediction_drift", self.factory, False, self.changed,
+                        self.baseline.get(f"prediction.{name}"))
                 track.add(position, value)
         latency = event.get("latency_ms")
         if latency is not None:
@@ -305,8 +326,9 @@ class ModelState:
     """One model: its versions (least recently seen dropped first) and model-wide streams."""
 
     def __init__(self, name: str, settings: Settings, factory: DetectorFactory,
-                 on_evict: Callable[[str, str], None]) -> None:
+                 on_evict: Callable[[str, str], None], baselines: Baselines | None = None) -> None:
         self.name = name
+        self.baselines = baselines or {}
         self.settings = settings
         self.factory = factory
         self.on_evict = on_evict
@@ -354,7 +376,8 @@ class ModelState:
                 self._retired_mismatches += old.mismatches
                 self.on_evict(self.name, evicted)
             state = self.versions[version] = VersionState(
-                self.factory, d.max_features, self.settings.slo.latency_threshold_ms, self.rebudget)
+                self.factory, d.max_features, self.settings.slo.latency_threshold_ms, self.rebudget,
+                self.baselines.get((self.name, version)))
             self.rebudget()
         elif next(reversed(self.versions)) != version:
             self.versions.move_to_end(version)
@@ -365,21 +388,41 @@ class ModelState:
         alerts: list[Alert] = []
         gauges: list[GaugeRow] = []
         for version, state in self.versions.items():
+            drifted: list[Alert] = []
             for stream in state.streams():
                 for position, fire in stream.flush():
-                    alerts.append(self._alert(stream, version, position, fire, event_at))
+                    alert = self._alert(stream.kind, stream.feature, stream.detector_name(fire), version,
+                                        position, fire, event_at)
+                    alerts.append(alert)
+                    if alert.kind == "data_drift" and alert.detector != "missing_rate":
+                        drifted.append(alert)
                 gauges.append(stream.gauge(version))
+            if state.share is not None:
+                alerts += self._dataset_drift(state, version, sorted(drifted, key=lambda a: a.at_event), event_at)
         for stream in (self.negatives, self.unclicked):
             for position, fire in stream.flush():
-                alerts.append(self._alert(stream, self.last_version, position, fire, event_at))
+                alerts.append(self._alert(stream.kind, stream.feature, stream.detector_name(fire), self.last_version,
+                                          position, fire, event_at))
             gauges.append(stream.gauge(""))
         return alerts, gauges
 
-    def _alert(self, stream: Stream, version: str, position: int, fire: Fire,
+    def _dataset_drift(self, state: VersionState, version: str, drifted: list[Alert],
+                       event_at: Callable[[int], Event]) -> list[Alert]:
+        """Feature drifts, in stream order, through the version's DriftShare."""
+        out: list[Alert] = []
+        if state.share is None:
+            return out
+        for alert in drifted:
+            fire = state.share.observe(alert.at_event, alert.feature or "", len(state.features))
+            if fire is not None:
+                out.append(self._alert("data_drift", "*", "drift_share", version, alert.at_event, fire, event_at))
+        return out
+
+    def _alert(self, kind: str, feature: str | None, detector: str, version: str, position: int, fire: Fire,
                event_at: Callable[[int], Event]) -> Alert:
         event = event_at(position)
         return Alert(
-            kind=stream.kind, model=self.name, model_version=version or None, feature=stream.feature,
-            detector=stream.detector_name(fire), score=round(fire.score, 6), threshold=round(fire.threshold, 6),
+            kind=kind, model=self.name, model_version=version or None, feature=feature, detector=detector,
+            score=round(fire.score, 6), threshold=round(fire.threshold, 6),
             at_event=position, ts=event["ts"], event_id=event["event_id"],
         )

@@ -35,7 +35,7 @@ from collectors.join import JoinBuffer
 from collectors.redact import Redactor
 from monitor.config import Settings
 from monitor.metrics import OTHER, LabelGuard, Metrics
-from monitor.model_state import DetectorFactory, GaugeRow, ModelState
+from monitor.model_state import Baselines, DetectorFactory, GaugeRow, ModelState
 
 Event = dict[str, Any]
 DRIFT_KINDS = frozenset({"data_drift", "prediction_drift"})
@@ -96,8 +96,12 @@ class _Batch:
 class Pipeline:
     """Decode, validate, join, detect, flag: the same core behind every runner."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], float] = time.time,
+                 baselines: Baselines | None = None) -> None:
         self.settings = settings
+        #: Reference values from ``monitor baseline``: a version listed here starts with its
+        #: training distribution as the reference instead of a warm-up.
+        self.baselines: Baselines = baselines or {}
         self.metrics = metrics
         self.clock = clock
         c = settings.collect
@@ -215,7 +219,8 @@ class Pipeline:
         if state is None:
             if self.model_labels(name) == OTHER:
                 return None
-            state = self.models[name] = ModelState(name, self.settings, self.factory, self._on_evict)
+            state = self.models[name] = ModelState(name, self.settings, self.factory, self._on_evict,
+                                                   self.baselines)
         batch.touched[name] = state
         return state
 

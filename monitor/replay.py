@@ -72,8 +72,8 @@ def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: s
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     metrics = Metrics(__version__)
-    pipeline = Pipeline(settings, metrics)
     store = SampleStore(store_url) if store_url else None
+    pipeline = Pipeline(settings, metrics, baselines=store.baselines() if store else None)
     summary = ReplaySummary()
     started = last_report = time.perf_counter()
     try:

@@ -186,6 +186,10 @@ class Service:
         log.info("metrics and health on %s (/metrics, /healthz, /readyz, /status)", self.http.url)
         self.health.problem("startup", "connecting to the store")
         self.store = await self._blocking(SampleStore, s.store.url)
+        self.pipeline.baselines = await self._blocking(self.store.baselines)
+        if self.pipeline.baselines:
+            log.info("reference samples from `monitor baseline` for %s",
+                     ", ".join(f"{m} {v}" for m, v in sorted(self.pipeline.baselines)))
         kafka = kafka_client_config(s)
         self.health.problem("startup", "connecting to Kafka")
         if s.kafka.create_topics:

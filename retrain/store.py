@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     delete,
     event,
@@ -105,6 +106,17 @@ triggers_table = Table(
 )
 #: Which column records delivery to which sink.
 SINKS = {"queue": "pushed_at", "webhook": "webhook_at"}
+baselines_table = Table(
+    "mm_baselines", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("model", String(256), nullable=False),
+    Column("model_version", String(256), nullable=False),  # "" when the events had none
+    Column("feature", String(300), nullable=False),
+    Column("rows", BigInteger, nullable=False),  # values seen; `values` is a sample of them
+    Column("values", _Json, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("model", "model_version", "feature", name="uq_mm_baselines"),
+)
 meta_table = Table(
     "mm_meta", metadata,
     Column("key", String(64), primary_key=True),
@@ -319,6 +331,29 @@ class SampleStore:
                 return [dict(row._mapping) for row in conn.execute(query)]
         except SQLAlchemyError as exc:
             raise _translate(exc, self.url) from exc
+
+    def put_baselines(self, baselines: dict[tuple[str, str], dict[str, tuple[int, list[Any]]]]) -> int:
+        """Replace the reference samples of each (model, version) given; return the features stored."""
+        rows = [{"model": model, "model_version": version, "feature": feature, "rows": seen, "values": values,
+                 "created_at": time.time()}
+                for (model, version), features in baselines.items() for feature, (seen, values) in features.items()]
+        try:
+            with self.engine.begin() as conn:
+                for model, version in baselines:
+                    conn.execute(delete(baselines_table).where(baselines_table.c.model == model,
+                                                               baselines_table.c.model_version == version))
+                if rows:
+                    conn.execute(insert(baselines_table), rows)
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+        return len(rows)
+
+    def baselines(self) -> dict[tuple[str, str], dict[str, list[Any]]]:
+        """Reference values by (model, version) and feature, as ``monitor baseline`` stored them."""
+        out: dict[tuple[str, str], dict[str, list[Any]]] = {}
+        for row in self._rows(select(baselines_table)):
+            out.setdefault((row["model"], row["model_version"]), {})[row["feature"]] = row["values"]
+        return out
 
     def pending_count(self, sink: str = "queue") -> int:
         """Samples stored but not yet delivered to ``sink``."""

@@ -306,7 +306,7 @@ def test_invalid_hyperparameters_raise_value_error_naming_the_value(cls, kwargs,
 HYPERPARAMETERS = [
     (KSDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001, "reference": None}),
     (ChiSquareDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001,
-                      "max_categories": 7, "long_window": 480, "long_check_every": 120}),
+                      "max_categories": 7, "long_window": 480, "long_check_every": 120, "reference": None}),
     (RateIncrease, {"warmup": 321, "odds_ratio": 2.5, "threshold": 7.5, "p0": None, "p0_confidence": 0.9,
                     "min_p0": 0.002, "burn_in": 17, "settle": 9, "warmup_events": 12, "max_warmup": 999,
                     "arl0": None, "low_rate": 0.01}),

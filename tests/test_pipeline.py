@@ -191,3 +191,17 @@ def test_bad_input_is_returned_as_dead_letters_with_reasons():
     assert [(d.reason, d.message.offset) for d in dead] == [("not_json", 0), ("not_object", 1)]
     assert pipeline.metrics.value("model_monitor_invalid_events_total", ("not_json",)) == 1
     assert pipeline.position == 3
+
+
+def test_many_features_drifting_at_once_also_raise_one_dataset_alert():
+    before = [{"event_id": f"a-{i}", "type": "prediction", "ts": START + i / 100, "model": "m",
+               "features": {f"x{k}": float((i * 7919 + k * 104729) % 1000) for k in range(6)}} for i in range(6000)]
+    after = [{"event_id": f"b-{i}", "type": "prediction", "ts": START + 60 + i / 100, "model": "m",
+              "features": {f"x{k}": float((i * 7919 + k * 104729) % 1000) + (500.0 if k < 4 else 0.0)
+                           for k in range(6)}} for i in range(3000)]
+    _, alerts, _, _ = run(before + after)
+    features = {a.feature for a in alerts if a.kind == "data_drift" and a.detector != "drift_share"}
+    assert {"x0", "x1", "x2", "x3"} <= features
+    dataset = [a for a in alerts if a.detector == "drift_share"]
+    assert len(dataset) == 1, "once for the whole change"
+    assert (dataset[0].feature, dataset[0].score, dataset[0].threshold) == ("*", 0.5, 0.5)
