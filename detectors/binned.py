@@ -64,6 +64,28 @@ def chi_square_rows(reference: np.ndarray, windows: np.ndarray) -> tuple[np.ndar
     return terms.sum(axis=1), seen.sum(axis=1) - 1
 
 
+def window_counts(binned: np.ndarray, bins: int, first_end: int, every: int, checks: int, size: int) -> np.ndarray:
+    """Bin counts of the windows ``binned[end - size:end]`` for the ``checks`` ends
+    ``first_end, first_end + every, ...``, all at once.
+
+    Each value counts in the windows whose end lies in (its index, its index + size]: a
+    +1 where that run of windows starts and a -1 after it ends, summed along the windows.
+
+    >>> window_counts(np.array([0, 1, 1, 2, 0]), 3, first_end=3, every=2, checks=2, size=3).tolist()
+    [[1, 2, 0], [1, 1, 1]]
+    """
+    start = max(first_end - size, 0)
+    positions = np.arange(start, first_end + every * (checks - 1))
+    values = binned[start:start + len(positions)]
+    # The first window ending after a value, and the first ending after the value has left it.
+    first = np.clip((positions - first_end) // every + 1, 0, checks)
+    after = np.clip((positions + size - first_end) // every + 1, 0, checks)
+    rows = checks + 1
+    diff = (np.bincount(first * bins + values, minlength=rows * bins)
+            - np.bincount(after * bins + values, minlength=rows * bins))
+    return np.cumsum(diff.reshape(rows, bins), axis=0)[:-1]
+
+
 class BinnedWindowTest(Detector):
     """The last ``window_size`` values against the first ``reference_size``, every
     ``check_every`` values, from bin counts; and, if ``long_window`` is set, the last
@@ -197,7 +219,7 @@ class BinnedWindowTest(Detector):
             if not len(checks):
                 continue
             ends = offset + checks + 1
-            counts = [np.stack([np.bincount(full[e - size:e], minlength=bins) for e in ends])
+            counts = [window_counts(full, bins, int(ends[0]), every, len(ends), size)
                       for full, bins in zip(fulls, self._sizes or [], strict=True)]
             scores, thresholds, tests = self._statistics(counts, size, level)
             over = np.flatnonzero(scores > thresholds)
