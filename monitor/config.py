@@ -142,6 +142,8 @@ class DetectSettings:
     feedback_burn_in_s: float = _key(
         60.0, "Event time at the start of a model's stream not used for its negative-feedback rate "
               "(its feedback is still on the way).", min=0)
+    adwin_delta: float = _key(0.0, "Also run river's ADWIN with this delta on every numeric feature (fast on "
+                                    "large mean shifts, outside the false-alarm budget); 0 for none.", min=0, max=0.5)
     decay_detector: str = _key("cusum", "Detector on the error stream from late labels.",
                                choices=("cusum", "ddm", "hddm_a", "adwin", "fhddm"))
     decision_threshold: float = _key(0.5, "A score at or above this predicts the positive label.", min=0, max=1)

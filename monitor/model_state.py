@@ -48,6 +48,14 @@ class DetectorFactory:
         d = self.d
         return RateIncrease(warmup=d.rate_warmup, odds_ratio=d.rate_odds_ratio)
 
+    def adwin(self) -> Detector | None:
+        """River's ADWIN on a numeric feature's values, if asked for; None otherwise."""
+        if not self.d.adwin_delta:
+            return None
+        from river import drift  # noqa: PLC0415 - only when chosen: it takes a second to import
+
+        return RiverAdapter(drift.ADWIN(delta=self.d.adwin_delta))
+
     def error_rate(self) -> Detector:
         choice = self.d.decay_detector
         if choice == "cusum":
@@ -178,7 +186,7 @@ class Track:
     """
 
     __slots__ = ("baseline", "categorical", "changed", "codes", "factory", "feature", "kind", "max_codes",
-                 "mismatches", "missing", "value")
+                 "mean", "mismatches", "missing", "value")
 
     def __init__(self, feature: str, kind: str, factory: DetectorFactory, with_missing: bool,
                  changed: Callable[[], None], baseline: list[Any] | None = None) -> None:
@@ -189,6 +197,7 @@ class Track:
         self.baseline = baseline  # reference values from `monitor baseline`, if any
         self.value: Stream | None = None
         self.missing = Stream(factory.rate(), kind, feature, "missing_rate") if with_missing else None
+        self.mean: Stream | None = None  # river's ADWIN, when detect.adwin_delta asks for it
         self.categorical = False  # decided by the first non-null value
         self.codes: dict[Any, int] = {}  # category -> code, for a categorical track
         self.max_codes = factory.d.max_categories - 1
@@ -202,6 +211,8 @@ class Track:
             if not self.categorical:
                 if type(value) is float or type(value) is int:
                     stream.add(position, value)
+                    if self.mean is not None:
+                        self.mean.add(position, value)
                     self._present(position)
                     return
             elif type(value) is str or type(value) is bool:
@@ -238,6 +249,9 @@ class Track:
             numbers = [v for v in baseline if type(v) is float or type(v) is int]
             stream = Stream(self.factory.numeric(np.asarray(numbers, dtype=np.float64) if numbers else None),
                             self.kind, self.feature, "numeric")
+            adwin = self.factory.adwin()
+            if adwin is not None:
+                self.mean = Stream(adwin, self.kind, self.feature, "adwin")
         self.value = stream
         self.changed()
         return stream
@@ -245,6 +259,8 @@ class Track:
     def streams(self) -> Iterator[Stream]:
         if self.value is not None:
             yield self.value
+        if self.mean is not None:
+            yield self.mean
         if self.missing is not None:
             yield self.missing
 
