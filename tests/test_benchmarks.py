@@ -1,0 +1,71 @@
+"""The detection benchmark's rules and its command: scores that mean what RESULTS.md says."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from benchmarks.detection.score import score_stream, summarise
+from benchmarks.detection.streams import CHANGE_AT, catalog
+
+
+def stream(change_at, kinds=("data_drift",), features=("x",), events=1000, name="s"):
+    return SimpleNamespace(name=name, family="feature", change_at=change_at, expect_kinds=frozenset(kinds),
+                           expect_features=frozenset(features), events=[{}] * events)
+
+
+def test_the_first_alert_of_an_expected_kind_after_the_change_is_the_detection():
+    alerts = [(100, "data_drift", "x", "ks"), (600, "slo_burn", None, "b"), (650, "data_drift", "y", "ks"),
+              (700, "data_drift", "x", "ks")]
+    score = score_stream(stream(500), alerts, 1.0)
+    assert (score.detected, score.delay, score.false_alarms, score.h0_events) == (True, 150, 1, 500)
+    assert (score.correct_alerts, score.attributed) == (2, 1)
+
+
+def test_alerts_on_a_stream_without_change_are_all_false_alarms():
+    score = score_stream(stream(None), [(10, "data_drift", "x", "ks"), (900, "slo_burn", None, "b")], 0.0)
+    assert (score.detected, score.false_alarms, score.h0_events) == (False, 2, 1000)
+
+
+def test_a_pseudo_detector_counts_as_any_kind_and_the_summary_follows_the_definitions():
+    scores = [score_stream(stream(500, name="a"), [(400, "*", None, "p"), (800, "*", None, "p")], 0.0),
+              score_stream(stream(None, name="b"), [(300, "*", None, "p")], 0.0),
+              score_stream(stream(500, name="c"), [], 0.0)]
+    s = summarise("p", scores, {"a": True, "c": True})
+    assert (s.changed, s.detected, s.false_alarms, s.h0_events) == (2, 1, 2, 2000)
+    assert s.fa_per_million == 1000
+    assert (s.mtfa, s.mtd, s.missed_rate) == (1000, 300, 0.5)
+    assert s.mtr == pytest.approx(1000 / 300 * 0.5)
+    assert math.isinf(summarise("q", [scores[2]], {}).mtfa)
+
+
+def test_the_catalogue_has_the_streams_the_issue_asks_for():
+    names = [n for n, _ in catalog()]
+    steady = [n for n in names if n.startswith("steady")]
+    assert len(names) - len(steady) >= 40
+    assert len(steady) >= 10
+    for family in ("sea", "agrawal", "hyperplane", "friedman", "stagger", "rbf"):
+        assert any(n.startswith(family) for n in names), family
+
+
+def test_a_stream_marks_its_change_where_it_begins():
+    s = dict(catalog())["mean_shift_1sd"]()
+    predictions = [e for e in s.events[: s.change_at] if e["type"] == "prediction"]
+    assert len(predictions) == CHANGE_AT
+    assert s.events[s.change_at]["type"] == "prediction"
+
+
+@pytest.mark.slow
+def test_the_benchmark_command_runs_and_reports():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.detection", "--detectors", "ours,periodic",
+                             "--streams", "mean_shift_1sd,steady_normal", "--no-write", "--jobs", "2"],
+                            capture_output=True, timeout=300, check=False)
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert "| ours | 1/1 |" in out
+    assert "| periodic | 1/1 |" in out
+    assert "Every injected change detected: met" in out
