@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import orjson
 import pytest
 from helpers import messages
@@ -205,3 +206,15 @@ def test_many_features_drifting_at_once_also_raise_one_dataset_alert():
     dataset = [a for a in alerts if a.detector == "drift_share"]
     assert len(dataset) == 1, "once for the whole change"
     assert (dataset[0].feature, dataset[0].score, dataset[0].threshold) == ("*", 0.5, 0.5)
+
+
+def test_river_adwin_on_numeric_features_is_opt_in():
+    rng = np.random.default_rng(1)
+    rows = [{"event_id": f"e-{i}", "type": "prediction", "ts": START + i / 100, "model": "m",
+             "features": {"x": float(rng.random()) + (0.5 if i >= 4000 else 0.0)}} for i in range(6000)]
+    _, plain, _, _ = run(rows)
+    _, with_adwin, _, _ = run(rows, detect={"adwin_delta": 0.002})
+    assert "adwin" not in {a.detector for a in plain}
+    adwin = [a for a in with_adwin if a.detector == "adwin"]
+    assert adwin
+    assert adwin[0].at_event >= 4000
