@@ -2,9 +2,10 @@
 
 A ``ModelState`` holds what is watched for one model: its versions (each with its own
 reference, as a new version is a new model) and the model-wide negative-feedback
-stream. During a batch, values are appended to plain lists with their stream
-position; ``flush`` hands them to the detectors as numpy arrays and turns fires into
-alerts.
+stream. During a batch, a version only collects its prediction events with their
+stream positions; ``flush`` takes them apart column by column (one list
+comprehension per feature, not a Python call per value), hands the columns to the
+detectors as numpy arrays and turns fires into alerts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ Event = dict[str, Any]
 Baselines = dict[tuple[str, str], dict[str, list[Any]]]
 #: (model_version, alert kind, feature, detector label, score, threshold)
 GaugeRow = tuple[str, str, str, str, float, float]
+_NUMBER_TYPES = frozenset({int, float})
+_CATEGORY_TYPES = frozenset({str, bool})
+_NO_FEATURES: dict[str, Any] = {}
 
 
 class DetectorFactory:
@@ -82,9 +86,12 @@ class DetectorFactory:
 
 
 class Stream:
-    """One detector and the values it gets this batch, each with its stream position."""
+    """One detector and the values it gets this batch, each with its stream position.
 
-    __slots__ = ("detector", "feature", "kind", "label", "positions", "values")
+    Values come one at a time (``add``) or as arrays (``add_many``), in stream order.
+    """
+
+    __slots__ = ("chunks", "detector", "feature", "kind", "label", "positions", "values")
 
     def __init__(self, detector: Detector, kind: str, feature: str | None, label: str) -> None:
         self.detector = detector
@@ -93,20 +100,36 @@ class Stream:
         self.label = label
         self.positions: list[int] = []
         self.values: list[float] = []
+        self.chunks: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, position: int, value: float) -> None:
         self.positions.append(position)
         self.values.append(value)
 
+    def add_many(self, positions: np.ndarray, values: np.ndarray) -> None:
+        if len(positions) == 0:
+            return
+        self._seal()
+        self.chunks.append((positions, values))
+
+    def _seal(self) -> None:
+        if self.values:
+            self.chunks.append((np.asarray(self.positions, dtype=np.int64), np.asarray(self.values, dtype=np.float64)))
+            self.positions, self.values = [], []
+
     def flush(self) -> Iterator[tuple[int, Fire]]:
         """Run the batch through the detector; yield (stream position, fire) per fire."""
-        if not self.values:
+        self._seal()
+        chunks, self.chunks = self.chunks, []
+        if not chunks:
             return
-        fires = self.detector.update_many(np.asarray(self.values, dtype=np.float64))
-        positions = self.positions
-        self.positions, self.values = [], []
-        for fire in fires:
-            yield positions[fire.index], fire
+        if len(chunks) == 1:
+            positions, values = chunks[0]
+        else:
+            positions = np.concatenate([c[0] for c in chunks])
+            values = np.concatenate([c[1] for c in chunks])
+        for fire in self.detector.update_many(values.astype(np.float64, copy=False)):
+            yield int(positions[fire.index]), fire
 
     def gauge(self, version: str) -> GaugeRow:
         return (version, self.kind, self.feature or "", self.label,
@@ -173,8 +196,7 @@ class EventTimeRate:
             values = np.zeros(trials)
             if events:  # spread the 1s evenly among the 0s
                 values[(np.arange(events) * (trials / events)).astype(np.int64)] = 1.0
-            self.stream.positions.extend([position] * trials)
-            self.stream.values.extend(values.tolist())
+            self.stream.add_many(np.full(trials, position, dtype=np.int64), values)
 
 
 class Track:
@@ -203,25 +225,56 @@ class Track:
         self.max_codes = factory.d.max_categories - 1
         self.mismatches = 0
 
-    def add(self, position: int, value: Any) -> None:
-        if value is not None:
-            stream = self.value
-            if stream is None:
-                stream = self.value = self._start(value)
-            if not self.categorical:
-                if type(value) is float or type(value) is int:
-                    stream.add(position, value)
-                    if self.mean is not None:
-                        self.mean.add(position, value)
-                    self._present(position)
-                    return
-            elif type(value) is str or type(value) is bool:
-                stream.add(position, self._code(value))
-                self._present(position)
+    def add_column(self, positions: np.ndarray, column: list[Any]) -> None:
+        """Take in this batch's values (None where missing), one per stream position.
+
+        A column of one type, the usual case, goes to numpy in one call; a mixed one
+        (nulls, a value of the other type) is sorted out value by value.
+        """
+        types = set(map(type, column))
+        if self.value is None:
+            first = next((v for v in column if v is not None), None)
+            if first is None:
+                self._missing(positions, np.ones(len(column)))
                 return
-            self.mismatches += 1
+            self.value = self._start(first)
+        if not self.categorical and types <= _NUMBER_TYPES:
+            values = np.array(column, dtype=np.float64)
+            self.value.add_many(positions, values)
+            if self.mean is not None:
+                self.mean.add_many(positions, values)
+            self._missing(positions, np.zeros(len(column)))
+            return
+        if self.categorical and types <= _CATEGORY_TYPES:
+            get = self.codes.get
+            codes = [get(v, -1) for v in column]
+            if -1 in codes:  # categories not seen before (or past max_categories)
+                codes = [self._code(v) for v in column]
+            self.value.add_many(positions, np.array(codes, dtype=np.float64))
+            self._missing(positions, np.zeros(len(column)))
+            return
+        self._add_mixed(positions, column)
+
+    def _add_mixed(self, positions: np.ndarray, column: list[Any]) -> None:
+        accepted = _CATEGORY_TYPES if self.categorical else _NUMBER_TYPES
+        present = np.array([type(v) in accepted for v in column], dtype=bool)
+        self.mismatches += sum(1 for v in column if v is not None and type(v) not in accepted)
+        kept = [v for v in column if type(v) in accepted]
+        if kept:
+            stream = self.value
+            assert stream is not None
+            if self.categorical:
+                stream.add_many(positions[present], np.array([self._code(v) for v in kept], dtype=np.float64))
+            else:
+                values = np.array(kept, dtype=np.float64)
+                stream.add_many(positions[present], values)
+                if self.mean is not None:
+                    self.mean.add_many(positions[present], values)
+        self._missing(positions, (~present).astype(np.float64))
+
+    def _missing(self, positions: np.ndarray, missing: np.ndarray) -> None:
         if self.missing is not None:
-            self.missing.add(position, 1.0)
+            self.missing.add_many(positions, missing)
 
     def _code(self, value: Any) -> int:
         """The category's code; past max_categories - 1 categories, all share the last."""
@@ -232,10 +285,6 @@ class Track:
             if code < self.max_codes:
                 codes[value] = code
         return code
-
-    def _present(self, position: int) -> None:
-        if self.missing is not None:
-            self.missing.add(position, 0.0)
 
     def _start(self, value: Any) -> Stream:
         baseline = self.baseline or []
@@ -281,48 +330,63 @@ class VersionState:
         self.availability = Stream(factory.availability_slo(), "slo_burn", "status", "availability_burn_rate")
         self.errors = Stream(factory.error_rate(), "metric_decay", None, "error_rate")
         self.dropped_features = 0
+        self.pending: list[Event] = []  # this batch's predictions, until ingest
+        self.pending_positions: list[int] = []
         d = factory.d
         self.share = DriftShare(d.drift_share, d.drift_share_window) if d.drift_share else None
 
     def observe(self, event: Event, position: int) -> None:
-        """Take in one prediction event."""
-        features = event.get("features")
-        tracks = self.features
-        if features:
-            seen = 0
-            for name, value in features.items():
-                track = tracks.get(name)
-                if track is None:
-                    if len(tracks) >= self.max_features:
-                        self.dropped_features += 1
-                        continue
-                    track = tracks[name] = Track(name, "data_drift", self.factory, True, self.changed,
-                                                 self.baseline.get(name))
-                    self.changed()
-                track.add(position, value)
-                seen += 1
-            if seen < len(tracks):
-                for name, track in tracks.items():
-                    if name not in features:
-                        track.add(position, None)
-        elif tracks:
-            for track in tracks.values():
-                track.add(position, None)
-        outputs = event.get("prediction")
-        if outputs:
-            for name, value in outputs.items():
-                track = self.outputs.get(name)
-                if track is None:
-                    if len(self.outputs) >= self.max_features:
-                        continue
-                    track = self.outputs[name] = Track(
-                        f"prediction.{name}", "prediction_drift", self.factory, False, self.changed,
-                        self.baseline.get(f"prediction.{name}"))
-                track.add(position, value)
-        latency = event.get("latency_ms")
-        if latency is not None:
-            self.latency.add(position, 1.0 if latency > self.latency_threshold_ms else 0.0)
-        self.availability.add(position, 1.0 if event.get("status") == "error" else 0.0)
+        """Take in one prediction event (it reaches the detectors at ``ingest``)."""
+        self.pending_positions.append(position)
+        self.pending.append(event)
+
+    def ingest(self) -> np.ndarray:
+        """Hand this batch's predictions to the detectors, column by column; return their
+        latencies in seconds (for the histogram)."""
+        events, self.pending = self.pending, []
+        positions = np.asarray(self.pending_positions, dtype=np.int64)
+        self.pending_positions = []
+        if not events:
+            return np.empty(0)
+        features = [e.get("features") or _NO_FEATURES for e in events]
+        self._take(self.features, features, positions, "data_drift", "", True)
+        outputs = [e.get("prediction") or _NO_FEATURES for e in events]
+        self._take(self.outputs, outputs, positions, "prediction_drift", "prediction.", False)
+        latencies = [e.get("latency_ms") for e in events]
+        if None in latencies:
+            timed = np.array([v is not None for v in latencies], dtype=bool)
+            latency = np.array([v for v in latencies if v is not None], dtype=np.float64)
+            self.latency.add_many(positions[timed], (latency > self.latency_threshold_ms).astype(np.float64))
+        else:
+            latency = np.array(latencies, dtype=np.float64)
+            self.latency.add_many(positions, (latency > self.latency_threshold_ms).astype(np.float64))
+        statuses = [e.get("status") for e in events]
+        failed = np.zeros(len(events))
+        if "error" in statuses:
+            failed[[i for i, status in enumerate(statuses) if status == "error"]] = 1.0
+        self.availability.add_many(positions, failed)
+        return latency / 1000.0
+
+    def _take(self, tracks: dict[str, Track], rows: list[dict[str, Any]], positions: np.ndarray, kind: str,
+              prefix: str, with_missing: bool) -> None:
+        """Feed each track its column; start tracks for names seen for the first time."""
+        names = set().union(*rows)
+        first_row: dict[str, int] = {}  # a track started this batch begins where its name first shows
+        if not names <= tracks.keys():
+            untracked = names - tracks.keys()
+            for i, row in enumerate(rows):  # first come, first tracked, up to max_features
+                for name in row:
+                    if name in untracked and name not in tracks and len(tracks) < self.max_features:
+                        tracks[name] = Track(f"{prefix}{name}", kind, self.factory, with_missing, self.changed,
+                                             self.baseline.get(f"{prefix}{name}"))
+                        first_row[name] = i
+                        self.changed()
+            if with_missing:  # the prediction's own fields are not features: no bound to count
+                self.dropped_features += sum(name not in tracks for row in rows for name in row)
+        for name, track in tracks.items():
+            start = first_row.get(name, 0)
+            column = [row.get(name) for row in (rows[start:] if start else rows)]
+            track.add_column(positions[start:], column)
 
     def streams(self) -> Iterator[Stream]:
         for track in self.features.values():
@@ -358,7 +422,7 @@ class ModelState:
         self.ctr = EventTimeRate(self.unclicked, d.feedback_bucket_s, d.feedback_lateness_s, d.feedback_burn_in_s)
         self.recent: deque[tuple[int, Event]] = deque(maxlen=settings.detect.drift_window)
         self.batch_recent: list[tuple[int, Event]] = []
-        self.latencies: dict[str, list[float]] = {}  # by version, this batch
+        self.latencies: dict[str, np.ndarray] = {}  # seconds, by version, this batch
         self.last_version = ""
         self.last_ts = 0.0
         self._retired_dropped = 0  # of evicted versions: the counters must never go down
@@ -404,6 +468,8 @@ class ModelState:
         alerts: list[Alert] = []
         gauges: list[GaugeRow] = []
         for version, state in self.versions.items():
+            if state.pending:
+                self.latencies[version] = state.ingest()
             drifted: list[Alert] = []
             for stream in state.streams():
                 for position, fire in stream.flush():

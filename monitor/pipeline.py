@@ -20,8 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from collectors.contract import (
     FLAGGED_KINDS,
     NEGATIVE_KINDS,
@@ -239,9 +237,6 @@ class Pipeline:
             state.last_version = version
             state.feedback_rate.add(event_time, 1, 0)
             state.batch_recent.append((position, event))
-            latency = event.get("latency_ms")
-            if latency is not None:
-                state.latencies.setdefault(version, []).append(latency / 1000.0)
             state.last_ts = max(state.last_ts, event["ts"])
         for feedback in waiting:
             self._joined(feedback, event, position, batch)
@@ -363,8 +358,7 @@ class Pipeline:
                 m.set("model_monitor_detector_threshold", labels, threshold)
             for state in batch.touched.values():
                 for version, latencies in state.latencies.items():
-                    m.observe_many("model_monitor_prediction_latency_seconds", (state.name, version),
-                                   np.asarray(latencies, dtype=np.float64))
+                    m.observe_many("model_monitor_prediction_latency_seconds", (state.name, version), latencies)
                 state.latencies = {}
                 if state.last_ts:
                     m.set("model_monitor_last_event_timestamp_seconds", (state.name,), state.last_ts)
