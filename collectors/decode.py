@@ -21,8 +21,9 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 from collectors.contract import (
@@ -30,6 +31,7 @@ from collectors.contract import (
     FEEDBACK_KINDS,
     FEEDBACK_TYPE,
     STATUSES,
+    TRACKING_TYPES,
 )
 
 #: 2000-01-01T00:00:00Z. Anything earlier is a unit or clock mistake, not an event.
@@ -56,6 +58,37 @@ class Limits:
     max_future_skew_s: float = 300.0
 
 
+def _usual_event(limits: Limits) -> msgspec.json.Decoder[Any]:
+    """A msgspec decoder that validates the usual tracking event in C, as ``_validate`` would.
+
+    It knows only the tracking fields, with the same bounds; whatever it refuses
+    (feedback, an unknown field, any bad input) goes to the Python validator, which
+    decides and says why. Integers are held to int64 (orjson takes uint64 too: those few go the slow way).
+    """
+    name = Annotated[str, msgspec.Meta(max_length=256)]
+    key = Annotated[str, msgspec.Meta(max_length=MAX_KEY_LENGTH)]
+    text = Annotated[str, msgspec.Meta(max_length=limits.max_string_length)]
+    integer = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+    flat = Annotated[dict[key, integer | float | text | bool | None], msgspec.Meta(max_length=limits.max_features)]
+    positive = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | Annotated[float, msgspec.Meta(ge=0)]
+    fields: list[tuple[str, Any, Any]] = [
+        ("event_id", Annotated[str, msgspec.Meta(min_length=1, max_length=256)], msgspec.NODEFAULT),
+        ("type", Literal[tuple(sorted(TRACKING_TYPES))], msgspec.NODEFAULT),
+        ("ts", integer | float | text, msgspec.NODEFAULT),
+        ("model", Annotated[str, msgspec.Meta(min_length=1, max_length=256)], msgspec.NODEFAULT),
+        ("model_version", name | None, None),
+        ("request_id", name | None, None),
+        ("features", flat | None, None),
+        ("prediction", flat | None, None),
+        ("segment", flat | None, None),
+        ("latency_ms", positive | None, None),
+        ("status", Literal[tuple(sorted(STATUSES))] | None, None),
+    ]
+    assert {f[0] for f in fields} == _TRACKING_FIELDS
+    struct = msgspec.defstruct("UsualEvent", fields, forbid_unknown_fields=True, omit_defaults=True)
+    return msgspec.json.Decoder(struct)
+
+
 class _Invalid(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
@@ -67,6 +100,7 @@ class Decoder:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
+        self._usual = _usual_event(limits).decode
 
     def decode(self, value: bytes | None, now: float) -> tuple[dict[str, Any] | None, str | None, str]:
         """Return ``(event, None, "")`` or ``(None, reason, detail)``.
@@ -81,13 +115,22 @@ class Decoder:
                 f"message is {len(value)} bytes; collect.max_message_bytes is "
                 f"{self.limits.max_message_bytes}"
             )
+        try:  # the usual event, validated in C: 2x faster than orjson and _validate
+            usual = msgspec.to_builtins(self._usual(value))
+        except msgspec.MsgspecError:
+            usual = None
+        if usual is not None and b"\\u0000" not in value:
+            obj = usual
+            try:
+                obj["ts"] = _timestamp(obj, now + self.limits.max_future_skew_s)
+            except _Invalid as bad:
+                return None, bad.reason, bad.detail
+            return obj, None, ""
         try:
             obj = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             reason, detail = _classify_json_error(value, exc)
             return None, reason, detail
-        if b"\\u0000" in value:  # a NUL is valid JSON, but no database stores it in text
-            return None, "bad_value", "a string holds a NUL character (\\u0000)"
         try:
             return self._validate(obj, now), None, ""
         except _Invalid as bad:

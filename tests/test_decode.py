@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from collectors.contract import BAD_INPUT_REASONS, EVENT_TYPES, FEEDBACK_KINDS
-from collectors.decode import MIN_TS, Decoder, Limits, is_finite_number
+from collectors.decode import MIN_TS, Decoder, Limits, _Invalid, is_finite_number
 from collectors.redact import Redactor
 
 NOW = 1_763_800_000.0  # 2025-11-22T08:26:40Z, passed to every decode as the batch clock
@@ -284,14 +285,14 @@ def test_minimal_tracking_event_is_valid():
 def test_optional_tracking_fields_may_be_null(name):
     event, reason, detail = decode(raw(prediction(**{name: None})))
     assert reason is None, detail
-    assert event[name] is None
+    assert event.get(name) is None  # null and absent are the same to every reader
 
 
 @pytest.mark.parametrize("name", ["reason", "comment", "value", "model_version"])
 def test_optional_feedback_fields_may_be_null(name):
     event, reason, detail = decode(raw(feedback(**{name: None})))
     assert reason is None, detail
-    assert event[name] is None
+    assert event.get(name) is None  # null and absent are the same to every reader
 
 
 def test_feature_values_may_be_any_scalar():
@@ -442,3 +443,72 @@ def test_decode_never_raises_on_event_shaped_json(base, overrides):
 def test_arbitrary_bytes_inside_a_string_field_never_raise(junk):
     message = raw(feedback(comment="PLACEHOLDER")).replace(b"PLACEHOLDER", junk.replace(b'"', b"").replace(b"\\", b""))
     _check_outcome(decode(message))
+
+
+# -- the fast path (msgspec) agrees with the Python validator -----------------------------
+
+# Values at the edges the validator draws: signs, int64 and uint64, lengths 64 and 256 (SMALL's
+# max_string_length and MAX_KEY_LENGTH), 5 entries (SMALL's max_features), the vocabularies.
+_numbers = st.one_of(st.integers(-3, 3), st.floats(-2, 2), st.integers(2**63 - 2, 2**64 + 1), st.booleans(),
+                     st.floats(TS - 10, NOW + 400), st.integers(int(TS), int(NOW + 400)))
+_strings = st.sampled_from(["", "x", "x" * 64, "x" * 65, "x" * 256, "x" * 257, "ok", "error", "prediction",
+                            "click", "feedback", "thumbs_down", "2025-11-22T08:00:00Z", "2025-11-22T08:00:00"])
+_scalars = st.one_of(st.none(), _numbers, _strings)
+_flat = st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "f", "k" * 256, "k" * 257]), _scalars,
+                        max_size=7)
+_values = st.one_of(st.none(), _numbers, _strings, _flat, st.lists(_scalars, max_size=2),
+                    st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(_flat, st.lists(_flat, max_size=2))))
+_fields = [*prediction(), "kind", "extra"]
+
+
+_EDGES = [..., None, -1, -0.5, 0, 0.0, 1.5, 2**63 - 1, 2**63, 2**64, True, TS, int(TS), NOW + 301, TS / 1000,
+          "", "x", "x" * 64, "x" * 65, "x" * 257, "ok", "error", "prediction", "click", "feedback",
+          "2025-11-22T08:00:00Z", "2025-11-22T08:00:00", {}, {"a": 1}, {"a": "x" * 65}, {"k" * 257: 1},
+          {"a": None, "b": True, "c": "s"}, dict.fromkeys("abcdef", 1), {"a": [1]}, {"a": {"b": 1}}, [1], [{"a": 1}]]
+
+
+@pytest.mark.parametrize("name", _fields)
+def test_fast_path_agrees_with_the_validator_on_every_edge_of_a_field(name):
+    """A valid prediction with one field set to each edge value (``...`` deletes it)."""
+    for value in _EDGES:
+        _check_fast_path({k: v for k, v in prediction(**{name: value}).items() if v is not ...})
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(_fields), st.one_of(_values, st.just(...)), max_size=3))
+def test_fast_path_agrees_with_the_validator(changes):
+    """A valid prediction with a few fields changed (``...`` deletes one): msgspec's fast
+    path and the Python validator must accept the same and say the same reason."""
+    obj = {k: v for k, v in prediction(**changes).items() if v is not ...}
+    assume(_fits_orjson(obj))
+    _check_fast_path(obj)
+
+
+def _check_fast_path(obj: dict) -> None:
+    if not _fits_orjson(obj):
+        return
+    message = orjson.dumps(obj)
+    decoder = Decoder(Limits(max_message_bytes=1 << 20, max_features=5, max_string_length=64, max_depth=4))
+    event, reason, detail = decoder.decode(message, NOW)
+    try:
+        expected: dict | None = decoder._validate(orjson.loads(message), NOW)
+        why = None
+    except _Invalid as bad:
+        expected, why = None, bad.reason
+    if expected is None:
+        assert (event, reason) == (None, why), detail
+    else:
+        assert reason is None, detail
+        assert _present(event) == _present(expected)  # a null field may come out null or absent
+
+
+def _present(event: dict) -> dict:
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def _fits_orjson(obj) -> bool:
+    try:
+        orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+    return True
