@@ -73,6 +73,9 @@ METRICS = (
     Spec("model_monitor_bound_overflow_total", "counter", ("bound",),
          "Entries dropped, or lumped under __other__, because a bound was full."),
     Spec("model_monitor_batches_total", "counter", (), "Batches processed."),
+    Spec("model_monitor_stage_seconds_total", "counter", ("stage",),
+         "Time spent in each stage of the hot path: fetch, decode (parse and validate), route (join, "
+         "feed), detect, metrics, store (durable effects), commit."),
     Spec("model_monitor_batch_duration_seconds", "histogram", (),
          "Time to process one batch, from decode to durable effects."),
     Spec("model_monitor_committed_messages_total", "counter", (),

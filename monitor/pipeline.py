@@ -50,6 +50,8 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     samples: list[FlaggedSample] = field(default_factory=list)
+    #: Seconds spent in each stage of ``Pipeline.process`` (see model_monitor_stage_seconds_total).
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 def label_error(prediction: Event, truth: Any, decision_threshold: float) -> int | None:
@@ -122,18 +124,19 @@ class Pipeline:
     # -- the batch ------------------------------------------------------------------
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
         """Process one batch of messages, in order; return its effects."""
+        started = time.perf_counter()
         now = self.clock()
         first = self.position
         batch = _Batch()
         result = BatchResult(messages=len(messages))
-        at: list[Event | None] = []
         decode = self.decoder.decode
+        decoded = [decode(message.value, now) for message in messages]
+        at: list[Event | None] = [event for event, _, _ in decoded]
+        decoded_at = time.perf_counter()
         max_step = self.settings.join.watermark_max_step_s
-        for message in messages:
+        for message, (event, reason, detail) in zip(messages, decoded, strict=True):
             position = self.position
             self.position += 1
-            event, reason, detail = decode(message.value, now)
-            at.append(event)
             if event is None:
                 result.dead_letters.append(DeadLetter(reason or "", detail, message))
                 batch.invalid[(reason or "",)] += 1
@@ -164,6 +167,7 @@ class Pipeline:
         for orphan in self.joiner.drain_orphans():
             if orphan["kind"] in FLAGGED_KINDS:
                 self._flag_feedback(orphan, None, orphan["kind"], batch)
+        routed_at = time.perf_counter()
 
         def event_at(position: int) -> Event:
             event = at[position - first]
@@ -184,7 +188,10 @@ class Pipeline:
             state.recent.extend(state.batch_recent)
             state.batch_recent = []
         result.samples = batch.samples
+        detected_at = time.perf_counter()
         self._fold_metrics(batch, result, gauges)
+        result.stages = {"decode": decoded_at - started, "route": routed_at - decoded_at,
+                         "detect": detected_at - routed_at, "metrics": time.perf_counter() - detected_at}
         return result
 
     def drain(self) -> BatchResult:

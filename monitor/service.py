@@ -122,6 +122,7 @@ class Service:
         self.jobs: RetrainJobs | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.committed = 0
+        self._fetch_seconds = 0.0  # time in fetch since the last batch (an idle poll counts too)
         # Blocking work (the store, the retraining publishers) runs here, so that at
         # exit it can be abandoned instead of joined: asyncio.to_thread's executor is
         # joined without a timeout when the loop closes.
@@ -271,7 +272,9 @@ class Service:
         self._looping = True
         while not self.should_exit:
             self.health.beat()
+            fetch_started = time.perf_counter()
             messages = await source.fetch()
+            self._fetch_seconds += time.perf_counter() - fetch_started
             if source.assigned:
                 self.health.problem("startup", None)
             if not messages:
@@ -290,11 +293,17 @@ class Service:
         source = _started(self.source, "the consumer")
         started = time.perf_counter()
         result = self.pipeline.process(messages)
+        processed = time.perf_counter()
         await self._make_durable(result)
+        durable = time.perf_counter()
         committed = await self._retry("commit", lambda: source.commit(messages))
         self.committed += committed
         self.recent_alerts.extend(result.alerts)
+        stages = {**result.stages, "fetch": self._fetch_seconds, "store": durable - processed,
+                  "commit": time.perf_counter() - durable}
+        self._fetch_seconds = 0.0
         with self.metrics.lock:
+            self.metrics.inc_many("model_monitor_stage_seconds_total", {(k,): v for k, v in stages.items()})
             self.metrics.inc("model_monitor_batches_total")
             self.metrics.inc("model_monitor_committed_messages_total", (), committed)
             self.metrics.observe_many("model_monitor_batch_duration_seconds", (),

@@ -65,6 +65,8 @@ def test_events_flow_to_metrics_store_queue_and_dead_letters(broker, daemon, tmp
     assert metric(text, "model_monitor_prediction_latency_seconds_bucket", le="0.1") > 0
     assert metric(text, "model_monitor_alerts_total", kind="data_drift", model="recsys") >= 1
     assert metric(text, "model_monitor_join_total", outcome="matched") > 0
+    for stage in ("fetch", "decode", "route", "detect", "metrics", "store", "commit"):
+        assert metric(text, "model_monitor_stage_seconds_total", stage=stage) > 0, stage
     assert httpx.get(d.url + "/healthz", timeout=5).status_code == 200
     assert httpx.get(d.url + "/readyz", timeout=5).status_code == 200
 
