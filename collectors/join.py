@@ -21,12 +21,21 @@ on where a batch ended, and a replay joins exactly what the daemon joined.
 True
 >>> [fb["kind"] for fb in j.add_prediction({"request_id": "r-2", "ts": 129.0})]
 ['label']
+
+The buffer may hold something smaller than the prediction (``keep``: the daemon
+keeps the message's bytes, a tenth of the decoded event's memory) and hands that
+back on a join:
+
+>>> j.add_prediction({"request_id": "r-3", "ts": 140.0}, keep=b"raw message")
+[]
+>>> j.add_feedback({"request_id": "r-3", "ts": 141.0, "kind": "thumbs_down"})
+b'raw message'
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 Event = dict[str, Any]
@@ -44,8 +53,10 @@ class JoinBuffer:
         self.max_predictions = max_predictions
         self.feedback_wait_s = feedback_wait_s
         self.max_pending = max_pending
-        self._predictions: dict[str, Event] = {}
-        self._pending: dict[str, list[Event]] = {}
+        # Ordered dicts, oldest first: evicting from the front of a plain dict makes the
+        # next eviction scan the deleted slots (measured: 15 us per event once full).
+        self._predictions: OrderedDict[str, tuple[float, Any]] = OrderedDict()  # rid -> (ts, kept)
+        self._pending: OrderedDict[str, list[Event]] = OrderedDict()
         self._pending_count = 0
         self._orphans: list[Event] = []
         #: The newest event time seen.
@@ -66,46 +77,48 @@ class JoinBuffer:
         """How many feedback events are waiting for their prediction."""
         return self._pending_count
 
-    def _pairs(self, prediction: Event, feedback: Event) -> bool:
+    def _pairs(self, prediction_ts: float, feedback: Event) -> bool:
         # Feedback stamped a little before its prediction is clock skew, allowed up to
         # feedback_wait_s: the same bound after which waiting feedback is given up on,
         # so whether a pair joins never depends on when expire() ran.
-        return -self.feedback_wait_s <= feedback["ts"] - prediction["ts"] <= self.ttl_s
+        return -self.feedback_wait_s <= feedback["ts"] - prediction_ts <= self.ttl_s
 
-    def add_prediction(self, event: Event) -> list[Event]:
-        """Keep a prediction; return the waiting feedback that joins it now."""
+    def add_prediction(self, event: Event, keep: Any = None) -> list[Event]:
+        """Keep a prediction (or ``keep`` in its place); return the waiting feedback that
+        joins it now."""
         rid = event.get("request_id")
         if rid is None:
             return []
         preds = self._predictions
         if rid not in preds and len(preds) >= self.max_predictions:
-            del preds[next(iter(preds))]
+            preds.popitem(last=False)
             self.counts["evicted"] += 1
-        preds[rid] = event
-        self._next_expiry = min(self._next_expiry, event["ts"] + self.ttl_s)
+        ts = event["ts"]
+        preds[rid] = (ts, event if keep is None else keep)
+        self._next_expiry = min(self._next_expiry, ts + self.ttl_s)
         waiting = self._pending.pop(rid, None)
         if not waiting:
             return []
         self._pending_count -= len(waiting)
-        joined = [fb for fb in waiting if self._pairs(event, fb)]
+        joined = [fb for fb in waiting if self._pairs(ts, fb)]
         self.counts["matched_waiting"] += len(joined)
         if len(joined) < len(waiting):
-            self._orphan([fb for fb in waiting if not self._pairs(event, fb)])
+            self._orphan([fb for fb in waiting if not self._pairs(ts, fb)])
         return joined
 
-    def add_feedback(self, event: Event) -> Event | None:
-        """Return the feedback's prediction, or keep the feedback waiting for it."""
+    def add_feedback(self, event: Event) -> Any:
+        """Return the feedback's prediction (what was kept of it), or keep the feedback
+        waiting for it and return None."""
         rid = event["request_id"]
         prediction = self._predictions.get(rid)
-        if prediction is not None and self._pairs(prediction, event):
+        if prediction is not None and self._pairs(prediction[0], event):
             self.counts["matched"] += 1
-            return prediction
+            return prediction[1]
         if self.max_pending == 0:
             self._orphan([event])
             return None
         if self._pending_count >= self.max_pending:
-            oldest = next(iter(self._pending))
-            evicted = self._pending.pop(oldest)
+            _, evicted = self._pending.popitem(last=False)
             self._pending_count -= len(evicted)
             self.counts["evicted_waiting"] += len(evicted)
             self._orphan(evicted)
@@ -131,7 +144,7 @@ class JoinBuffer:
         preds = self._predictions
         while preds:
             rid = next(iter(preds))
-            if preds[rid]["ts"] >= horizon:
+            if preds[rid][0] >= horizon:
                 break
             del preds[rid]
             self.counts["expired"] += 1
@@ -145,7 +158,7 @@ class JoinBuffer:
             self._pending_count -= len(waiting)
             self._orphan(waiting)
         self._next_expiry = min(
-            next(iter(preds.values()))["ts"] + self.ttl_s if preds else math.inf,
+            next(iter(preds.values()))[0] + self.ttl_s if preds else math.inf,
             next(iter(pending.values()))[0]["ts"] + self.feedback_wait_s if pending else math.inf,
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -124,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
+    if args.command in ("run", "replay", "demo"):
+        tune_gc()
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -138,6 +141,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("monitor: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def tune_gc() -> None:
+    """Run the young-generation collector every 100,000 allocations instead of 700.
+
+    The hot path makes and drops a few dozen objects per event (decoded events,
+    columns), none of them in cycles: at the default threshold a collection ran every
+    20 or so events and cost about a tenth of replay's time (measured with gc
+    disabled beside it). The cycles that do form are still collected.
+    """
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(100_000, older, oldest)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
