@@ -23,7 +23,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -103,6 +103,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.source.assigned |= set(assigned)
         log.info("partitions assigned: %s", _names(assigned))
+        if self.source.on_assigned is not None:  # before the first fetch from them: a seek lands
+            await self.source.on_assigned()
 
 
 def _names(tps: Iterable[TopicPartition]) -> str:
@@ -126,6 +128,8 @@ class KafkaSource:
         #: Held from a fetch's return until its batch is committed (see the module docstring).
         self.batch_lock = asyncio.Lock()
         self._fetched: dict[TopicPartition, int] = {}  # next offset to fetch, per partition
+        #: Called after partitions are assigned, before anything is fetched from them.
+        self.on_assigned: Callable[[], Awaitable[None]] | None = None
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group_id, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset=auto_offset_reset,
@@ -187,6 +191,19 @@ class KafkaSource:
         except KafkaError as exc:
             raise BrokerUnavailable(f"the offset commit failed: {exc}") from exc
         return sum(1 for m in messages if TopicPartition(m.topic, m.partition) in offsets)
+
+    def positions(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, next offset) of every assigned partition; -1 where nothing was
+        fetched yet. Between batches, every fetched message is committed, so these are the
+        committed offsets."""
+        return sorted((tp.topic, tp.partition, self._fetched.get(tp, -1)) for tp in self.assigned)
+
+    def seek(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Read these partitions from these offsets next (they must be assigned)."""
+        for (topic, partition), offset in offsets.items():
+            tp = TopicPartition(topic, partition)
+            self._consumer.seek(tp, offset)
+            self._fetched[tp] = offset
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages between what was fetched and the end of each assigned partition."""

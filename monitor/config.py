@@ -216,6 +216,9 @@ class ServiceSettings:
     """Process-level behaviour."""
 
     shutdown_timeout_s: float = _key(30.0, "Most time a graceful shutdown may take.", min=1)
+    checkpoint_interval_s: float = _key(
+        60.0, "How often the detectors' and the join's state is saved to the store with the input offsets "
+        "it covers (and at shutdown), so a restart goes on instead of learning again; 0 turns it off.", min=0)
     log_level: str = _key("info", "debug, info, warning or error.",
                           choices=("debug", "info", "warning", "error"))
 

@@ -73,6 +73,10 @@ METRICS = (
     Spec("model_monitor_bound_overflow_total", "counter", ("bound",),
          "Entries dropped, or lumped under __other__, because a bound was full."),
     Spec("model_monitor_batches_total", "counter", (), "Batches processed."),
+    Spec("model_monitor_checkpoints_total", "counter", ("outcome",),
+         "Pipeline state checkpoints: saved, restored at start-up, or discarded (the settings or the "
+         "assigned partitions changed since it was saved)."),
+    Spec("model_monitor_checkpoint_bytes", "gauge", (), "Size of the last checkpoint saved."),
     Spec("model_monitor_stage_seconds_total", "counter", ("stage",),
          "Time spent in each stage of the hot path: fetch, decode (parse and validate), route (join, "
          "feed), detect, metrics, store (durable effects), commit."),

@@ -428,6 +428,11 @@ class ModelState:
         self._retired_dropped = 0  # of evicted versions: the counters must never go down
         self._retired_mismatches = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["on_evict"]  # the pipeline's: a restored state is given its new owner's
+        return state
+
     def rebudget(self) -> None:
         """Share the model's false-alarm budget equally among its tests (Bonferroni): each
         test aims at false_alarms_per_million / 1e6 / tests false alarms per value.

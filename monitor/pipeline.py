@@ -13,7 +13,9 @@ Metrics are folded in at the end of each batch.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import pickle
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -52,6 +54,13 @@ class BatchResult:
     samples: list[FlaggedSample] = field(default_factory=list)
     #: Seconds spent in each stage of ``Pipeline.process`` (see model_monitor_stage_seconds_total).
     stages: dict[str, float] = field(default_factory=dict)
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """Identifies the settings that shape the pipeline's state: a checkpoint is restored
+    only into a pipeline built with the same."""
+    shaping = (settings.collect, settings.redact, settings.join, settings.detect, settings.slo)
+    return hashlib.sha256(repr(shaping).encode()).hexdigest()[:32]
 
 
 def label_error(prediction: Event, truth: Any, decision_threshold: float) -> int | None:
@@ -207,6 +216,30 @@ class Pipeline:
         result = BatchResult(samples=batch.samples)
         self._fold_metrics(batch, result, [])
         return result
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """Everything a restarted pipeline needs to go on where this one stands: the
+        models' detectors, the join buffer, the stream position and event-time clock.
+        Pickled: it is read back only from our own store."""
+        return pickle.dumps({
+            "models": self.models, "model_labels": self.model_labels, "joiner": self.joiner,
+            "position": self.position, "watermark": self.watermark, "close_at": self._close_at,
+            "last_totals": self._last_totals,
+        }, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> None:
+        """Take over the state of ``snapshot()`` (of a pipeline with the same settings)."""
+        state = pickle.loads(blob)  # only ever our own store, written by snapshot()
+        self.models = state["models"]
+        for model in self.models.values():
+            model.on_evict = self._on_evict
+        self.model_labels = state["model_labels"]
+        self.joiner = state["joiner"]
+        self.position = state["position"]
+        self.watermark = state["watermark"]
+        self._close_at = state["close_at"]
+        self._last_totals = state["last_totals"]  # counters go on from here, not from the total so far
 
     def _close_rate_buckets(self, position: int, batch: _Batch) -> None:
         """The watermark passed a bucket boundary: test the buckets that are now complete."""

@@ -45,7 +45,7 @@ from monitor.config import Settings
 from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
 from monitor.http import Health, StatusServer
 from monitor.metrics import Metrics
-from monitor.pipeline import BatchResult, Pipeline
+from monitor.pipeline import BatchResult, Pipeline, settings_fingerprint
 from retrain.jobs import RetrainJobs
 from retrain.publisher import KafkaPublisher, Publisher, WebhookPublisher
 from retrain.store import SampleStore
@@ -122,6 +122,8 @@ class Service:
         self.jobs: RetrainJobs | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.committed = 0
+        self._restore_tried = False  # a checkpoint is looked for at the first assignment only
+        self._checkpoint_due = 0.0  # monotonic time of the next periodic save
         self._fetch_seconds = 0.0  # time in fetch since the last batch (an idle poll counts too)
         # Blocking work (the store, the retraining publishers) runs here, so that at
         # exit it can be abandoned instead of joined: asyncio.to_thread's executor is
@@ -212,6 +214,7 @@ class Service:
             rebalance_timeout_ms=s.kafka.rebalance_timeout_ms, heartbeat_interval_ms=s.kafka.heartbeat_interval_ms,
             max_poll_interval_ms=s.kafka.max_poll_interval_ms, commit_timeout_s=s.kafka.request_timeout_s,
             client_id=s.kafka.client_id, **kafka)
+        self.source.on_assigned = self._restore_checkpoint
         await self.source.start(s.kafka.connect_timeout_s)
         self._start_retraining(kafka)
         self.health.problem("startup", "joining the consumer group")
@@ -287,6 +290,11 @@ class Service:
             if drained.samples:
                 log.info("storing %d feedback samples still waiting for their prediction", len(drained.samples))
                 await self._make_durable(drained)
+            if self.settings.service.checkpoint_interval_s:
+                try:
+                    await self._save_checkpoint()
+                except MonitorError as exc:  # the next start learns again: worth saying, not failing for
+                    log.error("could not save the pipeline's state at shutdown: %s", exc)
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
         """One batch: pipeline, durable effects, commit, metrics, observers."""
@@ -309,6 +317,8 @@ class Service:
             self.metrics.observe_many("model_monitor_batch_duration_seconds", (),
                                       np.asarray([time.perf_counter() - started]))
         self._update_lag()
+        if self.settings.service.checkpoint_interval_s and time.monotonic() >= self._checkpoint_due:
+            await self._retry("checkpoint", self._save_checkpoint)
         self._severe(result.alerts)
         for alert in result.alerts:
             log.warning("ALERT %s model=%s version=%s feature=%s detector=%s score=%.4g threshold=%.4g at_event=%d",
@@ -317,6 +327,54 @@ class Service:
         for observer in self.observers:
             observer(result)
         return result
+
+    # -- checkpoints: the pipeline's state with the offsets it covers ---------------------
+    async def _restore_checkpoint(self) -> None:
+        """At the first assignment: take over the state this group saved for exactly these
+        partitions, if any, and read them again from where it was saved."""
+        s = self.settings
+        source, store = _started(self.source, "the consumer"), _started(self.store, "the store")
+        if self._restore_tried or not s.service.checkpoint_interval_s or self.pipeline.position:
+            return
+        self._restore_tried = True
+        assigned = {(tp.topic, tp.partition) for tp in source.assigned}
+        checkpoint = await self._blocking(store.checkpoint, s.kafka.group_id, assigned)
+        if checkpoint is None:
+            count = await self._blocking(store.checkpoint_count, s.kafka.group_id)
+            if count:
+                log.warning("group %s has saved state, but none for exactly partitions %s: starting afresh",
+                            s.kafka.group_id, sorted(assigned))
+                self._count_checkpoint("discarded")
+            return
+        if checkpoint["fingerprint"] != settings_fingerprint(s):
+            log.warning("the saved state of group %s was built with other [collect], [redact], [join], [detect] "
+                        "or [slo] settings: starting afresh", s.kafka.group_id)
+            self._count_checkpoint("discarded")
+            return
+        self.pipeline.restore(checkpoint["state"])
+        source.seek({(t, p): o for t, p, o in checkpoint["partitions"] if o >= 0})
+        self._count_checkpoint("restored")
+        log.info("restored the pipeline's state saved %.0fs ago (%d models, stream position %d)",
+                 time.time() - checkpoint["saved_at"], len(self.pipeline.models), self.pipeline.position)
+
+    async def _save_checkpoint(self) -> None:
+        """Save the pipeline's state with the offsets of everything it has taken in (all of
+        it committed: this runs between batches)."""
+        s = self.settings
+        store, source = _started(self.store, "the store"), _started(self.source, "the consumer")
+        if not source.assigned:  # nothing to resume: the state goes with the partitions it came from
+            return
+        blob = self.pipeline.snapshot()
+        await self._blocking(store.put_checkpoint, s.kafka.group_id, source.positions(), settings_fingerprint(s),
+                             blob)
+        self._checkpoint_due = time.monotonic() + s.service.checkpoint_interval_s
+        self._count_checkpoint("saved")
+        with self.metrics.lock:
+            self.metrics.set("model_monitor_checkpoint_bytes", (), float(len(blob)))
+
+    def _count_checkpoint(self, outcome: str) -> None:
+        with self.metrics.lock:
+            self.metrics.inc("model_monitor_checkpoints_total", (outcome,))
 
     async def _make_durable(self, result: BatchResult) -> None:
         """Dead letters, samples and alerts: acknowledged and committed, retrying transient failures."""

@@ -13,6 +13,7 @@ Tables are prefixed ``mm_`` so the store can live in a shared database.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -117,11 +119,34 @@ baselines_table = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("model", "model_version", "feature", name="uq_mm_baselines"),
 )
+#: The pipeline's state (detectors, join buffer) with the input offsets it has seen up to:
+#: the latest of each consumer-group member, keyed by the partitions it held (see
+#: Service._save_checkpoint).
+checkpoints_table = Table(
+    "mm_checkpoints", metadata,
+    Column("group_id", String(256), primary_key=True),
+    Column("partitions_key", String(64), primary_key=True),  # of the sorted (topic, partition) pairs
+    Column("partitions", _Json, nullable=False),  # [[topic, partition, next offset], ...]
+    Column("fingerprint", String(64), nullable=False),  # of the settings the state was built with
+    Column("state", LargeBinary, nullable=False),
+    Column("saved_at", Float, nullable=False),
+)
+
 meta_table = Table(
     "mm_meta", metadata,
     Column("key", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
 )
+
+
+def partitions_key(partitions: Sequence[tuple[str, int, int]]) -> str:
+    """Names a set of partitions (offsets aside), whatever their order.
+
+    >>> partitions_key([("t", 1, 5), ("t", 0, 9)]) == partitions_key([("t", 0, 0), ("t", 1, 0)])
+    True
+    """
+    pairs = sorted({f"{topic}\x00{partition}" for topic, partition, _ in partitions})
+    return hashlib.sha256("\x01".join(pairs).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -354,6 +379,42 @@ class SampleStore:
         for row in self._rows(select(baselines_table)):
             out.setdefault((row["model"], row["model_version"]), {})[row["feature"]] = row["values"]
         return out
+
+    def put_checkpoint(self, group_id: str, partitions: list[tuple[str, int, int]], fingerprint: str,
+                       state: bytes) -> None:
+        """Save a member's checkpoint; drop the group's older ones that held any of these
+        partitions (they are this member's now)."""
+        key = partitions_key(partitions)
+        mine = {(t, p) for t, p, _ in partitions}
+        row = {"group_id": group_id, "partitions_key": key, "partitions": [list(p) for p in partitions],
+               "fingerprint": fingerprint, "state": state, "saved_at": time.time()}
+        t = checkpoints_table
+        try:
+            with self.engine.begin() as conn:
+                others = conn.execute(select(t.c.partitions_key, t.c.partitions).where(t.c.group_id == group_id))
+                stale = [k for k, held in others if k == key or mine & {(tp, p) for tp, p, _ in held}]
+                if stale:
+                    conn.execute(delete(t).where(t.c.group_id == group_id, t.c.partitions_key.in_(stale)))
+                conn.execute(insert(t), [row])
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    def checkpoint(self, group_id: str, partitions: set[tuple[str, int]]) -> dict[str, Any] | None:
+        """The group's checkpoint of exactly these (topic, partition) pairs, or None;
+        ``partitions`` in it are (topic, partition, next offset)."""
+        t = checkpoints_table
+        key = partitions_key([(topic, p, 0) for topic, p in partitions])
+        rows = self._rows(select(t).where(t.c.group_id == group_id, t.c.partitions_key == key))
+        if not rows:
+            return None
+        row = rows[0]
+        row["partitions"] = [(str(topic), int(p), int(o)) for topic, p, o in row["partitions"]]
+        return row
+
+    def checkpoint_count(self, group_id: str) -> int:
+        """How many members' checkpoints the group has."""
+        t = checkpoints_table
+        return int(self._scalar(select(func.count()).select_from(t).where(t.c.group_id == group_id)))
 
     def pending_count(self, sink: str = "queue") -> int:
         """Samples stored but not yet delivered to ``sink``."""

@@ -536,6 +536,9 @@ def traffic() -> Iterator[StatusServer]:
             metrics.set("model_monitor_consumer_lag_messages", ("monitor.tracking", "0"), 5)
             metrics.inc("model_monitor_bound_overflow_total", ("join_predictions",))
             metrics.inc("model_monitor_errors_total", ("store", "true"))
+            metrics.inc("model_monitor_stage_seconds_total", ("decode",), 0.01)
+            metrics.inc("model_monitor_checkpoints_total", ("saved",))
+            metrics.set("model_monitor_checkpoint_bytes", (), 2**20)
             metrics.set("model_monitor_last_event_timestamp_seconds", ("recsys",), time.time())
 
     def loop() -> None:

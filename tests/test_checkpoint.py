@@ -1,0 +1,102 @@
+"""Checkpoints: the pipeline's state saved with the offsets it covers, and a restart
+that goes on from it instead of learning every reference again."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from helpers import DaemonThread, make_settings, messages, produce, wait_for
+from test_pipeline import START, run, simulate
+
+from monitor.config import load_settings
+from monitor.metrics import Metrics
+from monitor.pipeline import Pipeline, settings_fingerprint
+from monitor.simulator import Fault
+
+pytestmark = [pytest.mark.kafka]
+
+
+def test_a_restored_pipeline_raises_what_one_that_never_stopped_raises():
+    faults = [Fault("feature_drift", "recsys", 40.0, feature="price"), Fault("feedback_spike", "search", 50.0)]
+    events = simulate(80, 500, faults)
+    _, expected, expected_samples, _ = run(events)
+    assert expected, "the faults should raise alerts after the cut"
+    cut = len(events) // 3  # before either fault: the references are learnt before it
+    settings = load_settings(environ={}, overrides={"detect": {"feedback_burn_in_s": 10.0}})
+    first = Pipeline(settings, Metrics("test"), clock=lambda: START + 10**6)
+    msgs = messages(events)
+    for i in range(0, cut, 2000):
+        first.process(msgs[i:min(i + 2000, cut)])
+    blob = first.snapshot()
+
+    second = Pipeline(settings, Metrics("test"), clock=lambda: START + 10**6)
+    second.restore(blob)
+    alerts, samples = [], []
+    for i in range(cut, len(msgs), 2000):
+        result = second.process(msgs[i:i + 2000])
+        alerts += result.alerts
+        samples += result.samples
+    late = [a for a in expected if a.at_event >= cut]
+    assert [(a.at_event, a.kind, a.model, a.feature, a.detector) for a in alerts] == \
+           [(a.at_event, a.kind, a.model, a.feature, a.detector) for a in late]
+    assert {s.event_id for s in samples} <= {s.event_id for s in expected_samples}
+
+    fresh = Pipeline(settings, Metrics("test"), clock=lambda: START + 10**6)
+    fresh.position = cut
+    relearnt = [a for i in range(cut, len(msgs), 2000) for a in fresh.process(msgs[i:i + 2000]).alerts]
+    assert relearnt != alerts, "without the state a restart learns again: the test must tell them apart"
+
+
+def test_the_fingerprint_follows_the_settings_that_shape_the_state():
+    base = load_settings(environ={})
+    assert settings_fingerprint(base) == settings_fingerprint(load_settings(environ={}))
+    assert settings_fingerprint(base) != settings_fingerprint(load_settings(
+        environ={}, overrides={"detect": {"window_size": 400}}))
+    assert settings_fingerprint(base) == settings_fingerprint(load_settings(
+        environ={}, overrides={"http": {"port": 1234}}))  # where it serves is not its state
+
+
+def _prediction(i: int, ts: float) -> dict:
+    return {"event_id": f"p-{i}", "type": "prediction", "ts": ts, "model": "m", "model_version": "v1",
+            "request_id": f"r-{i}", "features": {"x": float(i % 13)}, "prediction": {"score": 0.4},
+            "latency_ms": 10.0}
+
+
+def test_a_restarted_daemon_goes_on_from_its_saved_state(broker: str, tmp_path: Path):
+    settings = make_settings(broker, tmp_path)
+    s = settings
+    first_batch = [_prediction(i, START + i * 0.01) for i in range(3000)]
+    produce(broker, s.topics.tracking, first_batch)
+    first = DaemonThread(settings).start()
+    wait_for(lambda: first.service.metrics.total("model_monitor_events_total") == 3000, 60, "the first events")
+    reference = first.service.pipeline.models["m"].versions["v1"].features["x"].value
+    assert reference is not None and reference.detector.ready
+    assert first.stop() == 0
+    assert first.service.metrics.total("model_monitor_checkpoints_total", outcome="saved") >= 1
+
+    second = DaemonThread(settings).start()
+    try:
+        wait_for(lambda: second.service.metrics.total("model_monitor_checkpoints_total", outcome="restored") == 1,
+                 30, "the saved state restored")
+        restored = second.service.pipeline.models["m"].versions["v1"].features["x"].value
+        assert restored is not None and restored.detector.ready, "the reference came back with the state"
+        assert second.service.pipeline.position == 3000
+        # Feedback on a prediction the first daemon saw joins it in the second.
+        produce(broker, s.topics.feedback, [{"event_id": "f-1", "type": "feedback", "ts": START + 40.0,
+                                             "model": "m", "request_id": "r-2999", "kind": "thumbs_down"}])
+        wait_for(lambda: second.service.metrics.total("model_monitor_join_total", outcome="matched") == 1, 30,
+                 "the feedback to join its prediction from before the restart")
+        assert second.service.metrics.total("model_monitor_events_total") == 1, "nothing was read twice"
+    finally:
+        assert second.stop() == 0
+
+    changed = dataclasses.replace(s, detect=dataclasses.replace(s.detect, window_size=400))
+    third = DaemonThread(changed).start()
+    try:
+        wait_for(lambda: third.service.metrics.total("model_monitor_checkpoints_total", outcome="discarded") == 1,
+                 30, "a state built with other settings discarded")
+        assert third.service.pipeline.position == 0
+    finally:
+        assert third.stop() == 0
