@@ -69,3 +69,44 @@ def test_the_benchmark_command_runs_and_reports():
     assert "| ours | 1/1 |" in out
     assert "| periodic | 1/1 |" in out
     assert "Every injected change detected: met" in out
+
+
+def test_the_throughput_workload_is_valid_events_with_the_shares_the_issue_names():
+    from benchmarks.throughput.workload import MODELS, events  # noqa: PLC0415
+    from collectors.decode import Decoder, Limits  # noqa: PLC0415
+
+    decoder = Decoder(Limits())
+    decoded = [decoder.decode(line, now=2e9) for line in events(5000, seed=3)]
+    assert all(reason is None for _, reason, _ in decoded)
+    predictions = [e for e, _, _ in decoded if e["type"] == "prediction"]
+    assert 0.01 < 1 - len(predictions) / len(decoded) < 0.03  # 2% feedback
+    assert {e["model"] for e in predictions} == set(MODELS)
+    assert all(len(e["features"]) == 12 for e in predictions)
+
+
+def test_drift_every_shifts_x0_on_and_off():
+    import orjson  # noqa: PLC0415
+
+    from benchmarks.throughput.workload import events  # noqa: PLC0415
+
+    rows = [orjson.loads(line) for line in events(4000, seed=1, drift_every=1000)]
+
+    def mean_x0(lo: int, hi: int) -> float:
+        xs = [r["features"]["x0"] for r in rows[lo:hi] if r["type"] == "prediction"]
+        return sum(xs) / len(xs)
+
+    assert abs(mean_x0(0, 1000)) < 0.15 and abs(mean_x0(2000, 3000)) < 0.15
+    assert 0.85 < mean_x0(1000, 2000) < 1.15 and 0.85 < mean_x0(3000, 4000) < 1.15
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_the_throughput_benchmark_runs_end_to_end():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--events", "20000", "--skip",
+                          "faust,two,evidently,memory,latency", "--no-write"], check=False, capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("bare aiokafka", "bare kafka-python", "monitor run, 1 worker", "monitor replay (no Kafka)"):
+        assert f"| {name} | 20,000 |" in out.stdout
+    assert "| decode |" in out.stdout
