@@ -1,0 +1,57 @@
+"""CPU per event of the pipeline alone, no Kafka, no file: for comparing two versions.
+
+``python -m benchmarks.throughput.pipeline_cpu [--events N] [--tree PATH ...]`` runs
+the workload through ``Pipeline.process`` in batches of 5,000, once per source tree
+given (a git worktree of another commit, say; default: this checkout), each in its
+own process, and prints microseconds of CPU per event and the stage split where the
+version reports one. The young-generation GC threshold is set as ``monitor run`` and
+``monitor replay`` set it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_CHILD = r"""
+import collections, gc, importlib.util, sys, time
+sys.path.insert(0, sys.argv[1])
+gc.set_threshold(100_000, 10, 10)
+spec = importlib.util.spec_from_file_location("workload", sys.argv[3])  # this checkout's, whatever the tree
+workload = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(workload)
+events = workload.events
+from collectors.contract import RawMessage
+from monitor.config import load_settings
+from monitor.metrics import Metrics
+from monitor.pipeline import Pipeline
+msgs = [RawMessage("t", 0, i, None, line) for i, line in enumerate(events(int(sys.argv[2])))]
+pipeline = Pipeline(load_settings(environ={}), Metrics(), clock=lambda: 2e9)
+stages = collections.Counter()
+started = time.process_time()
+for i in range(0, len(msgs), 5000):
+    stages.update(getattr(pipeline.process(msgs[i:i + 5000]), "stages", {}))
+us = (time.process_time() - started) / len(msgs) * 1e6
+split = ", ".join(f"{k} {v / len(msgs) * 1e6:.1f}" for k, v in stages.items())
+print(f"{sys.argv[1]}: {us:.2f} us of CPU per event" + (f" ({split})" if split else ""))
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput.pipeline_cpu",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--tree", action="append", help="a source tree to measure (repeatable; default: this one)")
+    args = parser.parse_args(argv)
+    for tree in args.tree or [str(ROOT)]:
+        workload = Path(__file__).with_name("workload.py")
+        subprocess.run([sys.executable, "-c", _CHILD, tree, str(args.events), str(workload)], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
