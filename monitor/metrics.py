@@ -74,8 +74,8 @@ METRICS = (
          "Entries dropped, or lumped under __other__, because a bound was full."),
     Spec("model_monitor_batches_total", "counter", (), "Batches processed."),
     Spec("model_monitor_checkpoints_total", "counter", ("outcome",),
-         "Pipeline state checkpoints: saved, restored at start-up, or discarded (the settings or the "
-         "assigned partitions changed since it was saved)."),
+         "Pipeline state checkpoints: saved; restored at start-up (for the same partitions); seeded (another "
+         "member's detectors taken, the join started empty); or discarded (built with other settings)."),
     Spec("model_monitor_checkpoint_bytes", "gauge", (), "Size of the last checkpoint saved."),
     Spec("model_monitor_stage_seconds_total", "counter", ("stage",),
          "Time spent in each stage of the hot path: fetch, decode (parse and validate), route (join, "

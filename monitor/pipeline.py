@@ -228,13 +228,22 @@ class Pipeline:
             "last_totals": self._last_totals,
         }, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def restore(self, blob: bytes) -> None:
-        """Take over the state of ``snapshot()`` (of a pipeline with the same settings)."""
+    def restore(self, blob: bytes, *, detectors_only: bool = False) -> None:
+        """Take over the state of ``snapshot()`` (of a pipeline with the same settings).
+
+        ``detectors_only``: take the models' detectors and nothing tied to the partitions
+        the state was read from (the join buffer, the stream position and clock). With
+        producers keying by ``request_id`` every partition carries the same mix of each
+        model's traffic, so one member's references are right for any partitions.
+        """
         state = pickle.loads(blob)  # only ever our own store, written by snapshot()
         self.models = state["models"]
         for model in self.models.values():
             model.on_evict = self._on_evict
         self.model_labels = state["model_labels"]
+        if detectors_only:
+            self._last_totals = self._totals()  # the models' own counts go on from here
+            return
         self.joiner = state["joiner"]
         self.position = state["position"]
         self.watermark = state["watermark"]

@@ -305,7 +305,6 @@ class Service:
         await self._make_durable(result)
         durable = time.perf_counter()
         committed = await self._retry("commit", lambda: source.commit(messages))
-        self.committed += committed
         self.recent_alerts.extend(result.alerts)
         stages = {**result.stages, "fetch": self._fetch_seconds, "store": durable - processed,
                   "commit": time.perf_counter() - durable}
@@ -316,6 +315,7 @@ class Service:
             self.metrics.inc("model_monitor_committed_messages_total", (), committed)
             self.metrics.observe_many("model_monitor_batch_duration_seconds", (),
                                       np.asarray([time.perf_counter() - started]))
+        self.committed += committed  # last: whoever sees it committed sees the batch's metrics too
         self._update_lag()
         if self.settings.service.checkpoint_interval_s and time.monotonic() >= self._checkpoint_due:
             await self._retry("checkpoint", self._save_checkpoint)
@@ -331,7 +331,8 @@ class Service:
     # -- checkpoints: the pipeline's state with the offsets it covers ---------------------
     async def _restore_checkpoint(self) -> None:
         """At the first assignment: take over the state this group saved for exactly these
-        partitions, if any, and read them again from where it was saved."""
+        partitions and read them again from where it was saved; failing that, take the
+        detectors of the group's latest state (see ``Pipeline.restore``)."""
         s = self.settings
         source, store = _started(self.source, "the consumer"), _started(self.store, "the store")
         if self._restore_tried or not s.service.checkpoint_interval_s or self.pipeline.position:
@@ -339,23 +340,29 @@ class Service:
         self._restore_tried = True
         assigned = {(tp.topic, tp.partition) for tp in source.assigned}
         checkpoint = await self._blocking(store.checkpoint, s.kafka.group_id, assigned)
-        if checkpoint is None:
-            count = await self._blocking(store.checkpoint_count, s.kafka.group_id)
-            if count:
-                log.warning("group %s has saved state, but none for exactly partitions %s: starting afresh",
-                            s.kafka.group_id, sorted(assigned))
-                self._count_checkpoint("discarded")
-            return
+        exact = checkpoint is not None
+        if checkpoint is None:  # another member's, or these partitions' before the group changed
+            checkpoint = await self._blocking(store.latest_checkpoint, s.kafka.group_id)
+            if checkpoint is None:
+                return
         if checkpoint["fingerprint"] != settings_fingerprint(s):
             log.warning("the saved state of group %s was built with other [collect], [redact], [join], [detect] "
                         "or [slo] settings: starting afresh", s.kafka.group_id)
             self._count_checkpoint("discarded")
             return
+        age = time.time() - checkpoint["saved_at"]
+        if not exact:
+            self.pipeline.restore(checkpoint["state"], detectors_only=True)
+            self._count_checkpoint("seeded")
+            log.info("no saved state for exactly partitions %s: took the detectors (%d models) of the group's "
+                     "latest, saved %.0fs ago; the join starts empty", sorted(assigned),
+                     len(self.pipeline.models), age)
+            return
         self.pipeline.restore(checkpoint["state"])
         source.seek({(t, p): o for t, p, o in checkpoint["partitions"] if o >= 0})
         self._count_checkpoint("restored")
         log.info("restored the pipeline's state saved %.0fs ago (%d models, stream position %d)",
-                 time.time() - checkpoint["saved_at"], len(self.pipeline.models), self.pipeline.position)
+                 age, len(self.pipeline.models), self.pipeline.position)
 
     async def _save_checkpoint(self) -> None:
         """Save the pipeline's state with the offsets of everything it has taken in (all of

@@ -391,8 +391,11 @@ class SampleStore:
         t = checkpoints_table
         try:
             with self.engine.begin() as conn:
+                # Write first: on SQLite a transaction that reads and then writes fails at once
+                # (not after the busy timeout) when another connection wrote in between.
+                conn.execute(delete(t).where(t.c.group_id == group_id, t.c.partitions_key == key))
                 others = conn.execute(select(t.c.partitions_key, t.c.partitions).where(t.c.group_id == group_id))
-                stale = [k for k, held in others if k == key or mine & {(tp, p) for tp, p, _ in held}]
+                stale = [k for k, held in others if mine & {(tp, p) for tp, p, _ in held}]
                 if stale:
                     conn.execute(delete(t).where(t.c.group_id == group_id, t.c.partitions_key.in_(stale)))
                 conn.execute(insert(t), [row])
@@ -411,10 +414,11 @@ class SampleStore:
         row["partitions"] = [(str(topic), int(p), int(o)) for topic, p, o in row["partitions"]]
         return row
 
-    def checkpoint_count(self, group_id: str) -> int:
-        """How many members' checkpoints the group has."""
+    def latest_checkpoint(self, group_id: str) -> dict[str, Any] | None:
+        """The group's most recently saved checkpoint, whatever partitions it covers."""
         t = checkpoints_table
-        return int(self._scalar(select(func.count()).select_from(t).where(t.c.group_id == group_id)))
+        rows = self._rows(select(t).where(t.c.group_id == group_id).order_by(t.c.saved_at.desc()).limit(1))
+        return rows[0] if rows else None
 
     def pending_count(self, sink: str = "queue") -> int:
         """Samples stored but not yet delivered to ``sink``."""

@@ -100,3 +100,32 @@ def test_a_restarted_daemon_goes_on_from_its_saved_state(broker: str, tmp_path: 
         assert third.service.pipeline.position == 0
     finally:
         assert third.stop() == 0
+
+
+def test_members_of_a_grown_group_start_from_the_saved_detectors(broker: str, tmp_path: Path):
+    settings = make_settings(broker, tmp_path)
+    s = settings
+    produce(broker, s.topics.tracking, [_prediction(i, START + i * 0.01) for i in range(3000)])
+    alone = DaemonThread(settings).start()
+    wait_for(lambda: alone.service.metrics.total("model_monitor_events_total") == 3000, 60, "the first events")
+    assert alone.stop() == 0  # saved for every partition
+
+    first = DaemonThread(settings).start()
+    second = DaemonThread(settings)
+    try:
+        second.start()  # the group rebalances: each member now holds two of the four
+        wait_for(lambda: first.service.source.assigned and second.service.source.assigned, 60,
+                 "the partitions spread over both")
+        outcomes = {d: ("restored" if d.service.metrics.total("model_monitor_checkpoints_total", outcome="restored")
+                        else "seeded" if d.service.metrics.total("model_monitor_checkpoints_total", outcome="seeded")
+                        else "none") for d in (first, second)}
+        # The first member got every partition when it started alone (exact: restored);
+        # the second found no state for its share (seeded with the detectors).
+        assert outcomes[first] == "restored" and outcomes[second] == "seeded", outcomes
+        seeded = second.service.pipeline
+        track = seeded.models["m"].versions["v1"].features["x"].value
+        assert track is not None and track.detector.ready, "the new member did not learn its reference again"
+        assert seeded.position == 0 and seeded.joiner.predictions == 0, "only the detectors are taken"
+    finally:
+        assert second.stop() == 0
+        assert first.stop() == 0
