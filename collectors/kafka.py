@@ -192,11 +192,23 @@ class KafkaSource:
             raise BrokerUnavailable(f"the offset commit failed: {exc}") from exc
         return sum(1 for m in messages if TopicPartition(m.topic, m.partition) in offsets)
 
-    def positions(self) -> list[tuple[str, int, int]]:
-        """(topic, partition, next offset) of every assigned partition; -1 where nothing was
-        fetched yet. Between batches, every fetched message is committed, so these are the
-        committed offsets."""
-        return sorted((tp.topic, tp.partition, self._fetched.get(tp, -1)) for tp in self.assigned)
+    async def positions(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, next offset to read) of every assigned partition. Between
+        batches every fetched message is committed, so these are the committed offsets;
+        -1 where the broker did not say (the partition is then read from its committed
+        offset on a restore)."""
+        out = []
+        for tp in sorted(self.assigned):
+            offset = self._fetched.get(tp)
+            if offset is None:  # nothing fetched from it yet: where reading would start
+                try:
+                    offset = await asyncio.wait_for(self._consumer.position(tp), self.commit_timeout_s)
+                except (TimeoutError, KafkaError, IllegalStateError) as exc:
+                    log.warning("no position for %s[%d] (%s): a restore reads it from its committed offset",
+                                tp.topic, tp.partition, exc)
+                    offset = -1
+            out.append((tp.topic, tp.partition, offset))
+        return out
 
     def seek(self, offsets: dict[tuple[str, int], int]) -> None:
         """Read these partitions from these offsets next (they must be assigned)."""

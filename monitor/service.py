@@ -372,8 +372,8 @@ class Service:
         if not source.assigned:  # nothing to resume: the state goes with the partitions it came from
             return
         blob = self.pipeline.snapshot()
-        await self._blocking(store.put_checkpoint, s.kafka.group_id, source.positions(), settings_fingerprint(s),
-                             blob)
+        positions = await source.positions()
+        await self._blocking(store.put_checkpoint, s.kafka.group_id, positions, settings_fingerprint(s), blob)
         self._checkpoint_due = time.monotonic() + s.service.checkpoint_interval_s
         self._count_checkpoint("saved")
         with self.metrics.lock:
