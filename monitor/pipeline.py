@@ -242,6 +242,8 @@ class Pipeline:
             model.on_evict = self._on_evict
         self.model_labels = state["model_labels"]
         if detectors_only:
+            for model in self.models.values():
+                model.recent.clear()  # events at positions of the stream it was read from
             self._last_totals = self._totals()  # the models' own counts go on from here
             return
         self.joiner = state["joiner"]

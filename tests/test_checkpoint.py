@@ -126,6 +126,7 @@ def test_members_of_a_grown_group_start_from_the_saved_detectors(broker: str, tm
         track = seeded.models["m"].versions["v1"].features["x"].value
         assert track is not None and track.detector.ready, "the new member did not learn its reference again"
         assert seeded.position == 0 and seeded.joiner.predictions == 0, "only the detectors are taken"
+        assert not seeded.models["m"].recent, "nor the events another member read (drift samples come from them)"
     finally:
         assert second.stop() == 0
         assert first.stop() == 0
