@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from detectors.base import Detector, Fire, Window, require
+from detectors.base import Fire, Window, require
+from detectors.windowed import WindowTest
 
 NUMERIC_TESTS = ("ks", "rank_sum", "folded_ks", "binned_chi2")
 KS_BINS, FOLDED_BINS, DECILES = 64, 64, 10
@@ -86,7 +87,7 @@ def window_counts(binned: np.ndarray, bins: int, first_end: int, every: int, che
     return np.cumsum(diff.reshape(rows, bins), axis=0)[:-1]
 
 
-class BinnedWindowTest(Detector):
+class BinnedWindowTest(WindowTest):
     """The last ``window_size`` values against the first ``reference_size``, every
     ``check_every`` values, from bin counts; and, if ``long_window`` is set, the last
     ``long_window`` values every ``long_check_every``: a large change shows in the short
@@ -97,20 +98,11 @@ class BinnedWindowTest(Detector):
 
     def __init__(self, reference_size: int, window_size: int, check_every: int, alpha: float,
                  long_window: int = 0, long_check_every: int = 0) -> None:
-        super().__init__()
-        require(reference_size >= 10, f"reference_size must be >= 10, got {reference_size}")
-        require(window_size >= 10, f"window_size must be >= 10, got {window_size}")
-        require(1 <= check_every <= window_size,
-                f"check_every must be in [1, window_size={window_size}], got {check_every}")
-        require(0.0 < alpha < 1.0, f"alpha must be in (0, 1), got {alpha}")
+        super().__init__(reference_size, window_size, check_every, alpha)
         require(long_window == 0 or long_window > window_size,
                 f"long_window must be 0 (none) or > window_size={window_size}, got {long_window}")
         require(long_window == 0 or 1 <= long_check_every <= long_window,
                 f"long_check_every must be in [1, long_window={long_window}], got {long_check_every}")
-        self.reference_size = reference_size
-        self.window_size = window_size
-        self.check_every = check_every
-        self.alpha = alpha
         self.long_window = long_window
         self.long_check_every = long_check_every
 
@@ -139,15 +131,6 @@ class BinnedWindowTest(Detector):
         test closest to, or past, its threshold)."""
 
     # -- machinery ---------------------------------------------------------------------
-    def set_alpha(self, alpha: float) -> None:
-        """Change the per-check false-alarm probability (the thresholds follow at the next check)."""
-        require(0.0 < alpha < 1.0, f"alpha must be in (0, 1), got {alpha}")
-        self.alpha = alpha
-        self._on_alpha()
-
-    def _on_alpha(self) -> None:
-        """Forget thresholds cached for the old alpha."""
-
     def set_false_alarm_rate(self, rate: float) -> None:
         """A check every ``check_every`` values at level alpha makes at most alpha /
         check_every false alarms per value (fewer: overlapping windows make checks agree);
@@ -156,18 +139,8 @@ class BinnedWindowTest(Detector):
         self.set_alpha(min(0.5, max(share * self.check_every, 1e-15)))
 
     @property
-    def threshold(self) -> float:
-        return self._threshold
-
-    @property
     def ready(self) -> bool:
         return self._sizes is not None and self._seen >= self.window_size
-
-    def _reset(self) -> None:
-        super()._reset()
-        self._score = 0.0
-        self._threshold = math.inf
-        self._relearn()
 
     def _relearn(self) -> None:
         self._warm = Window(self.reference_size)
@@ -180,20 +153,13 @@ class BinnedWindowTest(Detector):
         self._tails = [np.zeros(0, dtype=np.int64) for _ in self._sizes]
         self._seen = 0
 
-    def _prepare(self, values: np.ndarray) -> np.ndarray:
-        return values
-
     def _update_many(self, values: np.ndarray) -> list[Fire]:
         values = self._prepare(values)
         fires: list[Fire] = []
         i, n = 0, len(values)
         while i < n:
             if self._sizes is None:
-                take = min(self.reference_size - self._warm.size, n - i)
-                self._warm.extend(values[i:i + take])
-                i += take
-                if self._warm.full:
-                    self._set_reference(self._warm.values().copy())
+                i = self._warm_up(values, i)
                 continue
             take = min(n - i, 4096)  # bounds the per-batch arrays
             fire = self._scan(values[i:i + take])

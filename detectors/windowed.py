@@ -15,15 +15,10 @@ import numpy as np
 from detectors.base import Detector, Fire, Window, require
 
 
-class ReferenceWindowTest(Detector):
-    """Test the last ``window_size`` values against a reference every ``check_every``.
-
-    The reference is the first ``reference_size`` values. After a fire the detector
-    learns a new reference from what follows: one alert per change, not a storm.
-    """
-
-    #: dtype of the values kept in the reference and window.
-    dtype: Any = np.float64
+class WindowTest(Detector):
+    """What every sliding-window test here shares: the sizes of its reference and
+    window, its check cadence and per-check level, and a score and threshold. A
+    subclass keeps its own reference and window (``_relearn``) and runs its checks."""
 
     def __init__(self, reference_size: int, window_size: int, check_every: int, alpha: float) -> None:
         super().__init__()
@@ -36,7 +31,6 @@ class ReferenceWindowTest(Detector):
         self.window_size = window_size
         self.check_every = check_every
         self.alpha = alpha
-        self._test_name = ""
 
     def set_alpha(self, alpha: float) -> None:
         """Change the per-check false-alarm probability (the thresholds follow at the next check)."""
@@ -58,6 +52,47 @@ class ReferenceWindowTest(Detector):
         self._threshold = math.inf
         self._relearn()
 
+    @abc.abstractmethod
+    def _relearn(self) -> None:
+        """Forget the reference and the window (start a new ``self._warm`` window): learn
+        again from what comes next."""
+
+    @abc.abstractmethod
+    def _set_reference(self, reference: np.ndarray) -> None:
+        """Take ``reference`` (a copy, free to keep) as the new normal."""
+
+    def _warm_up(self, values: np.ndarray, i: int) -> int:
+        """Feed ``values[i:]`` to the warm-up window until it holds ``reference_size``
+        values, which then become the reference; return where the warm-up stopped."""
+        take = min(self.reference_size - self._warm.size, len(values) - i)
+        self._warm.extend(values[i:i + take])
+        if self._warm.full:
+            self._set_reference(self._warm.values().copy())
+        return i + take
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    def _prepare(self, values: np.ndarray) -> np.ndarray:
+        """Map raw values to what is kept (e.g. clip category codes)."""
+        return values
+
+
+class ReferenceWindowTest(WindowTest):
+    """Test the last ``window_size`` values against a reference every ``check_every``.
+
+    The reference is the first ``reference_size`` values. After a fire the detector
+    learns a new reference from what follows: one alert per change, not a storm.
+    """
+
+    #: dtype of the values kept in the reference and window.
+    dtype: Any = np.float64
+
+    def __init__(self, reference_size: int, window_size: int, check_every: int, alpha: float) -> None:
+        super().__init__(reference_size, window_size, check_every, alpha)
+        self._test_name = ""
+
     def _relearn(self) -> None:
         self._warm = Window(self.reference_size, dtype=self.dtype)
         self._has_reference = False
@@ -65,16 +100,8 @@ class ReferenceWindowTest(Detector):
         self._since_check = 0
 
     @property
-    def threshold(self) -> float:
-        return self._threshold
-
-    @property
     def ready(self) -> bool:
         return self._has_reference and self._window.full
-
-    def _prepare(self, values: np.ndarray) -> np.ndarray:
-        """Map raw values to what is kept (e.g. clip category codes)."""
-        return values
 
     @abc.abstractmethod
     def _learn(self, reference: np.ndarray) -> None:
@@ -95,11 +122,7 @@ class ReferenceWindowTest(Detector):
         i, n = 0, len(values)
         while i < n:
             if not self._has_reference:
-                take = min(self.reference_size - self._warm.size, n - i)
-                self._warm.extend(values[i:i + take])
-                i += take
-                if self._warm.full:
-                    self._set_reference(self._warm.values().copy())
+                i = self._warm_up(values, i)
                 continue
             take = min(self.check_every - self._since_check, n - i)
             self._window.extend(values[i:i + take])
