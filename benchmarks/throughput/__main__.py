@@ -92,15 +92,18 @@ def produce(bootstrap: str, n: int) -> None:
 
 # -- processes ------------------------------------------------------------------------------------------------
 
-def run_child(args: list[str], **kwargs: Any) -> tuple[str, float, int]:
-    """Run a command; return its stdout, wall seconds and peak RSS in MiB."""
+def run_child(args: list[str], read: str = "stdout") -> tuple[str, float, int]:
+    """Run a command; return what it wrote to ``read`` (stdout or stderr), its wall seconds
+    and its peak RSS in MiB."""
     started = time.perf_counter()
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT, **kwargs)
-    out = child.stdout.read() if child.stdout else ""
+    child = subprocess.Popen(args, text=True, cwd=ROOT,
+                             stdout=subprocess.PIPE if read == "stdout" else subprocess.DEVNULL,
+                             stderr=subprocess.PIPE if read == "stderr" else None)
+    stream = child.stdout if read == "stdout" else child.stderr
+    out = stream.read() if stream else ""
     _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise RuntimeError(f"{args} exited {child.returncode}")
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"{args} exited {os.waitstatus_to_exitcode(status)}: {out[-2000:]}")
     return out, time.perf_counter() - started, usage.ru_maxrss // 1024
 
 
@@ -211,17 +214,13 @@ def daemon(bootstrap: str, n: int, workers: int, folder: Path) -> dict[str, Any]
 
 
 def replay(path: Path, n: int) -> dict[str, Any]:
-    started = time.perf_counter()
-    child = subprocess.Popen([PY, "-m", "monitor", "replay", str(path), "--alerts-out", os.devnull],
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = child.stderr.read() if child.stderr else ""
-    _, status, usage = os.wait4(child.pid, 0)
+    err, wall, rss = run_child([PY, "-m", "monitor", "replay", str(path), "--alerts-out", os.devnull], read="stderr")
     match = re.search(r"read ([\d,]+) lines in ([\d.]+)s", err)
-    if os.waitstatus_to_exitcode(status) or not match:
-        raise RuntimeError(f"monitor replay failed: {err[-2000:]}")
+    if not match:
+        raise RuntimeError(f"monitor replay printed no summary: {err[-2000:]}")
     seconds = float(match.group(2))
     return {"name": "monitor replay (no Kafka)", "events": n, "seconds": seconds, "rate": n / seconds,
-            "rss_mib": usage.ru_maxrss // 1024, "wall_s": time.perf_counter() - started}
+            "rss_mib": rss, "wall_s": wall}
 
 
 def evidently(path: Path, rows: int, window: int = 5000) -> dict[str, Any] | None:

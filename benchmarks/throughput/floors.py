@@ -18,10 +18,25 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
 BATCH = 5000
+
+
+def _decode(batches: Iterable[list[Any]], first: float) -> tuple[int, float]:
+    """``orjson.loads`` every record of one poll's batches; return how many there were and
+    when the first message came (``first`` if it had already)."""
+    seen = 0
+    for records in batches:
+        if not first:
+            first = time.perf_counter()
+        for record in records:
+            orjson.loads(record.value)
+        seen += len(records)
+    return seen, first
 
 
 async def _aiokafka(bootstrap: str, n: int, topics: list[str]) -> float:
@@ -34,12 +49,8 @@ async def _aiokafka(bootstrap: str, n: int, topics: list[str]) -> float:
     try:
         while seen < n:
             batches = await consumer.getmany(timeout_ms=200, max_records=BATCH)
-            for records in batches.values():
-                if not first:
-                    first = time.perf_counter()
-                for record in records:
-                    orjson.loads(record.value)
-                seen += len(records)
+            got, first = _decode(batches.values(), first)
+            seen += got
         return time.perf_counter() - first
     finally:
         await consumer.stop()
@@ -53,12 +64,8 @@ def _kafka_python(bootstrap: str, n: int, topics: list[str]) -> float:
     seen, first = 0, 0.0
     try:
         while seen < n:
-            for records in consumer.poll(timeout_ms=200, max_records=BATCH).values():
-                if not first:
-                    first = time.perf_counter()
-                for record in records:
-                    orjson.loads(record.value)
-                seen += len(records)
+            got, first = _decode(consumer.poll(timeout_ms=200, max_records=BATCH).values(), first)
+            seen += got
         return time.perf_counter() - first
     finally:
         consumer.close()
