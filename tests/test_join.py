@@ -296,6 +296,64 @@ def test_drain_pending_hands_over_all_waiting_feedback():
     assert j.add_prediction(pred("r-1", 99)) == []
 
 
+# -- a partition moving to another buffer ------------------------------------------------------------
+
+
+def test_take_moves_exactly_one_shards_entries_and_put_joins_them_elsewhere():
+    old, new = buffer(), buffer()
+    old.add_prediction(pred("r-1", 100), shard=("t", 0))
+    old.add_prediction(pred("r-2", 101), keep=b"kept", shard=("t", 1))
+    waiting = fb("r-3", 102)
+    old.add_feedback(waiting, shard=("f", 1))
+    moved = old.take({("t", 1), ("f", 1)})
+    assert (old.predictions, old.pending) == (1, 0)
+    assert [len(moved[s]) for s in (("t", 1), ("f", 1))] == [1, 1]
+    assert old.counts == {}, "a move is neither a join nor a loss"
+    for shard, entries in moved.items():
+        new.put(entries, shard)
+    assert new.add_feedback(fb("r-2", 110)) == b"kept"
+    assert [f["event_id"] for f in new.add_prediction(pred("r-3", 101))] == [waiting["event_id"]]
+    assert old.add_feedback(fb("r-1", 130))["request_id"] == "r-1", "what stayed still joins"
+
+
+def test_put_merges_in_time_order_so_expiry_still_stops_at_the_first_young_entry():
+    j = buffer(ttl_s=60.0)
+    j.add_prediction(pred("r-new", 200))
+    other = buffer(ttl_s=60.0)
+    other.add_prediction(pred("r-old", 100), shard="s")
+    j.put(other.take({"s"})["s"], "s")
+    j.advance(170)  # r-old is past the TTL, r-new is not: the old one must go though it came last
+    assert j.predictions == 1 and j.counts["expired"] == 1
+
+
+def test_put_keeps_the_bounds_and_counts_what_they_push_out():
+    j = buffer(max_predictions=2, max_pending=1)
+    j.add_prediction(pred("r-1", 100))
+    other = buffer()
+    for i, ts in enumerate((90, 101)):
+        other.add_prediction(pred(f"m-{i}", ts), shard="s")
+    a, b = fb("x-1", 95), fb("x-2", 96)
+    other.add_feedback(a, shard="s")
+    other.add_feedback(b, shard="s")
+    j.put(other.take({"s"})["s"], "s")
+    assert j.predictions == 2 and j.counts["evicted"] == 1  # the oldest (m-0, at 90) went
+    assert j.add_feedback(fb("m-0", 91)) is None
+    assert j.pending == 1 and j.counts["evicted_waiting"] == 2  # x-1 first, then m-0's for the bound
+    assert j.drain_orphans()[:1] == [a]
+
+
+def test_entries_copy_and_give_up_flags_the_waiting_feedback():
+    j = buffer()
+    j.add_prediction(pred("r-1", 100), shard="s")
+    f = fb("r-9", 101)
+    j.add_feedback(f, shard="s")
+    copied = j.entries({"s", "unknown"})
+    assert (len(copied["s"]), len(copied["unknown"])) == (2, 0)
+    assert (j.predictions, j.pending) == (1, 1), "entries() keeps them"
+    j.give_up(j.take({"s"})["s"])
+    assert j.drain_orphans() == [f] and j.counts["orphaned"] == 1
+
+
 # -- what is ignored ------------------------------------------------------------------------------
 
 
