@@ -96,15 +96,24 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         # aiokafka awaits this before the partitions move: wait for the batch in hand to
         # be made durable and committed (the caller holds batch_lock until then).
-        async with self.source.batch_lock:
-            self.source.assigned -= set(revoked)
-        log.info("partitions revoked: %s", _names(revoked))
+        source = self.source
+        gone = set(revoked)
+        async with source.batch_lock:
+            if source.on_revoked is not None and gone:  # what goes with them is saved now
+                await source.on_revoked(gone)
+            source.assigned -= gone
+            source.revoked_since_fetch |= gone
+            for tp in gone:
+                source._fetched.pop(tp, None)
+                source.committed.pop(tp, None)
+        log.info("partitions revoked: %s", _names(gone))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.source.assigned |= set(assigned)
-        log.info("partitions assigned: %s", _names(assigned))
+        new = set(assigned)
+        self.source.assigned |= new
+        log.info("partitions assigned: %s", _names(new))
         if self.source.on_assigned is not None:  # before the first fetch from them: a seek lands
-            await self.source.on_assigned()
+            await self.source.on_assigned(new)
 
 
 def _names(tps: Iterable[TopicPartition]) -> str:
@@ -128,8 +137,15 @@ class KafkaSource:
         #: Held from a fetch's return until its batch is committed (see the module docstring).
         self.batch_lock = asyncio.Lock()
         self._fetched: dict[TopicPartition, int] = {}  # next offset to fetch, per partition
-        #: Called after partitions are assigned, before anything is fetched from them.
-        self.on_assigned: Callable[[], Awaitable[None]] | None = None
+        #: Called with the partitions assigned, before anything is fetched from them.
+        self.on_assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None
+        #: Called with the partitions being revoked, between batches, before they move.
+        self.on_revoked: Callable[[set[TopicPartition]], Awaitable[None]] | None = None
+        #: Partitions revoked since the last fetch returned: the batch in hand must leave
+        #: them to their next owner (see ``owned``).
+        self.revoked_since_fetch: set[TopicPartition] = set()
+        #: The offset this member last committed for each partition it holds (the next to read).
+        self.committed: dict[TopicPartition, int] = {}
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group_id, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset=auto_offset_reset,
@@ -150,6 +166,9 @@ class KafkaSource:
     async def fetch(self) -> list[RawMessage]:
         """The next batch, merged across partitions by message timestamp."""
         batches = await self._consumer.getmany(timeout_ms=self.fetch_timeout_ms, max_records=self.max_records)
+        # What getmany returns is of the assignment it returned in (aiokafka drops records of
+        # a revoked one): only a revocation from here until the batch is processed matters.
+        self.revoked_since_fetch = set()
         runs = []
         for tp, records in batches.items():
             if records:
@@ -159,6 +178,16 @@ class KafkaSource:
         if len(runs) == 1:
             return runs[0]
         return list(heapq.merge(*runs, key=lambda m: m.timestamp_ms))
+
+    def owned(self, messages: list[RawMessage]) -> list[RawMessage]:
+        """``messages`` without those of partitions revoked since they were fetched: their
+        next owner reads them from the committed offset (even if that is this member again)."""
+        gone = self.revoked_since_fetch
+        if not gone:
+            return messages
+        kept = [m for m in messages if (m.topic, m.partition) not in gone]
+        log.info("left %d fetched messages of revoked partitions to their next owner", len(messages) - len(kept))
+        return kept
 
     async def commit(self, messages: Sequence[RawMessage]) -> int:
         """Commit the offsets after ``messages``; return how many messages that covers.
@@ -190,6 +219,7 @@ class KafkaSource:
             raise BrokerUnavailable(f"the offset commit got no answer within {self.commit_timeout_s:.0f}s") from exc
         except KafkaError as exc:
             raise BrokerUnavailable(f"the offset commit failed: {exc}") from exc
+        self.committed.update(offsets)
         return sum(1 for m in messages if TopicPartition(m.topic, m.partition) in offsets)
 
     async def positions(self) -> list[tuple[str, int, int]]:
@@ -197,18 +227,19 @@ class KafkaSource:
         batches every fetched message is committed, so these are the committed offsets;
         -1 where the broker did not say (the partition is then read from its committed
         offset on a restore)."""
-        out = []
-        for tp in sorted(self.assigned):
-            offset = self._fetched.get(tp)
-            if offset is None:  # nothing fetched from it yet: where reading would start
-                try:
-                    offset = await asyncio.wait_for(self._consumer.position(tp), self.commit_timeout_s)
-                except (TimeoutError, KafkaError, IllegalStateError) as exc:
-                    log.warning("no position for %s[%d] (%s): a restore reads it from its committed offset",
-                                tp.topic, tp.partition, exc)
-                    offset = -1
-            out.append((tp.topic, tp.partition, offset))
-        return out
+        return [(tp.topic, tp.partition, await self.position(tp)) for tp in sorted(self.assigned)]
+
+    async def position(self, tp: TopicPartition) -> int:
+        """The next offset this member reads from an assigned partition (-1 if the broker
+        did not say)."""
+        offset = self._fetched.get(tp)
+        if offset is not None:
+            return offset
+        try:  # nothing fetched from it yet: where reading starts (the committed offset, or a seek's)
+            return int(await asyncio.wait_for(self._consumer.position(tp), self.commit_timeout_s))
+        except (TimeoutError, KafkaError, IllegalStateError) as exc:
+            log.warning("no position for %s[%d] (%s)", tp.topic, tp.partition, exc)
+            return -1
 
     def seek(self, offsets: dict[tuple[str, int], int]) -> None:
         """Read these partitions from these offsets next (they must be assigned)."""

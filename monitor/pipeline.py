@@ -18,7 +18,7 @@ import math
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,13 +31,15 @@ from collectors.contract import (
     RawMessage,
 )
 from collectors.decode import Decoder, Limits
-from collectors.join import JoinBuffer
+from collectors.join import JoinBuffer, JoinEntries
 from collectors.redact import Redactor
 from monitor.config import Settings
 from monitor.metrics import OTHER, LabelGuard, Metrics
 from monitor.model_state import Baselines, DetectorFactory, GaugeRow, ModelState
 
 Event = dict[str, Any]
+#: (topic, partition) a message was read from: join entries move with their partition.
+Shard = tuple[str, int]
 DRIFT_KINDS = frozenset({"data_drift", "prediction_drift"})
 _NO_TIME = -math.inf
 _GAUGE_METRICS = ("model_monitor_detector_score", "model_monitor_detector_threshold")
@@ -129,6 +131,7 @@ class Pipeline:
         self._close_at = 0.0
         self._evicted: list[tuple[str, str]] = []
         self._last_totals: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._shards: dict[Shard, Shard] = {}  # one tuple per partition, shared by its join entries
 
     # -- the batch ------------------------------------------------------------------
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
@@ -165,9 +168,9 @@ class Pipeline:
             typ = event["type"]
             batch.events[(state.name if state else OTHER, typ)] += 1
             if typ == "prediction":
-                self._prediction(state, event, message.value, event_time, position, batch)
+                self._prediction(state, event, message, event_time, position, batch)
             elif typ == "feedback":
-                self._feedback(state, event, event_time, position, batch)
+                self._feedback(state, event, message, event_time, position, batch)
             elif state is not None:
                 if typ == "impression":
                     state.ctr.add(event_time, 1, 1)
@@ -204,10 +207,11 @@ class Pipeline:
         return result
 
     def drain(self) -> BatchResult:
-        """At shutdown: flag the negative feedback still waiting for its prediction, unjoined.
+        """At a shutdown that does not save the join (checkpoints off, or the save failed):
+        flag the negative feedback still waiting for its prediction, unjoined.
 
         Its offsets are committed already, so without this a restart would never see
-        it again. (A crash still loses it: join state is not checkpointed yet.)
+        it again. (A crash loses what came after the last checkpoint.)
         """
         batch = _Batch()
         for orphan in self.joiner.drain_pending():
@@ -219,11 +223,11 @@ class Pipeline:
 
     # -- checkpoints ----------------------------------------------------------------------
     def snapshot(self) -> bytes:
-        """Everything a restarted pipeline needs to go on where this one stands: the
-        models' detectors, the join buffer, the stream position and event-time clock.
-        Pickled: it is read back only from our own store."""
+        """What a restarted pipeline needs to go on where this one stands, but for the
+        join (saved by partition: ``join_entries``): the models' detectors, the stream
+        position and event-time clock. Pickled: it is read back only from our own store."""
         return pickle.dumps({
-            "models": self.models, "model_labels": self.model_labels, "joiner": self.joiner,
+            "models": self.models, "model_labels": self.model_labels, "join_counts": self.joiner.counts,
             "position": self.position, "watermark": self.watermark, "close_at": self._close_at,
             "last_totals": self._last_totals,
         }, protocol=pickle.HIGHEST_PROTOCOL)
@@ -232,7 +236,7 @@ class Pipeline:
         """Take over the state of ``snapshot()`` (of a pipeline with the same settings).
 
         ``detectors_only``: take the models' detectors and nothing tied to the partitions
-        the state was read from (the join buffer, the stream position and clock). With
+        the state was read from (the stream position and clock). With
         producers keying by ``request_id`` every partition carries the same mix of each
         model's traffic, so one member's references are right for any partitions.
         """
@@ -246,11 +250,40 @@ class Pipeline:
                 model.recent.clear()  # events at positions of the stream it was read from
             self._last_totals = self._totals()  # the models' own counts go on from here
             return
-        self.joiner = state["joiner"]
+        self.joiner.counts = state["join_counts"]  # the counters below go on from them
         self.position = state["position"]
         self.watermark = state["watermark"]
         self._close_at = state["close_at"]
         self._last_totals = state["last_totals"]  # counters go on from here, not from the total so far
+
+    # -- the join, by partition: it moves with its partition ---------------------------------
+    def join_entries(self, shards: Collection[Shard]) -> dict[Shard, bytes]:
+        """What the join holds from each partition, pickled for ``add_join``; kept here too."""
+        return {shard: pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL)
+                for shard, entries in self.joiner.entries(shards).items()}
+
+    def drop_join(self, shards: Collection[Shard], *, flag_waiting: bool = False) -> int:
+        """Forget what the join holds from these partitions (another member has them now);
+        return how many entries that was. ``flag_waiting``: the feedback among them that
+        waits for its prediction is flagged unjoined with the next batch instead."""
+        taken = self.joiner.take(shards).values()
+        if flag_waiting:
+            for entries in taken:
+                self.joiner.give_up(entries)
+        return sum(map(len, taken))
+
+    def add_join(self, shard: Shard, blob: bytes) -> int:
+        """Take in ``join_entries`` saved by this or another pipeline for ``shard``; return
+        how many entries. Raises ``ValueError`` for a blob this version cannot read."""
+        try:
+            entries = pickle.loads(blob)  # only ever our own store, written by join_entries()
+        except Exception as exc:  # whatever an old or foreign pickle raises
+            raise ValueError(f"unreadable join state for {shard}: {exc!r}") from exc
+        if not isinstance(entries, JoinEntries):
+            raise ValueError(f"the join state for {shard} is a {type(entries).__name__}, not JoinEntries")
+        key = (shard[0], shard[1])
+        self.joiner.put(entries, self._shards.setdefault(key, key))
+        return len(entries)
 
     def _close_rate_buckets(self, position: int, batch: _Batch) -> None:
         """The watermark passed a bucket boundary: test the buckets that are now complete."""
@@ -276,7 +309,11 @@ class Pipeline:
     def _on_evict(self, model: str, version: str) -> None:
         self._evicted.append((model, version))
 
-    def _prediction(self, state: ModelState | None, event: Event, raw: bytes | None, event_time: float,
+    def _shard(self, message: RawMessage) -> Shard:
+        key = (message.topic, message.partition)
+        return self._shards.setdefault(key, key)
+
+    def _prediction(self, state: ModelState | None, event: Event, message: RawMessage, event_time: float,
                     position: int, batch: _Batch) -> None:
         version = event.get("model_version") or ""
         # A model past max_models shares the __other__ series, its versions too.
@@ -284,7 +321,7 @@ class Pipeline:
         batch.predictions[(*labels, event.get("status") or "ok")] += 1
         # The join keeps the message's bytes, not the decoded event: a fifth of the memory
         # and nothing for the garbage collector to walk; the 2% that join are decoded again.
-        waiting = self.joiner.add_prediction(event, keep=raw)
+        waiting = self.joiner.add_prediction(event, keep=message.value, shard=self._shard(message))
         if state is not None:
             state.version(version).observe(event, position)
             state.last_version = version
@@ -294,13 +331,13 @@ class Pipeline:
         for feedback in waiting:
             self._joined(feedback, event, position, batch)
 
-    def _feedback(self, state: ModelState | None, event: Event, event_time: float, position: int,
-                  batch: _Batch) -> None:
+    def _feedback(self, state: ModelState | None, event: Event, message: RawMessage, event_time: float,
+                  position: int, batch: _Batch) -> None:
         kind = event["kind"]
         batch.feedback[(state.name if state else OTHER, kind)] += 1
         if state is not None and kind in NEGATIVE_KINDS:
             state.feedback_rate.add(event_time, 1, 1)
-        kept = self.joiner.add_feedback(event)
+        kept = self.joiner.add_feedback(event, shard=self._shard(message))
         if kept is not None:
             prediction, reason, detail = self.decoder.decode(kept, math.inf)  # valid when it was kept
             if prediction is None:

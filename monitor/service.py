@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import orjson
+from aiokafka import TopicPartition
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
@@ -123,6 +124,10 @@ class Service:
         self.scheduler: BackgroundScheduler | None = None
         self.committed = 0
         self._restore_tried = False  # a checkpoint is looked for at the first assignment only
+        # Partitions revoked at the last rebalance, with the offset their join state was
+        # saved at: still in the join until the assignment says whether they come back.
+        self._handed_off: dict[TopicPartition, int] = {}
+        self._read_from: dict[TopicPartition, int] = {}  # where reading a partition began, at its assignment
         self._checkpoint_due = 0.0  # monotonic time of the next periodic save
         self._fetch_seconds = 0.0  # time in fetch since the last batch (an idle poll counts too)
         # Blocking work (the store, the retraining publishers) runs here, so that at
@@ -214,7 +219,8 @@ class Service:
             rebalance_timeout_ms=s.kafka.rebalance_timeout_ms, heartbeat_interval_ms=s.kafka.heartbeat_interval_ms,
             max_poll_interval_ms=s.kafka.max_poll_interval_ms, commit_timeout_s=s.kafka.request_timeout_s,
             client_id=s.kafka.client_id, **kafka)
-        self.source.on_assigned = self._restore_checkpoint
+        self.source.on_assigned = self._assigned
+        self.source.on_revoked = self._revoked
         await self.source.start(s.kafka.connect_timeout_s)
         self._start_retraining(kafka)
         self.health.problem("startup", "joining the consumer group")
@@ -284,17 +290,20 @@ class Service:
                 self._update_lag()
                 continue
             async with source.batch_lock:  # a rebalance waits for this batch's commit
-                await self.process(messages)
+                messages = source.owned(messages)
+                if messages:
+                    await self.process(messages)
         if not self.force_exit and self.failure is None:
+            if self.settings.service.checkpoint_interval_s:
+                try:  # the join's waiting feedback goes with it, to whoever reads its partition next
+                    await self._save_checkpoint()
+                    return
+                except MonitorError as exc:  # the next start learns again: worth saying, not failing for
+                    log.error("could not save the pipeline's state at shutdown: %s", exc)
             drained = self.pipeline.drain()
             if drained.samples:
                 log.info("storing %d feedback samples still waiting for their prediction", len(drained.samples))
                 await self._make_durable(drained)
-            if self.settings.service.checkpoint_interval_s:
-                try:
-                    await self._save_checkpoint()
-                except MonitorError as exc:  # the next start learns again: worth saying, not failing for
-                    log.error("could not save the pipeline's state at shutdown: %s", exc)
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
         """One batch: pipeline, durable effects, commit, metrics, observers."""
@@ -329,6 +338,79 @@ class Service:
         return result
 
     # -- checkpoints: the pipeline's state with the offsets it covers ---------------------
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._restore_checkpoint()
+        await self._take_join(assigned)
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        """Partitions are leaving (between batches, all committed): save what the join holds
+        from them, with the offset it covers, for their next owner (``_take_join``)."""
+        source, store = _started(self.source, "the consumer"), _started(self.store, "the store")
+        if not self.settings.service.checkpoint_interval_s:
+            return  # not saved: their entries stay here until they expire
+        states = self.pipeline.join_entries(revoked)
+        rows = []
+        for tp in revoked:
+            offset = source.committed.get(tp, self._read_from.pop(tp, -1))
+            if offset >= 0:
+                rows.append((tp.topic, tp.partition, offset, states[tp]))
+                self._handed_off[tp] = offset
+        try:
+            await self._blocking(store.put_join_states, self.settings.kafka.group_id, rows)
+        except MonitorError as exc:  # the rebalance cannot wait for the store: the next owner starts empty
+            log.error("could not save the join of revoked partitions %s (%s): their waiting feedback is "
+                      "flagged unjoined here", sorted(revoked), exc)
+            self._count_join_moves("failed", len(revoked))
+            self.pipeline.drop_join(revoked, flag_waiting=True)
+            for tp in revoked:
+                self._handed_off.pop(tp, None)
+            return
+        self._count_join_moves("saved", len(rows))
+
+    async def _take_join(self, assigned: set[TopicPartition]) -> None:
+        """Partitions arrived: take over the join state their last owner saved, if it covers
+        exactly up to where this member reads them from. Forget what the join still
+        holds from partitions that went elsewhere."""
+        source, store = _started(self.source, "the consumer"), _started(self.store, "the store")
+        handed_off, self._handed_off = self._handed_off, {}
+        gone = [tp for tp in handed_off if tp not in assigned]
+        if gone:
+            self.pipeline.drop_join(gone)
+        if not self.settings.service.checkpoint_interval_s:
+            return
+        positions = {tp: await source.position(tp) for tp in assigned}
+        self._read_from = dict(positions)
+        stale = [tp for tp, offset in handed_off.items() if tp in assigned and offset != positions[tp]]
+        if stale:  # it came back after someone else read on: theirs is the right one
+            self.pipeline.drop_join(stale)
+        wanted = [tp for tp in assigned if tp not in handed_off or tp in stale]
+        saved = await self._blocking(store.join_states, self.settings.kafka.group_id,
+                                     [(tp.topic, tp.partition) for tp in wanted])
+        taken = 0
+        for tp in wanted:
+            offset, state = saved.get((tp.topic, tp.partition), (-1, b""))
+            if offset < 0:
+                continue
+            if offset != positions[tp]:
+                log.info("the saved join of %s[%d] covers up to offset %d, but reading starts at %d: not used",
+                         tp.topic, tp.partition, offset, positions[tp])
+                self._count_join_moves("stale", 1)
+                continue
+            try:
+                taken += self.pipeline.add_join((tp.topic, tp.partition), state)
+            except ValueError as exc:
+                log.warning("%s", exc)
+                self._count_join_moves("stale", 1)
+                continue
+            self._count_join_moves("taken", 1)
+        if taken:
+            log.info("took over %d join entries of partitions %s", taken, sorted(wanted))
+
+    def _count_join_moves(self, outcome: str, partitions: int) -> None:
+        if partitions:
+            with self.metrics.lock:
+                self.metrics.inc("model_monitor_join_moves_total", (outcome,), partitions)
+
     async def _restore_checkpoint(self) -> None:
         """At the first assignment: take over the state this group saved for exactly these
         partitions and read them again from where it was saved; failing that, take the
@@ -355,7 +437,7 @@ class Service:
             self.pipeline.restore(checkpoint["state"], detectors_only=True)
             self._count_checkpoint("seeded")
             log.info("no saved state for exactly partitions %s: took the detectors (%d models) of the group's "
-                     "latest, saved %.0fs ago; the join starts empty", sorted(assigned),
+                     "latest, saved %.0fs ago (the join comes by partition)", sorted(assigned),
                      len(self.pipeline.models), age)
             return
         self.pipeline.restore(checkpoint["state"])
@@ -372,8 +454,11 @@ class Service:
         if not source.assigned:  # nothing to resume: the state goes with the partitions it came from
             return
         blob = self.pipeline.snapshot()
-        positions = await source.positions()
+        positions = [p for p in await source.positions() if p[2] >= 0]
+        joins = self.pipeline.join_entries([(t, p) for t, p, _ in positions])
         await self._blocking(store.put_checkpoint, s.kafka.group_id, positions, settings_fingerprint(s), blob)
+        await self._blocking(store.put_join_states, s.kafka.group_id,
+                             [(t, p, offset, joins[(t, p)]) for t, p, offset in positions])
         self._checkpoint_due = time.monotonic() + s.service.checkpoint_interval_s
         self._count_checkpoint("saved")
         with self.metrics.lock:

@@ -119,7 +119,8 @@ baselines_table = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("model", "model_version", "feature", name="uq_mm_baselines"),
 )
-#: The pipeline's state (detectors, join buffer) with the input offsets it has seen up to:
+#: The pipeline's state (detectors; the join is saved by partition, below) with the input
+#: offsets it has seen up to:
 #: the latest of each consumer-group member, keyed by the partitions it held (see
 #: Service._save_checkpoint).
 checkpoints_table = Table(
@@ -128,6 +129,18 @@ checkpoints_table = Table(
     Column("partitions_key", String(64), primary_key=True),  # of the sorted (topic, partition) pairs
     Column("partitions", _Json, nullable=False),  # [[topic, partition, next offset], ...]
     Column("fingerprint", String(64), nullable=False),  # of the settings the state was built with
+    Column("state", LargeBinary, nullable=False),
+    Column("saved_at", Float, nullable=False),
+)
+
+#: What a member's join buffer held from one partition and the offset it covers: whoever
+#: reads the partition next, from that offset, takes it over (see Service._take_join).
+join_states_table = Table(
+    "mm_join_states", metadata,
+    Column("group_id", String(256), primary_key=True),
+    Column("topic", String(256), primary_key=True),
+    Column("partition_id", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
     Column("state", LargeBinary, nullable=False),
     Column("saved_at", Float, nullable=False),
 )
@@ -413,6 +426,37 @@ class SampleStore:
         row = rows[0]
         row["partitions"] = [(str(topic), int(p), int(o)) for topic, p, o in row["partitions"]]
         return row
+
+    def put_join_states(self, group_id: str, states: Sequence[tuple[str, int, int, bytes]]) -> None:
+        """Save the join of each (topic, partition, next offset, state), replacing the
+        group's earlier one for that partition."""
+        if not states:
+            return
+        t = join_states_table
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                for topic, partition, _, _ in states:
+                    conn.execute(delete(t).where(t.c.group_id == group_id, t.c.topic == topic,
+                                                 t.c.partition_id == partition))
+                conn.execute(insert(t), [{"group_id": group_id, "topic": topic, "partition_id": partition,
+                                          "next_offset": offset, "state": state, "saved_at": now}
+                                         for topic, partition, offset, state in states])
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    def join_states(self, group_id: str,
+                    partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, bytes]]:
+        """The group's saved join of each of these (topic, partition) that has one:
+        (next offset, state)."""
+        t = join_states_table
+        wanted = set(partitions)
+        if not wanted:
+            return {}
+        rows = self._rows(select(t.c.topic, t.c.partition_id, t.c.next_offset, t.c.state).where(
+            t.c.group_id == group_id, t.c.topic.in_({topic for topic, _ in wanted})))
+        return {(r["topic"], r["partition_id"]): (int(r["next_offset"]), bytes(r["state"])) for r in rows
+                if (r["topic"], r["partition_id"]) in wanted}
 
     def latest_checkpoint(self, group_id: str) -> dict[str, Any] | None:
         """The group's most recently saved checkpoint, whatever partitions it covers."""

@@ -29,10 +29,11 @@ def test_a_restored_pipeline_raises_what_one_that_never_stopped_raises():
     msgs = messages(events)
     for i in range(0, cut, 2000):
         first.process(msgs[i:min(i + 2000, cut)])
-    blob = first.snapshot()
+    blob, join = first.snapshot(), first.join_entries([("t", 0)])  # as the daemon saves them
 
     second = Pipeline(settings, Metrics("test"), clock=lambda: START + 10**6)
     second.restore(blob)
+    assert second.add_join(("t", 0), join[("t", 0)]) == first.joiner.predictions + first.joiner.pending
     alerts, samples = [], []
     for i in range(cut, len(msgs), 2000):
         result = second.process(msgs[i:i + 2000])
@@ -125,8 +126,14 @@ def test_members_of_a_grown_group_start_from_the_saved_detectors(broker: str, tm
         seeded = second.service.pipeline
         track = seeded.models["m"].versions["v1"].features["x"].value
         assert track is not None and track.detector.ready, "the new member did not learn its reference again"
-        assert seeded.position == 0 and seeded.joiner.predictions == 0, "only the detectors are taken"
+        assert seeded.position == 0, "only the detectors are taken, not another member's place in its stream"
         assert not seeded.models["m"].recent, "nor the events another member read (drift samples come from them)"
+        # The join went with the partitions: each member holds the predictions of its own.
+        wait_for(lambda: first.service.pipeline.joiner.predictions + seeded.joiner.predictions == 3000, 30,
+                 "the join split between the members")
+        assert seeded.joiner.predictions > 0 and first.service.pipeline.joiner.predictions > 0
+        assert second.service.metrics.total("model_monitor_join_moves_total", outcome="taken") == \
+            len(second.service.source.assigned), "a saved join for every partition it was given"
     finally:
         assert second.stop() == 0
         assert first.stop() == 0

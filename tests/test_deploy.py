@@ -539,6 +539,7 @@ def traffic() -> Iterator[StatusServer]:
             metrics.inc("model_monitor_stage_seconds_total", ("decode",), 0.01)
             metrics.inc("model_monitor_checkpoints_total", ("saved",))
             metrics.set("model_monitor_checkpoint_bytes", (), 2**20)
+            metrics.inc("model_monitor_join_moves_total", ("taken",))
             metrics.set("model_monitor_last_event_timestamp_seconds", ("recsys",), time.time())
 
     def loop() -> None:

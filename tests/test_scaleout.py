@@ -84,15 +84,25 @@ def test_a_worker_joins_and_another_leaves_without_loss_or_double_counting(broke
         by_topic = {topic: sum(n for (t, _), n in committed.items() if t == topic) for topic in topics}
         assert by_topic == {settings.topics.tracking: total - produced["negatives"],
                             settings.topics.feedback: produced["negatives"]}
-        # Feedback on a prediction its new owner never saw waits for it (join.feedback_wait_s
-        # of event time) and is stored unjoined when it gives up or, as here, at the stop.
+        # The join moved with the partitions (saved at the revocation or the stop, taken
+        # by the new owner): every thumbs-down found its prediction, even when the member
+        # that read the prediction had given the partition away before the feedback came.
+        def joins(outcome: str) -> float:
+            return sum(d.service.metrics.total("model_monitor_join_total", outcome=outcome) for d in (first, second))
+
+        wait_for(lambda: joins("matched") + joins("matched_waiting") == produced["negatives"], 30,
+                 "every thumbs-down to join its prediction")
+        assert joins("orphaned") == 0
+        assert second.service.metrics.total("model_monitor_join_moves_total", outcome="taken") > 0
         assert second.stop() == 0
         engine = create_engine(settings.store.url)
         with engine.connect() as db:
             stored = db.execute(text("select count(*), count(distinct event_id) from mm_flagged_samples "
                                      "where reason = 'thumbs_down'")).one()
+            moved = db.execute(text("select count(*) from mm_join_states")).scalar()
         engine.dispose()
         assert tuple(stored) == (produced["negatives"], produced["negatives"])
+        assert moved == 8, "the last owner saved the join of every partition at its stop"
     finally:
         joined.set()
         left.set()

@@ -1,10 +1,12 @@
 """What a checkpoint costs: ``python -m benchmarks.throughput.checkpoint_cost [--events N] [--store URL ...]``.
 
 Runs the workload through the pipeline (by default 500,000 events, enough to fill
-the join buffer at its default bound), then times ``Pipeline.snapshot`` and
-``Pipeline.restore`` and the store's ``put_checkpoint`` to each store given (a
-SQLite file in a temporary folder by default), as the daemon does every
-``service.checkpoint_interval_s``.
+the join buffer at its default bound) from four partitions, then times what the daemon
+does every ``service.checkpoint_interval_s``: ``Pipeline.snapshot`` (the detectors)
+and ``Pipeline.join_entries`` (the join, by partition), and the store's
+``put_checkpoint`` and ``put_join_states`` to each store given (a SQLite file in a
+temporary folder by default); and what a member given the partitions does:
+``Pipeline.restore`` and ``Pipeline.add_join``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from monitor.cli import tune_gc
 from monitor.config import load_settings
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
-from retrain.store import SampleStore, checkpoints_table
+from retrain.store import SampleStore, checkpoints_table, join_states_table
+
+PARTITIONS = 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,30 +39,46 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = Pipeline(settings, Metrics(), clock=lambda: 2e9)
     batch: list[RawMessage] = []
     for i, line in enumerate(events(args.events)):
-        batch.append(RawMessage("t", 0, i, None, line))
+        batch.append(RawMessage("t", i % PARTITIONS, i // PARTITIONS, None, line))
         if len(batch) == 5000:
             pipeline.process(batch)
             batch = []
     if batch:
         pipeline.process(batch)
     gc.collect()
+    shards = [("t", p) for p in range(PARTITIONS)]
     started = time.perf_counter()
     blob = pipeline.snapshot()
     snapshot_s = time.perf_counter() - started
     started = time.perf_counter()
-    Pipeline(settings, Metrics(), clock=lambda: 2e9).restore(blob)
+    joins = pipeline.join_entries(shards)
+    join_s = time.perf_counter() - started
+    started = time.perf_counter()
+    restored = Pipeline(settings, Metrics(), clock=lambda: 2e9)
+    restored.restore(blob)
     restore_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for shard, state in joins.items():
+        restored.add_join(shard, state)
+    add_join_s = time.perf_counter() - started
+    join_bytes = sum(map(len, joins.values()))
     print(f"after {args.events:,} events ({pipeline.joiner.predictions:,} predictions in the join buffer): "
-          f"snapshot {len(blob) / 2**20:.1f} MiB in {snapshot_s * 1000:.0f} ms, restored in {restore_s * 1000:.0f} ms")
+          f"detectors {len(blob) / 2**20:.1f} MiB, pickled in {snapshot_s * 1000:.0f} ms, restored in "
+          f"{restore_s * 1000:.0f} ms; join {join_bytes / 2**20:.1f} MiB in {PARTITIONS} partitions, pickled in "
+          f"{join_s * 1000:.0f} ms, taken over in {add_join_s * 1000:.0f} ms")
     with tempfile.TemporaryDirectory() as folder:
         for url in args.store or [f"sqlite:///{folder}/store.db"]:
             store = SampleStore(url)
             try:
                 started = time.perf_counter()
-                store.put_checkpoint("checkpoint-cost", [("t", 0, args.events)], "bench", blob)
-                print(f"written to {store.dialect} in {(time.perf_counter() - started) * 1000:.0f} ms")
+                store.put_checkpoint("checkpoint-cost", [(t, p, args.events) for t, p in shards], "bench", blob)
+                detectors_s = time.perf_counter() - started
+                store.put_join_states("checkpoint-cost", [(t, p, args.events, joins[(t, p)]) for t, p in shards])
+                print(f"written to {store.dialect} in {(time.perf_counter() - started) * 1000:.0f} ms "
+                      f"(the detectors' row {detectors_s * 1000:.0f} ms)")
                 with store.engine.begin() as conn:
-                    conn.execute(checkpoints_table.delete().where(checkpoints_table.c.group_id == "checkpoint-cost"))
+                    for table in (checkpoints_table, join_states_table):
+                        conn.execute(table.delete().where(table.c.group_id == "checkpoint-cost"))
             finally:
                 store.close()
     return 0
