@@ -8,6 +8,10 @@ file, and Evidently's drift preset on the same predictions in windows. Rates are
 timed from the first message handled to the last; peak RSS is each process's own
 (``wait4``). With ``--latency``, the alert latency at a paced offered load instead.
 Results go to the "Throughput" section of benchmarks/RESULTS.md.
+
+``--tree A --tree B`` instead runs only ``monitor run`` (one worker) from each source
+tree (a git worktree of another commit, say), alternating, ``--rounds`` times each on
+the same topics: a side-by-side comparison, printed and not written.
 """
 
 from __future__ import annotations
@@ -162,13 +166,14 @@ def _metrics(port: int) -> dict[str, float]:
     return out
 
 
-def daemon(bootstrap: str, n: int, workers: int, folder: Path) -> dict[str, Any]:
-    """``workers`` daemons in one fresh group over the whole topic; rate while all work."""
+def daemon(bootstrap: str, n: int, workers: int, folder: Path, root: Path = ROOT) -> dict[str, Any]:
+    """``workers`` daemons (of the source tree ``root``) in one fresh group over the whole
+    topic; rate while all work."""
     group = f"bench-{os.urandom(4).hex()}"
     ports = [free_port() for _ in range(workers)]
     logs = [(folder / f"{group}-{port}.log").open("wb") for port in ports]
     children = [subprocess.Popen([PY, "-m", "monitor", "run", "-c", str(_config(bootstrap, folder, group, port))],
-                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+                                 cwd=root, stdout=out, stderr=subprocess.STDOUT)
                 for port, out in zip(ports, logs, strict=True)]
     samples: list[tuple[float, list[float]]] = []  # (time, handled per worker)
     stages: dict[str, float] = {}
@@ -345,6 +350,23 @@ def stage_table(stages: dict[str, float]) -> list[str]:
     return out
 
 
+def compare_trees(trees: list[Path], n: int, rounds: int) -> int:
+    """``monitor run`` (one worker) of each source tree over the same topics, alternating."""
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        log(f"broker at {broker.bootstrap}; producing {n:,} events")
+        produce(broker.bootstrap, n)
+        rates: dict[Path, list[float]] = {tree: [] for tree in trees}
+        for _ in range(rounds):
+            for tree in trees:
+                row = daemon(broker.bootstrap, n, 1, Path(tmp), root=tree.resolve())
+                rates[tree].append(row["rate"])
+                split = ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in row["stages"].items())
+                log(f"{tree}: {row['rate']:,.0f} events/s (us/event: {split})")
+    for tree, got in rates.items():
+        log(f"{tree}: best {max(got):,.0f} events/s of {len(got)} runs ({', '.join(f'{r:,.0f}' for r in got)})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events produced (default 1,000,000)")
@@ -357,7 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-rate", type=float, default=10_000.0, help="offered load for alert latency")
     parser.add_argument("--latency-seconds", type=float, default=60.0, help="how long to offer it (default 60)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--tree", action="append", type=Path,
+                        help="compare `monitor run` from these source trees only (repeatable; prints, writes nothing)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each --tree, alternating (default 2)")
     args = parser.parse_args(argv)
+    if args.tree:
+        return compare_trees(args.tree, args.events, args.rounds)
     skip = set(filter(None, args.skip.split(",")))
     n = args.events
     rows: list[dict[str, Any]] = []
