@@ -100,7 +100,7 @@ def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: s
                 progress.write(f"  {summary.lines:,} lines, {summary.lines / (now - started):,.0f}/s, "
                                f"{sum(summary.alerts.values())} alerts\n")
                 progress.flush()
-        record(pipeline.drain())  # feedback still waiting for its prediction, as the daemon does at shutdown
+        record(pipeline.drain())  # feedback still waiting: a replay has no next run to hand it to
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

@@ -134,6 +134,9 @@ class Service:
         # exit it can be abandoned instead of joined: asyncio.to_thread's executor is
         # joined without a timeout when the loop closes.
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="monitor-io")
+        # The pipeline runs off the event loop, so that the consumer's next fetch (and the
+        # broker's work on it) overlaps this batch's processing instead of following it.
+        self._pipeline_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-pipeline")
         self._task: asyncio.Task[Any] | None = None
         self._looping = False
 
@@ -309,7 +312,8 @@ class Service:
         """One batch: pipeline, durable effects, commit, metrics, observers."""
         source = _started(self.source, "the consumer")
         started = time.perf_counter()
-        result = self.pipeline.process(messages)
+        result = await asyncio.get_running_loop().run_in_executor(self._pipeline_thread, self.pipeline.process,
+                                                                  messages)
         processed = time.perf_counter()
         await self._make_durable(result)
         durable = time.perf_counter()
@@ -562,6 +566,7 @@ class Service:
             self.http = None
         # Whatever is still blocked in a thread is abandoned, not joined.
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pipeline_thread.shutdown(wait=False, cancel_futures=True)
         log.info("stopped after committing %d messages", self.committed)
 
     @property

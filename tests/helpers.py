@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 import time
 import uuid
@@ -13,10 +14,12 @@ from typing import Any
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from sqlalchemy import select
 
 from collectors.contract import RawMessage
 from monitor.config import Settings, load_settings
 from monitor.service import Service
+from retrain.store import SampleStore, join_states_table
 
 
 def messages(events: list[dict[str, Any] | bytes]) -> list[RawMessage]:
@@ -136,3 +139,11 @@ def committed_offsets(bootstrap: str, group: str, topics: list[str]) -> dict[tup
         return out
     finally:
         consumer.close()
+
+
+def waiting_in_saved_join(store: SampleStore) -> set[str]:
+    """Event ids of the feedback saved with the join's state (mm_join_states), still
+    waiting for its prediction: the next member to read the partition takes it over."""
+    with store.engine.connect() as db:
+        states = db.execute(select(join_states_table.c.state)).scalars().all()
+    return {fb["event_id"] for state in states for _, fb in pickle.loads(state).pending}
