@@ -1,7 +1,7 @@
 """CPU per event of the pipeline alone, no Kafka, no file: for comparing two versions.
 
-``python -m benchmarks.throughput.pipeline_cpu [--events N] [--tree PATH ...]`` runs
-the workload through ``Pipeline.process`` in batches of 5,000, once per source tree
+``python -m benchmarks.throughput.pipeline_cpu [--events N] [--batch N] [--tree PATH ...]``
+runs the workload through ``Pipeline.process`` in batches (of 5,000), once per source tree
 given (a git worktree of another commit, say; default: this checkout), each in its
 own process, and prints microseconds of CPU per event and the stage split where the
 version reports one. The young-generation GC threshold is set as ``monitor run`` and
@@ -33,11 +33,12 @@ msgs = [RawMessage("t", 0, i, None, line) for i, line in enumerate(events(int(sy
 pipeline = Pipeline(load_settings(environ={}), Metrics(), clock=lambda: 2e9)
 stages = collections.Counter()
 started = time.process_time()
-for i in range(0, len(msgs), 5000):
-    stages.update(getattr(pipeline.process(msgs[i:i + 5000]), "stages", {}))
+batch = int(sys.argv[4])
+for i in range(0, len(msgs), batch):
+    stages.update(getattr(pipeline.process(msgs[i:i + batch]), "stages", {}))
 us = (time.process_time() - started) / len(msgs) * 1e6
 split = ", ".join(f"{k} {v / len(msgs) * 1e6:.1f}" for k, v in stages.items())
-print(f"{sys.argv[1]}: {us:.2f} us of CPU per event" + (f" ({split})" if split else ""))
+print(f"{sys.argv[1]}, batches of {batch:,}: {us:.2f} us of CPU per event" + (f" ({split})" if split else ""))
 """
 
 
@@ -45,11 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput.pipeline_cpu",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--batch", type=int, action="append", help="messages per batch (repeatable; default 5,000)")
     parser.add_argument("--tree", action="append", help="a source tree to measure (repeatable; default: this one)")
     args = parser.parse_args(argv)
-    for tree in args.tree or [str(ROOT)]:
-        workload = Path(__file__).with_name("workload.py")
-        subprocess.run([sys.executable, "-c", _CHILD, tree, str(args.events), str(workload)], check=True)
+    workload = Path(__file__).with_name("workload.py")
+    for batch in args.batch or [5000]:
+        for tree in args.tree or [str(ROOT)]:
+            subprocess.run([sys.executable, "-c", _CHILD, tree, str(args.events), str(workload), str(batch)],
+                           check=True)
     return 0
 
 
