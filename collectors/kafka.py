@@ -12,7 +12,8 @@ both, so a prediction and its feedback (keyed by ``request_id``) meet in one mem
 aiokafka runs rebalances in a background task, so one can start while a batch is in
 hand. The caller holds ``KafkaSource.batch_lock`` from fetch to commit, and
 revoking partitions waits for it: a member gives partitions up only after
-committing what it processed. If a commit still finds a partition gone (the
+committing what it processed, and a batch fetched before the revocation leaves their
+messages to the next owner (``KafkaSource.owned``). If a commit still finds a partition gone (the
 member was fenced out), the new owner reads those messages again, which the
 idempotent sinks make harmless.
 """
@@ -99,13 +100,15 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         source = self.source
         gone = set(revoked)
         async with source.batch_lock:
-            if source.on_revoked is not None and gone:  # what goes with them is saved now
-                await source.on_revoked(gone)
-            source.assigned -= gone
-            source.revoked_since_fetch |= gone
-            for tp in gone:
-                source._fetched.pop(tp, None)
-                source.committed.pop(tp, None)
+            try:
+                if source.on_revoked is not None and gone:  # what goes with them is saved now
+                    await source.on_revoked(gone)
+            finally:  # they are gone whatever the hook did
+                source.assigned -= gone
+                source.revoked_since_fetch |= gone
+                for tp in gone:
+                    source._fetched.pop(tp, None)
+                    source.committed.pop(tp, None)
         log.info("partitions revoked: %s", _names(gone))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:

@@ -75,12 +75,13 @@ METRICS = (
     Spec("model_monitor_batches_total", "counter", (), "Batches processed."),
     Spec("model_monitor_checkpoints_total", "counter", ("outcome",),
          "Pipeline state checkpoints: saved; restored at start-up (for the same partitions); seeded (another "
-         "member's detectors taken; the join comes by partition); or discarded (built with other settings)."),
+         "member's detectors taken; the join comes by partition); or discarded (built with other settings, "
+         "or by an older version)."),
     Spec("model_monitor_checkpoint_bytes", "gauge", (), "Size of the last checkpoint saved."),
     Spec("model_monitor_join_moves_total", "counter", ("outcome",),
          "Partitions whose join state moved through the store: saved (at a revocation), taken (by the member "
          "now reading the partition from the saved offset), stale (saved for another offset: not used), or "
-         "failed (could not be saved: the waiting feedback is flagged unjoined)."),
+         "failed (could not be saved, and the waiting feedback is flagged unjoined; or could not be read)."),
     Spec("model_monitor_stage_seconds_total", "counter", ("stage",),
          "Time spent in each stage of the hot path: fetch, decode (parse and validate), route (join, "
          "feed), detect, metrics, store (durable effects), commit."),

@@ -58,10 +58,15 @@ class BatchResult:
     stages: dict[str, float] = field(default_factory=dict)
 
 
+#: The layout of ``Pipeline.snapshot``; a change makes older checkpoints unusable.
+#: 2: the join is saved by partition, not in the snapshot.
+STATE_FORMAT = 2
+
+
 def settings_fingerprint(settings: Settings) -> str:
-    """Identifies the settings that shape the pipeline's state: a checkpoint is restored
-    only into a pipeline built with the same."""
-    shaping = (settings.collect, settings.redact, settings.join, settings.detect, settings.slo)
+    """Identifies the settings (and the snapshot layout) that shape the pipeline's state:
+    a checkpoint is restored only into a pipeline built with the same."""
+    shaping = (STATE_FORMAT, settings.collect, settings.redact, settings.join, settings.detect, settings.slo)
     return hashlib.sha256(repr(shaping).encode()).hexdigest()[:32]
 
 

@@ -343,6 +343,8 @@ class Service:
 
     # -- checkpoints: the pipeline's state with the offsets it covers ---------------------
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        # No batch is in hand here: every rebalance revokes all partitions first (aiokafka's
+        # eager protocol), and a batch fetched before leaves them to the next fetch.
         await self._restore_checkpoint()
         await self._take_join(assigned)
 
@@ -355,7 +357,8 @@ class Service:
         states = self.pipeline.join_entries(revoked)
         rows = []
         for tp in revoked:
-            offset = source.committed.get(tp, self._read_from.pop(tp, -1))
+            # What this member committed, or (nothing read here since) where it began reading.
+            offset = source.committed[tp] if tp in source.committed else self._read_from.get(tp, -1)
             if offset >= 0:
                 rows.append((tp.topic, tp.partition, offset, states[tp]))
                 self._handed_off[tp] = offset
@@ -388,8 +391,13 @@ class Service:
         if stale:  # it came back after someone else read on: theirs is the right one
             self.pipeline.drop_join(stale)
         wanted = [tp for tp in assigned if tp not in handed_off or tp in stale]
-        saved = await self._blocking(store.join_states, self.settings.kafka.group_id,
-                                     [(tp.topic, tp.partition) for tp in wanted])
+        try:
+            saved = await self._blocking(store.join_states, self.settings.kafka.group_id,
+                                         [(tp.topic, tp.partition) for tp in wanted])
+        except MonitorError as exc:  # the rebalance cannot wait for the store either
+            log.error("could not read the saved join of partitions %s (%s): it starts empty", sorted(wanted), exc)
+            self._count_join_moves("failed", len(wanted))
+            return
         taken = 0
         for tp in wanted:
             offset, state = saved.get((tp.topic, tp.partition), (-1, b""))
@@ -433,7 +441,7 @@ class Service:
                 return
         if checkpoint["fingerprint"] != settings_fingerprint(s):
             log.warning("the saved state of group %s was built with other [collect], [redact], [join], [detect] "
-                        "or [slo] settings: starting afresh", s.kafka.group_id)
+                        "or [slo] settings, or by an older model-monitor: starting afresh", s.kafka.group_id)
             self._count_checkpoint("discarded")
             return
         age = time.time() - checkpoint["saved_at"]
@@ -458,11 +466,12 @@ class Service:
         if not source.assigned:  # nothing to resume: the state goes with the partitions it came from
             return
         blob = self.pipeline.snapshot()
-        positions = [p for p in await source.positions() if p[2] >= 0]
-        joins = self.pipeline.join_entries([(t, p) for t, p, _ in positions])
+        positions = await source.positions()
+        known = [(t, p, offset) for t, p, offset in positions if offset >= 0]
+        joins = self.pipeline.join_entries([(t, p) for t, p, _ in known])
         await self._blocking(store.put_checkpoint, s.kafka.group_id, positions, settings_fingerprint(s), blob)
         await self._blocking(store.put_join_states, s.kafka.group_id,
-                             [(t, p, offset, joins[(t, p)]) for t, p, offset in positions])
+                             [(t, p, offset, joins[(t, p)]) for t, p, offset in known])
         self._checkpoint_due = time.monotonic() + s.service.checkpoint_interval_s
         self._count_checkpoint("saved")
         with self.metrics.lock:

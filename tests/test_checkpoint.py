@@ -10,6 +10,7 @@ import pytest
 from helpers import DaemonThread, make_settings, messages, produce, wait_for
 from test_pipeline import START, run, simulate
 
+from monitor import pipeline as pipeline_module
 from monitor.config import load_settings
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline, settings_fingerprint
@@ -57,6 +58,13 @@ def test_the_fingerprint_follows_the_settings_that_shape_the_state():
         environ={}, overrides={"detect": {"window_size": 400}}))
     assert settings_fingerprint(base) == settings_fingerprint(load_settings(
         environ={}, overrides={"http": {"port": 1234}}))  # where it serves is not its state
+
+
+def test_a_checkpoint_of_another_state_layout_is_not_restored(monkeypatch):
+    settings = load_settings(environ={})
+    before = settings_fingerprint(settings)
+    monkeypatch.setattr(pipeline_module, "STATE_FORMAT", pipeline_module.STATE_FORMAT - 1)
+    assert settings_fingerprint(settings) != before
 
 
 def _prediction(i: int, ts: float) -> dict:
