@@ -454,7 +454,7 @@ class SampleStore:
         if not wanted:
             return {}
         rows = self._rows(select(t.c.topic, t.c.partition_id, t.c.next_offset, t.c.state).where(
-            t.c.group_id == group_id, t.c.topic.in_({topic for topic, _ in wanted})))
+            t.c.group_id == group_id, t.c.topic.in_(sorted({topic for topic, _ in wanted}))))
         return {(r["topic"], r["partition_id"]): (int(r["next_offset"]), bytes(r["state"])) for r in rows
                 if (r["topic"], r["partition_id"]) in wanted}
 

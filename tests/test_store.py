@@ -256,3 +256,13 @@ def test_kafka_and_webhook_publishers_deliver_keyed_records(broker, webhook, sto
     records = read_topic(broker, topic, 5)
     assert sorted(r.key for r in records) == [f"e-{i}".encode() for i in range(5)]
     assert sum(len(b.splitlines()) for b in hook.bodies) == 5
+
+
+def test_join_states_are_kept_per_group_and_partition_and_replaced(store):
+    store.put_join_states("g", [("t", 0, 10, b"a"), ("t", 1, 20, b"b"), ("f", 0, 5, b"\x00" * 70_000)])
+    store.put_join_states("other", [("t", 0, 99, b"x")])
+    store.put_join_states("g", [("t", 0, 11, b"a2")])  # a later save of one partition replaces it
+    assert store.join_states("g", [("t", 0), ("f", 0), ("t", 7)]) == {
+        ("t", 0): (11, b"a2"), ("f", 0): (5, b"\x00" * 70_000)}
+    assert store.join_states("g", []) == {}
+    assert store.join_states("nobody", [("t", 0)]) == {}
