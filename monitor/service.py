@@ -586,10 +586,12 @@ class Service:
     def status(self) -> dict[str, Any]:
         """What /status shows: the pipeline's position, bounds and the latest alerts."""
         ready, why = self.health.ready()
+        # list() and sorted() copy in one C call: the event loop and the pipeline thread change these.
+        assigned = list(self.source.assigned) if self.source else []
         return {
             "version": __version__, "ready": ready, "why": why,
             "messages_read": self.pipeline.position, "messages_committed": self.committed,
-            "assigned": sorted(f"{tp.topic}[{tp.partition}]" for tp in (self.source.assigned if self.source else ())),
+            "assigned": sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned),
             "models": sorted(self.pipeline.models),
             "recent_alerts": [a.to_dict() for a in list(self.recent_alerts)[-20:]],
         }
