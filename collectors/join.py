@@ -39,7 +39,7 @@ with it: ``take`` removes them and ``put`` adds them to another buffer.
 []
 >>> moved = j.take({("events", 1)})
 >>> other = JoinBuffer(ttl_s=60, max_predictions=10, feedback_wait_s=5, max_pending=10)
->>> other.put(moved[("events", 1)])
+>>> other.put(moved)
 >>> other.add_feedback({"request_id": "r-4", "ts": 151.0, "kind": "thumbs_down"})["ts"]
 150.0
 """
@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Collection, Hashable
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,15 +229,16 @@ class JoinBuffer:
         self._set_next_expiry()
         return out
 
-    def put(self, entries: JoinEntries, shard: Hashable = None) -> None:
-        """Add what another buffer ``take``s (read from ``shard``), oldest first with what
-        is here, within this buffer's bounds (the oldest evicted past them).
+    def put(self, moved: Mapping[Hashable, JoinEntries]) -> None:
+        """Add what other buffers ``take`` (by shard), oldest first with what is here, in one
+        merge, within this buffer's bounds (the oldest evicted past them).
 
         A moved prediction and feedback waiting here for it (or the other way round)
         are not joined: with the range assignor a partition's predictions and its
         feedback move together.
         """
-        merged = [(ts, rid, (ts, kept, shard)) for rid, ts, kept in entries.predictions]
+        merged = [(ts, rid, (ts, kept, shard)) for shard, entries in moved.items()
+                  for rid, ts, kept in entries.predictions]
         merged += [(entry[0], rid, entry) for rid, entry in self._predictions.items()]
         merged.sort(key=lambda item: item[0])  # stable: for equal times, the moved ones first
         self._predictions = OrderedDict((rid, entry) for _, rid, entry in merged)
@@ -245,7 +246,7 @@ class JoinBuffer:
             self._predictions.popitem(last=False)
             self.counts["evicted"] += 1
         waiting: list[tuple[float, str, tuple[Event, Hashable]]] = [
-            (fb["ts"], rid, (fb, shard)) for rid, fb in entries.pending]
+            (fb["ts"], rid, (fb, shard)) for shard, entries in moved.items() for rid, fb in entries.pending]
         waiting += [(entry[0]["ts"], rid, entry) for rid, queue in self._pending.items() for entry in queue]
         waiting.sort(key=lambda item: item[0])
         self._pending = OrderedDict()

@@ -18,7 +18,7 @@ import math
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,18 +277,23 @@ class Pipeline:
                 self.joiner.give_up(entries)
         return sum(map(len, taken))
 
-    def add_join(self, shard: Shard, blob: bytes) -> int:
-        """Take in ``join_entries`` saved by this or another pipeline for ``shard``; return
-        how many entries. Raises ``ValueError`` for a blob this version cannot read."""
+    @staticmethod
+    def load_join(shard: Shard, blob: bytes) -> JoinEntries:
+        """Read ``join_entries`` saved for ``shard``; ``ValueError`` if this version cannot."""
         try:
             entries = pickle.loads(blob)  # only ever our own store, written by join_entries()
         except Exception as exc:  # whatever an old or foreign pickle raises
             raise ValueError(f"unreadable join state for {shard}: {exc!r}") from exc
         if not isinstance(entries, JoinEntries):
             raise ValueError(f"the join state for {shard} is a {type(entries).__name__}, not JoinEntries")
-        key = (shard[0], shard[1])
-        self.joiner.put(entries, self._shards.setdefault(key, key))
-        return len(entries)
+        return entries
+
+    def add_join(self, moved: Mapping[Shard, JoinEntries]) -> int:
+        """Take in the join entries of these partitions (``load_join``), all in one merge;
+        return how many entries."""
+        interned = {self._shards.setdefault((s[0], s[1]), (s[0], s[1])): entries for s, entries in moved.items()}
+        self.joiner.put(interned)
+        return sum(map(len, moved.values()))
 
     def _close_rate_buckets(self, position: int, batch: _Batch) -> None:
         """The watermark passed a bucket boundary: test the buckets that are now complete."""

@@ -398,7 +398,7 @@ class Service:
             log.error("could not read the saved join of partitions %s (%s): it starts empty", sorted(wanted), exc)
             self._count_join_moves("failed", len(wanted))
             return
-        taken = 0
+        moved = {}
         for tp in wanted:
             offset, state = saved.get((tp.topic, tp.partition), (-1, b""))
             if offset < 0:
@@ -409,14 +409,14 @@ class Service:
                 self._count_join_moves("stale", 1)
                 continue
             try:
-                taken += self.pipeline.add_join((tp.topic, tp.partition), state)
+                moved[(tp.topic, tp.partition)] = self.pipeline.load_join((tp.topic, tp.partition), state)
             except ValueError as exc:
                 log.warning("%s", exc)
                 self._count_join_moves("stale", 1)
-                continue
-            self._count_join_moves("taken", 1)
+        taken = self.pipeline.add_join(moved)  # one merge, however many partitions came
+        self._count_join_moves("taken", len(moved))
         if taken:
-            log.info("took over %d join entries of partitions %s", taken, sorted(wanted))
+            log.info("took over %d join entries of partitions %s", taken, sorted(moved))
 
     def _count_join_moves(self, outcome: str, partitions: int) -> None:
         if partitions:

@@ -34,7 +34,8 @@ def test_a_restored_pipeline_raises_what_one_that_never_stopped_raises():
 
     second = Pipeline(settings, Metrics("test"), clock=lambda: START + 10**6)
     second.restore(blob)
-    assert second.add_join(("t", 0), join[("t", 0)]) == first.joiner.predictions + first.joiner.pending
+    moved = {("t", 0): second.load_join(("t", 0), join[("t", 0)])}
+    assert second.add_join(moved) == first.joiner.predictions + first.joiner.pending
     alerts, samples = [], []
     for i in range(cut, len(msgs), 2000):
         result = second.process(msgs[i:i + 2000])

@@ -309,8 +309,8 @@ def test_take_moves_exactly_one_shards_entries_and_put_joins_them_elsewhere():
     assert (old.predictions, old.pending) == (1, 0)
     assert [len(moved[s]) for s in (("t", 1), ("f", 1))] == [1, 1]
     assert old.counts == {}, "a move is neither a join nor a loss"
-    for shard, entries in moved.items():
-        new.put(entries, shard)
+    new.put(moved)
+    assert len(new.entries({("t", 1)})[("t", 1)].predictions) == 1, "each entry keeps its shard"
     assert new.add_feedback(fb("r-2", 110)) == b"kept"
     assert [f["event_id"] for f in new.add_prediction(pred("r-3", 101))] == [waiting["event_id"]]
     assert old.add_feedback(fb("r-1", 130))["request_id"] == "r-1", "what stayed still joins"
@@ -321,7 +321,7 @@ def test_put_merges_in_time_order_so_expiry_still_stops_at_the_first_young_entry
     j.add_prediction(pred("r-new", 200))
     other = buffer(ttl_s=60.0)
     other.add_prediction(pred("r-old", 100), shard="s")
-    j.put(other.take({"s"})["s"], "s")
+    j.put(other.take({"s"}))
     j.advance(170)  # r-old is past the TTL, r-new is not: the old one must go though it came last
     assert j.predictions == 1 and j.counts["expired"] == 1
 
@@ -335,7 +335,7 @@ def test_put_keeps_the_bounds_and_counts_what_they_push_out():
     a, b = fb("x-1", 95), fb("x-2", 96)
     other.add_feedback(a, shard="s")
     other.add_feedback(b, shard="s")
-    j.put(other.take({"s"})["s"], "s")
+    j.put(other.take({"s"}))
     assert j.predictions == 2 and j.counts["evicted"] == 1  # the oldest (m-0, at 90) went
     assert j.add_feedback(fb("m-0", 91)) is None
     assert j.pending == 1 and j.counts["evicted_waiting"] == 2  # x-1 first, then m-0's for the bound

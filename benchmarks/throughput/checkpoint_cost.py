@@ -6,7 +6,7 @@ does every ``service.checkpoint_interval_s``: ``Pipeline.snapshot`` (the detecto
 and ``Pipeline.join_entries`` (the join, by partition), and the store's
 ``put_checkpoint`` and ``put_join_states`` to each store given (a SQLite file in a
 temporary folder by default); and what a member given the partitions does:
-``Pipeline.restore`` and ``Pipeline.add_join``.
+``Pipeline.restore``, ``Pipeline.load_join`` and ``Pipeline.add_join``.
 """
 
 from __future__ import annotations
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     restored.restore(blob)
     restore_s = time.perf_counter() - started
     started = time.perf_counter()
-    for shard, state in joins.items():
-        restored.add_join(shard, state)
+    restored.add_join({shard: restored.load_join(shard, state) for shard, state in joins.items()})
     add_join_s = time.perf_counter() - started
     join_bytes = sum(map(len, joins.values()))
     print(f"after {args.events:,} events ({pipeline.joiner.predictions:,} predictions in the join buffer): "
