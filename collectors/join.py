@@ -237,6 +237,8 @@ class JoinBuffer:
         are not joined: with the range assignor a partition's predictions and its
         feedback move together.
         """
+        if not any(map(len, moved.values())):
+            return  # nothing to merge: what is here stays as it is, unsorted
         merged = [(ts, rid, (ts, kept, shard)) for shard, entries in moved.items()
                   for rid, ts, kept in entries.predictions]
         merged += [(entry[0], rid, entry) for rid, entry in self._predictions.items()]

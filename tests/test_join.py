@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.join import JoinBuffer
+from collectors.join import JoinBuffer, JoinEntries
 
 _ids = itertools.count()
 
@@ -340,6 +340,17 @@ def test_put_keeps_the_bounds_and_counts_what_they_push_out():
     assert j.add_feedback(fb("m-0", 91)) is None
     assert j.pending == 1 and j.counts["evicted_waiting"] == 2  # x-1 first, then m-0's for the bound
     assert j.drain_orphans()[:1] == [a]
+
+
+def test_put_of_nothing_leaves_the_buffer_as_it_was():
+    j, same = buffer(ttl_s=60.0), buffer(ttl_s=60.0)
+    for b in (j, same):
+        b.add_prediction(pred("r-late", 200), shard="s")
+        b.add_prediction(pred("r-early", 100), shard="s")  # out of order: it waits behind r-late
+    j.put({"s": JoinEntries(), "t": JoinEntries()})
+    for b in (j, same):
+        b.advance(230)
+    assert (j.predictions, j.counts) == (same.predictions, same.counts)
 
 
 def test_entries_copy_and_give_up_flags_the_waiting_feedback():
