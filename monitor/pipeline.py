@@ -291,8 +291,7 @@ class Pipeline:
     def add_join(self, moved: Mapping[Shard, JoinEntries]) -> int:
         """Take in the join entries of these partitions (``load_join``), all in one merge;
         return how many entries."""
-        interned = {self._shards.setdefault((s[0], s[1]), (s[0], s[1])): entries for s, entries in moved.items()}
-        self.joiner.put(interned)
+        self.joiner.put({self._intern(shard[0], shard[1]): entries for shard, entries in moved.items()})
         return sum(map(len, moved.values()))
 
     def _close_rate_buckets(self, position: int, batch: _Batch) -> None:
@@ -319,8 +318,9 @@ class Pipeline:
     def _on_evict(self, model: str, version: str) -> None:
         self._evicted.append((model, version))
 
-    def _shard(self, message: RawMessage) -> Shard:
-        key = (message.topic, message.partition)
+    def _intern(self, topic: str, partition: int) -> Shard:
+        """The one (topic, partition) tuple of a partition, shared by all its join entries."""
+        key = (topic, partition)
         return self._shards.setdefault(key, key)
 
     def _prediction(self, state: ModelState | None, event: Event, message: RawMessage, event_time: float,
@@ -331,7 +331,8 @@ class Pipeline:
         batch.predictions[(*labels, event.get("status") or "ok")] += 1
         # The join keeps the message's bytes, not the decoded event: a fifth of the memory
         # and nothing for the garbage collector to walk; the 2% that join are decoded again.
-        waiting = self.joiner.add_prediction(event, keep=message.value, shard=self._shard(message))
+        shard = self._intern(message.topic, message.partition)
+        waiting = self.joiner.add_prediction(event, keep=message.value, shard=shard)
         if state is not None:
             state.version(version).observe(event, position)
             state.last_version = version
@@ -347,7 +348,7 @@ class Pipeline:
         batch.feedback[(state.name if state else OTHER, kind)] += 1
         if state is not None and kind in NEGATIVE_KINDS:
             state.feedback_rate.add(event_time, 1, 1)
-        kept = self.joiner.add_feedback(event, shard=self._shard(message))
+        kept = self.joiner.add_feedback(event, shard=self._intern(message.topic, message.partition))
         if kept is not None:
             prediction, reason, detail = self.decoder.decode(kept, math.inf)  # valid when it was kept
             if prediction is None:
