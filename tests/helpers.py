@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import pickle
 import threading
 import time
 import uuid
@@ -18,6 +17,7 @@ from sqlalchemy import select
 
 from collectors.contract import RawMessage
 from monitor.config import Settings, load_settings
+from monitor.pipeline import Pipeline
 from monitor.service import Service
 from retrain.store import SampleStore, join_states_table
 
@@ -144,6 +144,8 @@ def committed_offsets(bootstrap: str, group: str, topics: list[str]) -> dict[tup
 def waiting_in_saved_join(store: SampleStore) -> set[str]:
     """Event ids of the feedback saved with the join's state (mm_join_states), still
     waiting for its prediction: the next member to read the partition takes it over."""
+    t = join_states_table
     with store.engine.connect() as db:
-        states = db.execute(select(join_states_table.c.state)).scalars().all()
-    return {fb["event_id"] for state in states for _, fb in pickle.loads(state).pending}
+        rows = db.execute(select(t.c.topic, t.c.partition_id, t.c.state)).all()
+    return {fb["event_id"] for topic, partition, state in rows
+            for _, fb in Pipeline.load_join((topic, partition), state).pending}
