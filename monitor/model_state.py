@@ -11,7 +11,8 @@ detectors as numpy arrays and turns fires into alerts.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, KeysView, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -225,7 +226,7 @@ class Track:
         self.max_codes = factory.d.max_categories - 1
         self.mismatches = 0
 
-    def add_column(self, positions: np.ndarray, column: list[Any]) -> None:
+    def add_column(self, positions: np.ndarray, column: Sequence[Any]) -> None:
         """Take in this batch's values (None where missing), one per stream position.
 
         A column of one type, the usual case, goes to numpy in one call; a mixed one
@@ -255,7 +256,7 @@ class Track:
             return
         self._add_mixed(positions, column)
 
-    def _add_mixed(self, positions: np.ndarray, column: list[Any]) -> None:
+    def _add_mixed(self, positions: np.ndarray, column: Sequence[Any]) -> None:
         accepted = _CATEGORY_TYPES if self.categorical else _NUMBER_TYPES
         present = np.array([type(v) in accepted for v in column], dtype=bool)
         self.mismatches += sum(1 for v in column if v is not None and type(v) not in accepted)
@@ -348,11 +349,12 @@ class VersionState:
         self.pending_positions = []
         if not events:
             return np.empty(0)
-        features = [e.get("features") or _NO_FEATURES for e in events]
+        # One pass over the events (scattered in memory), not one per field.
+        features, outputs, latencies, statuses = zip(*[
+            (e.get("features") or _NO_FEATURES, e.get("prediction") or _NO_FEATURES, e.get("latency_ms"),
+             e.get("status")) for e in events], strict=True)
         self._take(self.features, features, positions, "data_drift", "", True)
-        outputs = [e.get("prediction") or _NO_FEATURES for e in events]
         self._take(self.outputs, outputs, positions, "prediction_drift", "prediction.", False)
-        latencies = [e.get("latency_ms") for e in events]
         if None in latencies:
             timed = np.array([v is not None for v in latencies], dtype=bool)
             latency = np.array([v for v in latencies if v is not None], dtype=np.float64)
@@ -360,16 +362,20 @@ class VersionState:
         else:
             latency = np.array(latencies, dtype=np.float64)
             self.latency.add_many(positions, (latency > self.latency_threshold_ms).astype(np.float64))
-        statuses = [e.get("status") for e in events]
         failed = np.zeros(len(events))
         if "error" in statuses:
             failed[[i for i, status in enumerate(statuses) if status == "error"]] = 1.0
         self.availability.add_many(positions, failed)
         return latency / 1000.0
 
-    def _take(self, tracks: dict[str, Track], rows: list[dict[str, Any]], positions: np.ndarray, kind: str,
+    def _take(self, tracks: dict[str, Track], rows: Sequence[dict[str, Any]], positions: np.ndarray, kind: str,
               prefix: str, with_missing: bool) -> None:
         """Feed each track its column; start tracks for names seen for the first time."""
+        columns = _same_keys_columns(rows, tracks.keys())
+        if columns is not None:  # the usual batch: every row has exactly the tracked names
+            for track, column in zip(tracks.values(), columns, strict=True):
+                track.add_column(positions, column)
+            return
         names = set().union(*rows)
         first_row: dict[str, int] = {}  # a track started this batch begins where its name first shows
         if not names <= tracks.keys():
@@ -400,6 +406,30 @@ class VersionState:
     @property
     def mismatches(self) -> int:
         return sum(t.mismatches for t in self.features.values()) + sum(t.mismatches for t in self.outputs.values())
+
+
+def _same_keys_columns(rows: Sequence[dict[str, Any]], names: KeysView[str]) -> list[tuple[Any, ...]] | None:
+    """The rows' values as one column per name, if every row holds exactly ``names``; else None.
+
+    One pass over the rows: they are scattered in memory, and a pass per name would
+    fetch each row again (in the daemon that costs more than the lookups).
+
+    >>> _same_keys_columns([{"a": 1, "b": "x"}, {"b": "y", "a": 2}], {"a": 0, "b": 0}.keys())
+    [(1, 2), ('x', 'y')]
+    >>> _same_keys_columns([{"a": 1}, {"a": 2, "c": 3}], {"a": 0}.keys()) is None
+    True
+    """
+    if not names or not rows:
+        return None
+    width = len(names)
+    get = itemgetter(*names)
+    try:
+        values = list(map(get, rows))
+    except KeyError:
+        return None
+    if max(map(len, rows)) != width:  # a row with a name not tracked
+        return None
+    return list(zip(*values, strict=True)) if width > 1 else [tuple(values)]
 
 
 class ModelState:

@@ -80,6 +80,37 @@ def test_the_same_messages_give_the_same_effects_in_batches_of_any_size(faulty_s
     assert ids[0] == ids[1] == ids[2]
 
 
+def test_features_that_come_and_go_reach_the_detectors_alike_in_batches_of_any_size():
+    # Small batches mostly hold rows with exactly the tracked names (the one-pass columns);
+    # a large one holds missing, late, extra and mistyped features (the name-by-name way).
+    rng = np.random.default_rng(5)
+    events = []
+    for i in range(6000):
+        features = {"a": float(rng.normal()) + (1.5 if i >= 4000 else 0.0), "b": f"c{rng.integers(0, 3)}"}
+        if i % 7 == 0:
+            del features["a"]
+        if i >= 1000 and i % 13:
+            features["late"] = float(i % 5)
+        if i >= 2000 and i % 11 == 0:
+            features["extra"] = 1.0  # past max_features once "late" took the last place
+        if i % 501 == 500:
+            features["a"] = "text"
+        events.append({"event_id": f"e-{i}", "type": "prediction", "ts": START + i / 100, "model": "m",
+                       "features": features, "prediction": {"score": float(rng.random())}, "latency_ms": 5.0})
+    detect = {"max_features": 3, "reference_size": 500, "window_size": 200, "check_every": 50,
+              "long_window": 0}
+    results = [run(events, batch_size=n, detect=detect) for n in (3, 600, 6000)]
+    keys = [[(a.at_event, a.kind, a.feature, a.detector, a.score) for a in alerts] for _, alerts, _, _ in results]
+    assert any(k[1:3] == ("data_drift", "a") for k in keys[0])
+    assert keys[0] == keys[1] == keys[2]
+    texts = [sorted(line for line in generate_latest(p.metrics.registry()).decode().splitlines()
+              if line.startswith(("model_monitor_detector_score", "model_monitor_bound_overflow",
+                                  "model_monitor_feature_type"))) for p, _, _, _ in results]
+    assert any('feature="late"' in line for line in texts[0])
+    assert 'model_monitor_bound_overflow_total{bound="features"} 0.0' not in texts[0]
+    assert texts[0] == texts[1] == texts[2]
+
+
 def test_alerts_follow_the_contract_and_point_at_the_triggering_event(faulty_stream):
     _, events = faulty_stream
     _, alerts, _, _ = run(events)
