@@ -6,13 +6,14 @@ vectors with the reference's, and all the checks that fall in a batch are comput
 together. That is what keeps a drift test per feature affordable at the throughput
 the daemon is built for (measured by ``python -m benchmarks.detection.cost``).
 
-* ``NumericDrift``: three tests, each on what the others miss. ``ks``: Kolmogorov-
-  Smirnov on 64 bins cut at the reference's quantiles (location). ``folded_ks``: the
+* ``NumericDrift``: four tests, each on what the others miss. ``ks``: Kolmogorov-
+  Smirnov on 64 bins cut at the reference's quantiles (location). ``rank_sum``:
+  Mann-Whitney's rank sum on the same bins (location, heavy tails). ``folded_ks``: the
   same on the distances from the reference's median (spread, tails, a change of shape
   at equal mean and variance, where plain KS is nearly blind). ``binned_chi2``:
   chi-square on the reference's deciles (integer-valued features with heavy ties,
   tails; the test behind PSI and Jensen-Shannon, with a threshold that is a real
-  p-value). It fires when any passes its critical value at ``alpha / 3``.
+  p-value). It fires when any passes its critical value at ``alpha / 4``.
 * ``ChiSquareDrift``: the chi-square test of homogeneity on category codes.
 
 Binning a KS test can only make the statistic smaller (the CDFs are compared at the
@@ -66,24 +67,28 @@ def chi_square_rows(reference: np.ndarray, windows: np.ndarray) -> tuple[np.ndar
 
 
 def window_counts(binned: np.ndarray, bins: int, first_end: int, every: int, checks: int, size: int) -> np.ndarray:
-    """Bin counts of the windows ``binned[end - size:end]`` for the ``checks`` ends
+    """Bin counts of the windows ``binned[..., end - size:end]`` for the ``checks`` ends
     ``first_end, first_end + every, ...``, all at once.
 
     Each value counts in the windows whose end lies in (its index, its index + size]: a
     +1 where that run of windows starts and a -1 after it ends, summed along the windows.
+    ``binned`` may hold several binnings as rows, each with its own range of the
+    ``bins``: they are counted together, in one ``checks x bins`` array.
 
     >>> window_counts(np.array([0, 1, 1, 2, 0]), 3, first_end=3, every=2, checks=2, size=3).tolist()
     [[1, 2, 0], [1, 1, 1]]
+    >>> window_counts(np.array([[0, 1, 1, 0], [2, 2, 3, 3]]), 4, first_end=2, every=2, checks=2, size=2).tolist()
+    [[1, 1, 2, 0], [1, 1, 0, 2]]
     """
     start = max(first_end - size, 0)
     positions = np.arange(start, first_end + every * (checks - 1))
-    values = binned[start:start + len(positions)]
+    values = binned[..., start:start + len(positions)]
     # The first window ending after a value, and the first ending after the value has left it.
     first = np.clip((positions - first_end) // every + 1, 0, checks)
     after = np.clip((positions + size - first_end) // every + 1, 0, checks)
     rows = checks + 1
-    diff = (np.bincount(first * bins + values, minlength=rows * bins)
-            - np.bincount(after * bins + values, minlength=rows * bins))
+    diff = (np.bincount((first * bins + values).ravel(), minlength=rows * bins)
+            - np.bincount((after * bins + values).ravel(), minlength=rows * bins))
     return np.cumsum(diff.reshape(rows, bins), axis=0)[:-1]
 
 
@@ -145,12 +150,14 @@ class BinnedWindowTest(WindowTest):
     def _relearn(self) -> None:
         self._warm = Window(self.reference_size)
         self._sizes: list[int] | None = None
-        self._tails: list[np.ndarray] = []
+        self._tail = np.zeros((0, 0), dtype=np.int64)  # the last values' bins: one row per binning
         self._seen = 0  # values since the reference
 
     def _set_reference(self, reference: np.ndarray) -> None:
         self._sizes = self._learn(reference)
-        self._tails = [np.zeros(0, dtype=np.int64) for _ in self._sizes]
+        # Each binning's bins follow the previous one's: all are counted in one bincount.
+        self._starts = np.cumsum([0, *self._sizes[:-1]]).reshape(-1, 1)
+        self._tail = np.zeros((len(self._sizes), 0), dtype=np.int64)
         self._seen = 0
 
     def _update_many(self, values: np.ndarray) -> list[Fire]:
@@ -175,8 +182,10 @@ class BinnedWindowTest(WindowTest):
         """Checks in ``values`` (after the reference); the first fire, if any (state then
         stops there, and the caller re-learns)."""
         k = len(values)
-        fulls = [np.concatenate((tail, b)) for tail, b in zip(self._tails, self._bins(values), strict=True)]
-        offset = len(self._tails[0])
+        full = np.concatenate((self._tail, np.stack(self._bins(values)) + self._starts), axis=1)
+        offset = self._tail.shape[1]
+        sizes = self._sizes or []
+        bins = sum(sizes)
         first: tuple[int, float, float, str] | None = None
         for size, every, level in self._windows():
             # Checks fall on every `every`-th value since the reference, once the window is full.
@@ -185,8 +194,8 @@ class BinnedWindowTest(WindowTest):
             if not len(checks):
                 continue
             ends = offset + checks + 1
-            counts = [window_counts(full, bins, int(ends[0]), every, len(ends), size)
-                      for full, bins in zip(fulls, self._sizes or [], strict=True)]
+            counts = np.split(window_counts(full, bins, int(ends[0]), every, len(ends), size),
+                              self._starts[1:, 0], axis=1)
             scores, thresholds, tests = self._statistics(counts, size, level)
             over = np.flatnonzero(scores > thresholds)
             at = int(over[0]) if len(over) else len(checks) - 1
@@ -198,7 +207,7 @@ class BinnedWindowTest(WindowTest):
             self._score, self._threshold = first[1], first[2]
             return Fire(*first)
         keep = self.long_window or self.window_size
-        self._tails = [full[-keep:] for full in fulls]
+        self._tail = full[:, -keep:]
         self._seen += k
         return None
 

@@ -59,8 +59,9 @@ class BatchResult:
 
 
 #: The layout of ``Pipeline.snapshot``; a change makes older checkpoints unusable.
-#: 2: the join is saved by partition, not in the snapshot.
-STATE_FORMAT = 2
+#: 2: the join is saved by partition, not in the snapshot. 3: a binned drift test keeps
+#: its window's bins in one array.
+STATE_FORMAT = 3
 
 
 def settings_fingerprint(settings: Settings) -> str:
