@@ -110,3 +110,13 @@ def test_the_throughput_benchmark_runs_end_to_end():
     for name in ("bare aiokafka", "bare kafka-python", "monitor run, 1 worker", "monitor replay (no Kafka)"):
         assert f"| {name} | 20,000 |" in out.stdout
     assert "| decode |" in out.stdout
+
+
+def test_the_budget_benchmark_prints_the_floors_and_the_stages():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.throughput.budget", "--events", "6000", "--rounds", "1"],
+                         check=False, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for row in ("| orjson.loads |", "| the contract in C (msgspec) |", "| the detectors, fed columns |",
+                "| **floors: the contract in C, a dict, the detectors** |", "| Pipeline.process: detect |",
+                "| **Pipeline.process, all of it** |"):
+        assert row in out.stdout, out.stdout
