@@ -184,8 +184,7 @@ class BinnedWindowTest(WindowTest):
         k = len(values)
         full = np.concatenate((self._tail, np.stack(self._bins(values)) + self._starts), axis=1)
         offset = self._tail.shape[1]
-        sizes = self._sizes or []
-        bins = sum(sizes)
+        bins = sum(self._sizes or [])
         first: tuple[int, float, float, str] | None = None
         for size, every, level in self._windows():
             # Checks fall on every `every`-th value since the reference, once the window is full.
