@@ -60,7 +60,7 @@ def detector_columns(lines: list[bytes]) -> list[tuple[Any, np.ndarray]]:
     """Each model version's detectors with its batch columns, as the pipeline would feed them."""
     factory = DetectorFactory(load_settings(environ={}))
     work = []
-    predictions = [orjson.loads(line) for line in lines if b'"prediction"' in line[:60]]
+    predictions = [e for e in map(orjson.loads, lines) if e["type"] == "prediction"]
     for model in MODELS:
         rows = [p for p in predictions if p["model"] == model]
         numeric = [[r["features"][n] for r in rows] for n in NUMERIC] + [[r["prediction"]["score"] for r in rows]]
