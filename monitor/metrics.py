@@ -66,6 +66,9 @@ METRICS = (
          "Personal data replaced before storage, by kind."),
     Spec("model_monitor_feature_type_mismatches_total", "counter", ("model",),
          "Feature values whose type differs from the feature's first one (treated as missing)."),
+    Spec("model_monitor_drift_tested_predictions_total", "counter", ("model",),
+         "Predictions whose features and outputs went through the drift tests: all of them, or the sample "
+         "of detect.sample_rate (compare model_monitor_predictions_total)."),
     Spec("model_monitor_bound_entries", "gauge", ("bound",),
          "Entries held in each bounded buffer or table."),
     Spec("model_monitor_bound_capacity", "gauge", ("bound",),

@@ -14,6 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, KeysView, Sequence
 from operator import itemgetter
 from typing import Any
+from zlib import crc32
 
 import numpy as np
 
@@ -331,6 +332,8 @@ class VersionState:
         self.availability = Stream(factory.availability_slo(), "slo_burn", "status", "availability_burn_rate")
         self.errors = Stream(factory.error_rate(), "metric_decay", None, "error_rate")
         self.dropped_features = 0
+        self.sample_rate = factory.d.sample_rate
+        self.sampled = 0  # predictions handed to the feature and output tracks
         self.pending: list[Event] = []  # this batch's predictions, until ingest
         self.pending_positions: list[int] = []
         d = factory.d
@@ -349,12 +352,19 @@ class VersionState:
         self.pending_positions = []
         if not events:
             return np.empty(0)
-        # One pass over the events (scattered in memory), not one per field.
-        features, outputs, latencies, statuses = zip(*[
-            (e.get("features") or _NO_FEATURES, e.get("prediction") or _NO_FEATURES, e.get("latency_ms"),
-             e.get("status")) for e in events], strict=True)
-        self._take(self.features, features, positions, "data_drift", "", True)
-        self._take(self.outputs, outputs, positions, "prediction_drift", "prediction.", False)
+        if self.sample_rate < 1.0:
+            ids, latencies, statuses = zip(*[(e["event_id"], e.get("latency_ms"), e.get("status"))
+                                            for e in events], strict=True)
+            kept = in_sample(ids, self.sample_rate)
+            self._take_rows([events[i] for i in kept], positions[kept])
+        else:
+            # One pass over the events (scattered in memory), not one per field.
+            features, outputs, latencies, statuses = zip(*[
+                (e.get("features") or _NO_FEATURES, e.get("prediction") or _NO_FEATURES, e.get("latency_ms"),
+                 e.get("status")) for e in events], strict=True)
+            self._take(self.features, features, positions, "data_drift", "", True)
+            self._take(self.outputs, outputs, positions, "prediction_drift", "prediction.", False)
+            self.sampled += len(events)
         if None in latencies:
             timed = np.array([v is not None for v in latencies], dtype=bool)
             latency = np.array([v for v in latencies if v is not None], dtype=np.float64)
@@ -367,6 +377,16 @@ class VersionState:
             failed[[i for i, status in enumerate(statuses) if status == "error"]] = 1.0
         self.availability.add_many(positions, failed)
         return latency / 1000.0
+
+    def _take_rows(self, events: list[Event], positions: np.ndarray) -> None:
+        """Feed the feature and output tracks from these predictions (the batch's sample)."""
+        if not events:
+            return
+        self._take(self.features, [e.get("features") or _NO_FEATURES for e in events], positions, "data_drift",
+                   "", True)
+        self._take(self.outputs, [e.get("prediction") or _NO_FEATURES for e in events], positions,
+                   "prediction_drift", "prediction.", False)
+        self.sampled += len(events)
 
     def _take(self, tracks: dict[str, Track], rows: Sequence[dict[str, Any]], positions: np.ndarray, kind: str,
               prefix: str, with_missing: bool) -> None:
@@ -395,10 +415,18 @@ class VersionState:
             track.add_column(positions[start:], column)
 
     def streams(self) -> Iterator[Stream]:
+        yield from self.sampled_streams()
+        yield from self.every_event_streams()
+
+    def sampled_streams(self) -> Iterator[Stream]:
+        """The feature and output tracks' streams: fed the sample of ``detect.sample_rate``."""
         for track in self.features.values():
             yield from track.streams()
         for track in self.outputs.values():
             yield from track.streams()
+
+    def every_event_streams(self) -> Iterator[Stream]:
+        """The SLO and error streams: fed every prediction (and every late label)."""
         yield self.latency
         yield self.availability
         yield self.errors
@@ -406,6 +434,28 @@ class VersionState:
     @property
     def mismatches(self) -> int:
         return sum(t.mismatches for t in self.features.values()) + sum(t.mismatches for t in self.outputs.values())
+
+
+def in_sample(event_ids: Sequence[str], rate: float) -> np.ndarray:
+    """Indices of the events in the sample of ``rate``: those whose event_id's CRC-32 falls
+    below ``rate`` of its range. An event is in or out whatever batch, replay or member of
+    the group reads it, and no pattern in the order of the stream can bias the sample.
+
+    >>> in_sample(["p-1", "p-2", "p-3", "p-4"], 0.5).tolist()
+    [3]
+    >>> len(in_sample([f"p-{i}" for i in range(100_000)], 0.25))  # about a quarter
+    25082
+    """
+    h = np.fromiter((crc32(i.encode()) for i in event_ids), dtype=np.uint64, count=len(event_ids))
+    # CRC-32 is linear: ids that differ in a digit get hashes in a regular pattern.
+    # MurmurHash3's 32-bit finaliser (a bijection) scatters them.
+    mask = np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & mask
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & mask
+    h ^= h >> np.uint64(16)
+    return np.flatnonzero(h < np.uint64(rate * 2**32))
 
 
 def _same_keys_columns(rows: Sequence[dict[str, Any]], names: KeysView[str]) -> list[tuple[Any, ...]] | None:
@@ -457,6 +507,7 @@ class ModelState:
         self.last_ts = 0.0
         self._retired_dropped = 0  # of evicted versions: the counters must never go down
         self._retired_mismatches = 0
+        self._retired_sampled = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -469,17 +520,25 @@ class ModelState:
 
         Called whenever a test is added or a version goes; thresholds change at points of
         the stream that depend on nothing but the stream, so replays agree."""
-        tests = [s.detector for v in self.versions.values() for s in v.streams()]
-        tests += [self.negatives.detector, self.unclicked.detector]
-        rate = self.settings.detect.false_alarms_per_million / 1e6 / len(tests)
-        for detector in tests:
+        d = self.settings.detect
+        sampled = [s.detector for v in self.versions.values() for s in v.sampled_streams()]
+        every = [s.detector for v in self.versions.values() for s in v.every_event_streams()]
+        every += [self.negatives.detector, self.unclicked.detector]
+        rate = d.false_alarms_per_million / 1e6 / (len(sampled) + len(every))
+        for detector in every:
             detector.set_false_alarm_rate(rate)
+        # A test fed a sample sees sample_rate values per prediction: per value it may spend
+        # 1/sample_rate times as much for the same false alarms per prediction.
+        for detector in sampled:
+            detector.set_false_alarm_rate(rate / d.sample_rate)
 
-    def counts(self) -> tuple[int, int]:
-        """Features dropped for the bound and type mismatches, over every version ever held."""
+    def counts(self) -> tuple[int, int, int]:
+        """Features dropped for the bound, type mismatches and predictions fed to the drift
+        tests (see ``detect.sample_rate``), over every version ever held."""
         versions = self.versions.values()
         return (self._retired_dropped + sum(v.dropped_features for v in versions),
-                self._retired_mismatches + sum(v.mismatches for v in versions))
+                self._retired_mismatches + sum(v.mismatches for v in versions),
+                self._retired_sampled + sum(v.sampled for v in versions))
 
     def version(self, version: str) -> VersionState:
         state = self.versions.get(version)
@@ -489,6 +548,7 @@ class ModelState:
                 evicted, old = self.versions.popitem(last=False)
                 self._retired_dropped += old.dropped_features
                 self._retired_mismatches += old.mismatches
+                self._retired_sampled += old.sampled
                 self.on_evict(self.name, evicted)
             state = self.versions[version] = VersionState(
                 self.factory, d.max_features, self.settings.slo.latency_threshold_ms, self.rebudget,

@@ -60,8 +60,8 @@ class BatchResult:
 
 #: The layout of ``Pipeline.snapshot``; a change makes older checkpoints unusable.
 #: 2: the join is saved by partition, not in the snapshot. 3: a binned drift test keeps
-#: its window's bins in one array.
-STATE_FORMAT = 3
+#: its window's bins in one array. 4: versions count the predictions their drift tests took.
+STATE_FORMAT = 4
 
 
 def settings_fingerprint(settings: Settings) -> str:
@@ -427,9 +427,10 @@ class Pipeline:
         totals[(overflow, ("join_feedback",))] = self.joiner.counts["evicted_waiting"]
         features = 0
         for state in self.models.values():
-            dropped, mismatches = state.counts()
+            dropped, mismatches, sampled = state.counts()
             features += dropped
             totals[("model_monitor_feature_type_mismatches_total", (state.name,))] = mismatches
+            totals[("model_monitor_drift_tested_predictions_total", (state.name,))] = sampled
         totals[(overflow, ("features",))] = features
         return totals
 

@@ -44,6 +44,8 @@ def test_file_then_environment_then_overrides(tmp_path):
     ("[kafka]\nauto_offset_reset = 'middle'", {}, "kafka.auto_offset_reset must be one of earliest, latest"),
     ("[kafka]\ncreate_topics = 'yes'", {}, "kafka.create_topics must be bool"),
     ("[detect]\ncheck_every = 600", {}, r"detect.check_every \(600\) must be <= detect.window_size"),
+    ("[detect]\nsample_rate = 0", {}, r"detect.sample_rate must be >= 0.001; got 0"),
+    ("", {"MONITOR_DETECT_SAMPLE_RATE": "1.5"}, r"detect.sample_rate must be <= 1; got 1.5"),
     ("[slo]\nshort_window = 5000", {}, r"slo.short_window \(5000\) must be <= slo.long_window"),
     ("[topics]\ndeadletter = 'monitor.tracking'", {}, "must differ from the input topics"),
     ("[kafka\n", {}, "not valid TOML"),

@@ -249,3 +249,47 @@ def test_river_adwin_on_numeric_features_is_opt_in():
     adwin = [a for a in with_adwin if a.detector == "adwin"]
     assert adwin
     assert adwin[0].at_event >= 4000
+
+
+def test_sampled_drift_tests_find_the_drift_and_leave_every_other_alert_as_it_was(faulty_stream):
+    faults, events = faulty_stream
+    full_pipeline, full, _, _ = run(events)
+    sampled_pipeline, sampled, _, _ = run(events, detect={"sample_rate": 0.25})
+    drift = faults[0]
+    hits = [a for a in sampled if a.kind == "data_drift" and a.model == drift.model and a.feature == drift.feature]
+    assert hits, "the drifted feature is found in a quarter of the predictions"
+    assert hits[0].ts >= START + drift.start_s, "no alert before the change"
+    assert hits[0].ts - (START + drift.start_s) < 25
+    assert all(a.ts >= START + faults[0].start_s for a in sampled), "no false alarm before the first fault"
+    # The SLO, feedback and label streams see every event, with the same thresholds.
+    every_event = ("slo_burn", "feedback_spike", "metric_decay")
+
+    def keys(alerts):
+        return [(a.at_event, a.kind, a.feature, a.detector, a.score) for a in alerts if a.kind in every_event]
+
+    assert keys(full)
+    assert keys(sampled) == keys(full)
+    # The metric shows the sample: about a quarter of each model's predictions.
+    def by_model(pipeline, name):
+        totals = {}
+        for family in pipeline.metrics.registry().collect():
+            for sample in family.samples:
+                if sample.name == name:
+                    totals[sample.labels["model"]] = totals.get(sample.labels["model"], 0) + sample.value
+        return totals
+
+    predictions = by_model(sampled_pipeline, "model_monitor_predictions_total")
+    tested = by_model(sampled_pipeline, "model_monitor_drift_tested_predictions_total")
+    assert by_model(full_pipeline, "model_monitor_drift_tested_predictions_total") == predictions
+    assert predictions.keys() == tested.keys() == {"recsys", "fraud", "search"}
+    for model, n in predictions.items():
+        assert 0.22 < tested[model] / n < 0.28, (model, tested[model], n)
+
+
+def test_the_sample_is_the_same_in_batches_of_any_size(faulty_stream):
+    _, events = faulty_stream
+    events = events[: len(events) // 2]
+    results = [run(events, batch_size=n, detect={"sample_rate": 0.3}) for n in (97, 20_000)]
+    keys = [[(a.at_event, a.kind, a.feature, a.detector, a.score) for a in alerts] for _, alerts, _, _ in results]
+    assert any(k[1] == "data_drift" for k in keys[0])
+    assert keys[0] == keys[1]
