@@ -61,13 +61,15 @@ def test_a_stream_marks_its_change_where_it_begins():
 
 @pytest.mark.slow
 def test_the_benchmark_command_runs_and_reports():
-    result = subprocess.run([sys.executable, "-m", "benchmarks.detection", "--detectors", "ours,periodic",
+    result = subprocess.run([sys.executable, "-m", "benchmarks.detection",
+                             "--detectors", "ours,ours_sample_0.5,periodic",
                              "--streams", "mean_shift_1sd,steady_normal", "--no-write", "--jobs", "2"],
                             capture_output=True, timeout=300, check=False)
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert "| ours | 1/1 |" in out
     assert "| periodic | 1/1 |" in out
+    assert "| ours_sample_0.5 | 1/1 |" in out
     assert "Every injected change detected: met" in out
 
 
@@ -120,3 +122,30 @@ def test_the_budget_benchmark_prints_the_floors_and_the_stages():
                 "| **floors: the contract in C, a dict, the detectors** |", "| Pipeline.process: detect |",
                 "| **Pipeline.process, all of it** |"):
         assert row in out.stdout, out.stdout
+
+
+def test_pipeline_cpu_runs_each_settings_variant_and_refuses_a_bad_one():
+    command = [sys.executable, "-m", "benchmarks.throughput.pipeline_cpu", "--events", "3000", "--numeric", "3"]
+    out = subprocess.run([*command, "--set", "detect.sample_rate=1", "--set", "detect.sample_rate=0.25"],
+                         check=False, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2, out.stdout
+    assert "3 numeric features, detect.sample_rate=1: " in lines[0]
+    assert "3 numeric features, detect.sample_rate=0.25: " in lines[1]
+    assert all("us of CPU per event (decode" in line for line in lines)
+    bad = subprocess.run([*command, "--set", "detect.sample_rate=0"], check=False, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2
+    assert "detect.sample_rate must be >= 0.001" in bad.stderr
+
+
+def test_a_settings_variant_becomes_the_daemons_environment():
+    from benchmarks.throughput import variants  # noqa: PLC0415
+
+    assert variants.environ("detect.sample_rate=0.25,kafka.max_batch_records=1000") == {
+        "MONITOR_DETECT_SAMPLE_RATE": "0.25", "MONITOR_KAFKA_MAX_BATCH_RECORDS": "1000"}
+    assert variants.environ("") == {}
+    for bad, message in (("detect.sample_rate", "SECTION.KEY=VALUE"), ("detect.nope=1", "unknown key detect.nope")):
+        with pytest.raises(ValueError, match=message):
+            variants.environ(bad)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -31,11 +32,15 @@ RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "detection.json"
 ALL = ("ours", "ours_adwin", "evidently_1000", "evidently_5000", "river_ADWIN", "river_PageHinkley", "river_KSWIN",
        "river_DDM", "river_HDDMA", "periodic", "random")
+#: Ours with the drift tests fed a sample (detect.sample_rate), asked for by name: ours_sample_0.25.
+SAMPLED = re.compile(r"ours_sample_(0\.\d+|1)")
 
 
 def _runner(name: str) -> Any:
     if name == "ours":
         return D.ours()
+    if sampled := SAMPLED.fullmatch(name):
+        return D.ours({"detect": {"sample_rate": float(sampled.group(1))}})
     if name == "ours_adwin":  # ours plus river's ADWIN (default delta) on every numeric feature
         return D.ours({"detect": {"adwin_delta": 0.002}})
     if name.startswith("evidently_"):
@@ -168,13 +173,15 @@ def replace_section(text: str, section: str, title: str = "## Detection quality"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.detection", description=__doc__)
-    parser.add_argument("--detectors", default=",".join(ALL), help=f"comma-separated, from {', '.join(ALL)}")
+    parser.add_argument("--detectors", default=",".join(ALL),
+                        help=f"comma-separated, from {', '.join(ALL)}; and ours_sample_RATE (e.g. ours_sample_0.25: "
+                             "ours with detect.sample_rate = RATE)")
     parser.add_argument("--streams", default="", help="only streams whose name contains one of these (comma-separated)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="streams run at once")
     parser.add_argument("--no-write", action="store_true", help="print the tables; do not update RESULTS.md")
     args = parser.parse_args(argv)
     detector_names = [d for d in args.detectors.split(",") if d]
-    unknown = set(detector_names) - set(ALL)
+    unknown = {d for d in detector_names if d not in ALL and not SAMPLED.fullmatch(d)}
     if unknown:
         parser.error(f"unknown detectors {sorted(unknown)}")
     names = [n for n, _ in catalog()]

@@ -11,7 +11,9 @@ Results go to the "Throughput" section of benchmarks/RESULTS.md.
 
 ``--tree A --tree B`` instead runs only ``monitor run`` (one worker) from each source
 tree (a git worktree of another commit, say), alternating, ``--rounds`` times each on
-the same topics: a side-by-side comparison, printed and not written.
+the same topics: a side-by-side comparison, printed and not written. ``--set
+detect.sample_rate=1 --set detect.sample_rate=0.25`` does the same for settings (of
+this tree, or of each ``--tree``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.throughput import workload
+from benchmarks.throughput import variants, workload
 from monitor.broker import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,14 +168,15 @@ def _metrics(port: int) -> dict[str, float]:
     return out
 
 
-def daemon(bootstrap: str, n: int, workers: int, folder: Path, root: Path = ROOT) -> dict[str, Any]:
-    """``workers`` daemons (of the source tree ``root``) in one fresh group over the whole
-    topic; rate while all work."""
+def daemon(bootstrap: str, n: int, workers: int, folder: Path, root: Path = ROOT,
+           env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``workers`` daemons (of the source tree ``root``, with ``env`` added to their
+    environment) in one fresh group over the whole topic; rate while all work."""
     group = f"bench-{os.urandom(4).hex()}"
     ports = [free_port() for _ in range(workers)]
     logs = [(folder / f"{group}-{port}.log").open("wb") for port in ports]
     children = [subprocess.Popen([PY, "-m", "monitor", "run", "-c", str(_config(bootstrap, folder, group, port))],
-                                 cwd=root, stdout=out, stderr=subprocess.STDOUT)
+                                 cwd=root, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
                 for port, out in zip(ports, logs, strict=True)]
     samples: list[tuple[float, list[float]]] = []  # (time, handled per worker)
     stages: dict[str, float] = {}
@@ -350,20 +353,23 @@ def stage_table(stages: dict[str, float]) -> list[str]:
     return out
 
 
-def compare_trees(trees: list[Path], n: int, rounds: int) -> int:
-    """``monitor run`` (one worker) of each source tree over the same topics, alternating."""
+def compare(trees: list[Path], settings: list[str], n: int, rounds: int) -> int:
+    """``monitor run`` (one worker) of each source tree with each settings variant, over
+    the same topics, alternating."""
+    runs = [(tree, variant, variants.environ(variant)) for variant in settings for tree in trees]
+    rates: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         log(f"broker at {broker.bootstrap}; producing {n:,} events")
         produce(broker.bootstrap, n)
-        rates: dict[Path, list[float]] = {tree: [] for tree in trees}
         for _ in range(rounds):
-            for tree in trees:
-                row = daemon(broker.bootstrap, n, 1, Path(tmp), root=tree.resolve())
-                rates[tree].append(row["rate"])
+            for tree, variant, env in runs:
+                name = f"{tree}" + (f" {variant}" if variant else "")
+                row = daemon(broker.bootstrap, n, 1, Path(tmp), root=tree.resolve(), env=env)
+                rates.setdefault(name, []).append(row["rate"])
                 split = ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in row["stages"].items())
-                log(f"{tree}: {row['rate']:,.0f} events/s (us/event: {split})")
-    for tree, got in rates.items():
-        log(f"{tree}: best {max(got):,.0f} events/s of {len(got)} runs ({', '.join(f'{r:,.0f}' for r in got)})")
+                log(f"{name}: {row['rate']:,.0f} events/s (us/event: {split})")
+    for name, got in rates.items():
+        log(f"{name}: best {max(got):,.0f} events/s of {len(got)} runs ({', '.join(f'{r:,.0f}' for r in got)})")
     return 0
 
 
@@ -381,10 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     parser.add_argument("--tree", action="append", type=Path,
                         help="compare `monitor run` from these source trees only (repeatable; prints, writes nothing)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each --tree, alternating (default 2)")
+    parser.add_argument("--set", action="append", dest="settings", metavar="SECTION.KEY=VALUE[,...]",
+                        help=f"with or without --tree: {variants.HELP}")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs of each --tree and --set, alternating (default 2)")
     args = parser.parse_args(argv)
-    if args.tree:
-        return compare_trees(args.tree, args.events, args.rounds)
+    if args.tree or args.settings:
+        try:
+            return compare(args.tree or [ROOT], args.settings or [""], args.events, args.rounds)
+        except ValueError as exc:
+            parser.error(str(exc))
     skip = set(filter(None, args.skip.split(",")))
     n = args.events
     rows: list[dict[str, Any]] = []

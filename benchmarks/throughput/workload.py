@@ -27,14 +27,16 @@ CHUNK = 10_000
 
 
 def events(n: int, *, seed: int = 0, rate_per_s: float = 10_000.0, drift_at: int | None = None,
-           drift_every: int | None = None, start_ts: float = START_TS) -> Iterator[bytes]:
-    """``n`` events as JSON lines (without the newline), in stream order."""
+           drift_every: int | None = None, start_ts: float = START_TS, numeric: int = len(NUMERIC)) -> Iterator[bytes]:
+    """``n`` events as JSON lines (without the newline), in stream order; ``numeric``
+    numeric features (x0, x1, ...) beside the two categorical ones."""
     rng = np.random.default_rng(seed)
+    names = tuple(f"x{i}" for i in range(numeric))
     emitted = 0
     recent: list[tuple[str, str, str]] = []  # (request_id, model, version) of recent predictions
     while emitted < n:
         size = min(CHUNK, n - emitted)
-        x = rng.normal(0.0, 1.0, (size, len(NUMERIC))).round(4)
+        x = rng.normal(0.0, 1.0, (size, numeric)).round(4)
         if drift_at is not None:
             x[max(0, drift_at - emitted):, 0] += 1.0
         if drift_every:
@@ -70,7 +72,7 @@ def events(n: int, *, seed: int = 0, rate_per_s: float = 10_000.0, drift_at: int
             yield orjson.dumps({
                 "event_id": f"p-{index}", "type": "prediction", "ts": ts, "model": model,
                 "model_version": "v1", "request_id": request_id,
-                "features": {**dict(zip(NUMERIC, x[i].tolist(), strict=True)),
+                "features": {**dict(zip(names, x[i].tolist(), strict=True)),
                              "platform": CATEGORIES[0][cats[0][i]], "country": CATEGORIES[1][cats[1][i]]},
                 "prediction": {"score": float(scores[i])},
                 "latency_ms": float(latency[i]), "status": "ok",
