@@ -352,19 +352,23 @@ class VersionState:
         self.pending_positions = []
         if not events:
             return np.empty(0)
-        if self.sample_rate < 1.0:
+        tested = positions
+        if self.sample_rate < 1.0:  # the SLO streams take every event, the tracks the sample
             ids, latencies, statuses = zip(*[(e["event_id"], e.get("latency_ms"), e.get("status"))
                                             for e in events], strict=True)
             kept = in_sample(ids, self.sample_rate)
-            self._take_rows([events[i] for i in kept], positions[kept])
+            tested = positions[kept]
+            features = [events[i].get("features") or _NO_FEATURES for i in kept]
+            outputs = [events[i].get("prediction") or _NO_FEATURES for i in kept]
         else:
             # One pass over the events (scattered in memory), not one per field.
             features, outputs, latencies, statuses = zip(*[
                 (e.get("features") or _NO_FEATURES, e.get("prediction") or _NO_FEATURES, e.get("latency_ms"),
                  e.get("status")) for e in events], strict=True)
-            self._take(self.features, features, positions, "data_drift", "", True)
-            self._take(self.outputs, outputs, positions, "prediction_drift", "prediction.", False)
-            self.sampled += len(events)
+        if len(tested):
+            self._take(self.features, features, tested, "data_drift", "", True)
+            self._take(self.outputs, outputs, tested, "prediction_drift", "prediction.", False)
+            self.sampled += len(tested)
         if None in latencies:
             timed = np.array([v is not None for v in latencies], dtype=bool)
             latency = np.array([v for v in latencies if v is not None], dtype=np.float64)
@@ -377,16 +381,6 @@ class VersionState:
             failed[[i for i, status in enumerate(statuses) if status == "error"]] = 1.0
         self.availability.add_many(positions, failed)
         return latency / 1000.0
-
-    def _take_rows(self, events: list[Event], positions: np.ndarray) -> None:
-        """Feed the feature and output tracks from these predictions (the batch's sample)."""
-        if not events:
-            return
-        self._take(self.features, [e.get("features") or _NO_FEATURES for e in events], positions, "data_drift",
-                   "", True)
-        self._take(self.outputs, [e.get("prediction") or _NO_FEATURES for e in events], positions,
-                   "prediction_drift", "prediction.", False)
-        self.sampled += len(events)
 
     def _take(self, tracks: dict[str, Track], rows: Sequence[dict[str, Any]], positions: np.ndarray, kind: str,
               prefix: str, with_missing: bool) -> None:
@@ -437,9 +431,9 @@ class VersionState:
 
 
 def in_sample(event_ids: Sequence[str], rate: float) -> np.ndarray:
-    """Indices of the events in the sample of ``rate``: those whose event_id's CRC-32 falls
-    below ``rate`` of its range. An event is in or out whatever batch, replay or member of
-    the group reads it, and no pattern in the order of the stream can bias the sample.
+    """Indices of the events in the sample of ``rate``: those whose event_id hashes below
+    ``rate`` of the 32-bit range. An event is in or out whatever batch, replay or member
+    of the group reads it, and no pattern in the order of the stream can bias the sample.
 
     >>> in_sample(["p-1", "p-2", "p-3", "p-4"], 0.5).tolist()
     [3]
@@ -516,7 +510,8 @@ class ModelState:
 
     def rebudget(self) -> None:
         """Share the model's false-alarm budget equally among its tests (Bonferroni): each
-        test aims at false_alarms_per_million / 1e6 / tests false alarms per value.
+        test aims at false_alarms_per_million / 1e6 / tests false alarms per value, or per
+        prediction for a test fed a sample (``detect.sample_rate``).
 
         Called whenever a test is added or a version goes; thresholds change at points of
         the stream that depend on nothing but the stream, so replays agree."""
