@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {len(lat['samples'])} alerts, {lat['missed']} missed")
     mem = None
     if "memory" not in skip:
-        marks = (args.memory_events // 10, args.memory_events)
+        marks = tuple(args.memory_events * k // 10 for k in range(1, 11))  # a curve: growth or a plateau
         log(f"memory: replaying {args.memory_events:,} generated events ...")
         mem = memory(args.memory_events, marks)
     ceiling = next((r["rate"] for r in rows if r["name"] == "bare aiokafka"), float("nan"))
@@ -459,9 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     if one and two:
         lines += [f"Two workers against one: **{two['rate'] / one['rate']:.2f}x**.", ""]
     if mem:
-        (small, a), (large, b) = sorted(mem["rss_mib"].items())
+        curve = sorted(mem["rss_mib"].items())
+        (small, a), (large, b) = curve[0], curve[-1]
         lines += [f"Memory: `monitor replay -` over {mem['events']:,} generated events: RSS {a} MiB after "
-                  f"{small:,} and {b} MiB after {large:,} (**{(b - a) / a:+.0%}**).", ""]
+                  f"{small:,} and {b} MiB after {large:,} (**{(b - a) / a:+.0%}**); at each tenth: "
+                  f"{', '.join(f'{rss}' for _, rss in curve)} MiB.", ""]
     if lat:
         samples = lat["samples"]
         lines += [f"Alert latency at {lat['rate']:,.0f} events/s offered (`monitor run`, 1 worker): x0 of all three "
