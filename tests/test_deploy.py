@@ -508,6 +508,7 @@ def traffic() -> Iterator[StatusServer]:
         with metrics.lock:
             metrics.inc("model_monitor_predictions_total", ("recsys", "v1", "ok"), 99)
             metrics.inc("model_monitor_predictions_total", ("recsys", "v1", "error"), 1)
+            metrics.inc("model_monitor_drift_tested_predictions_total", ("recsys",), 25)  # sample_rate 0.25
             metrics.observe_many("model_monitor_prediction_latency_seconds", ("recsys", "v1"),
                                  np.array([0.02] * 8 + [0.1, 0.3]))
             metrics.inc("model_monitor_events_total", ("recsys", "prediction"), 100)
