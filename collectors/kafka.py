@@ -13,7 +13,9 @@ aiokafka runs rebalances in a background task, so one can start while a batch is
 hand. The caller holds ``KafkaSource.batch_lock`` from fetch to commit, and
 revoking partitions waits for it: a member gives partitions up only after
 committing what it processed, and a batch fetched before the revocation leaves their
-messages to the next owner (``KafkaSource.owned``). If a commit still finds a partition gone (the
+messages to the next owner (``KafkaSource.owned``). New partitions are paused, and
+the lock held, while the assignment hook runs: nothing of them is fetched or
+processed before the hook has sought and taken their state over. If a commit still finds a partition gone (the
 member was fenced out), the new owner reads those messages again, which the
 idempotent sinks make harmless.
 """
@@ -112,11 +114,21 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions revoked: %s", _names(gone))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        source = self.source
         new = set(assigned)
-        self.source.assigned |= new
+        source.assigned |= new
         log.info("partitions assigned: %s", _names(new))
-        if self.source.on_assigned is not None:  # before the first fetch from them: a seek lands
-            await self.source.on_assigned(new)
+        if source.on_assigned is None:
+            return
+        # The hook may seek and take state over (awaiting the store meanwhile): nothing of
+        # these partitions may be fetched before it is done, or be processed beside it.
+        # Paused before the first await, so no record of them is fetched yet.
+        source.pause(new)
+        try:
+            async with source.batch_lock:
+                await source.on_assigned(new)
+        finally:
+            source.resume(new)
 
 
 def _names(tps: Iterable[TopicPartition]) -> str:
@@ -243,6 +255,14 @@ class KafkaSource:
         except (TimeoutError, KafkaError, IllegalStateError) as exc:
             log.warning("no position for %s[%d] (%s)", tp.topic, tp.partition, exc)
             return -1
+
+    def pause(self, partitions: set[TopicPartition]) -> None:
+        """Fetch nothing of these partitions until ``resume``."""
+        self._consumer.pause(*partitions)
+
+    def resume(self, partitions: set[TopicPartition]) -> None:
+        """Fetch these partitions again (those still assigned: a rebalance may have taken some)."""
+        self._consumer.resume(*(partitions & self._consumer.assignment()))
 
     def seek(self, offsets: dict[tuple[str, int], int]) -> None:
         """Read these partitions from these offsets next (they must be assigned)."""

@@ -343,8 +343,10 @@ class Service:
 
     # -- checkpoints: the pipeline's state with the offsets it covers ---------------------
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
-        # No batch is in hand here: every rebalance revokes all partitions first (aiokafka's
-        # eager protocol), and a batch fetched before leaves them to the next fetch.
+        # No batch is in hand here, nor fetched from these partitions until this returns:
+        # every rebalance revokes all partitions first (aiokafka's eager protocol), a batch
+        # fetched before leaves them to the next fetch, and the source pauses the new ones
+        # and holds the batch lock while this runs.
         await self._restore_checkpoint()
         await self._take_join(assigned)
 
