@@ -15,9 +15,9 @@ revoking partitions waits for it: a member gives partitions up only after
 committing what it processed, and a batch fetched before the revocation leaves their
 messages to the next owner (``KafkaSource.owned``). New partitions are paused, and
 the lock held, while the assignment hook runs: nothing of them is fetched or
-processed before the hook has sought and taken their state over. If a commit still finds a partition gone (the
-member was fenced out), the new owner reads those messages again, which the
-idempotent sinks make harmless.
+processed before the hook has sought and taken their state over. If a commit still
+finds a partition gone (the member was fenced out), the new owner reads those
+messages again, which the idempotent sinks make harmless.
 """
 
 from __future__ import annotations
