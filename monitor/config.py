@@ -153,8 +153,9 @@ class DetectSettings:
     sample_rate: float = _key(
         1.0, "Share of each version's predictions whose features and outputs go through the drift and "
              "missing-rate tests: a sample by event_id, the same in every runner and member. Latency, status, "
-             "labels and feedback always count every event. Below 1 a worker carries more events per second; "
-             "drift is seen after about 1/sample_rate times as many predictions.", min=0.001, max=1)
+             "labels and feedback always count every event; feature type mismatches and the feature bound are "
+             "counted on the sample. Below 1 a worker carries more events per second; drift is seen after "
+             "about 1/sample_rate times as many predictions.", min=0.001, max=1)
     drift_share: float = _key(0.5, "Also raise one dataset-level data_drift (feature *) when this share of a "
                                    "version's features drifted within drift_share_window events; 0 to never.",
                               min=0, max=1)

@@ -523,9 +523,10 @@ class ModelState:
         for detector in every:
             detector.set_false_alarm_rate(rate)
         # A test fed a sample sees sample_rate values per prediction: per value it may spend
-        # 1/sample_rate times as much for the same false alarms per prediction.
+        # 1/sample_rate times as much for the same false alarms per prediction (a rate must
+        # stay below 1: a large budget on a small sample would not).
         for detector in sampled:
-            detector.set_false_alarm_rate(rate / d.sample_rate)
+            detector.set_false_alarm_rate(min(rate / d.sample_rate, 0.5))
 
     def counts(self) -> tuple[int, int, int]:
         """Features dropped for the bound, type mismatches and predictions fed to the drift

@@ -293,3 +293,11 @@ def test_the_sample_is_the_same_in_batches_of_any_size(faulty_stream):
     keys = [[(a.at_event, a.kind, a.feature, a.detector, a.score) for a in alerts] for _, alerts, _, _ in results]
     assert any(k[1] == "data_drift" for k in keys[0])
     assert keys[0] == keys[1]
+
+
+def test_a_large_false_alarm_budget_on_a_small_sample_is_capped_not_an_error():
+    rows = [{"event_id": f"e-{i}", "type": "prediction", "ts": START + i / 100, "model": "m",
+             "features": {"x": float(i % 7)}} for i in range(3000)]
+    pipeline, _, _, _ = run(rows, detect={"sample_rate": 0.01, "false_alarms_per_million": 1e5})
+    assert pipeline.metrics.registry().get_sample_value("model_monitor_drift_tested_predictions_total",
+                                                        {"model": "m"}) > 0
