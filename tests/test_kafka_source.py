@@ -10,17 +10,20 @@ from helpers import produce
 
 from collectors.kafka import KafkaSource, ensure_topics
 
+SEEK_TO = 10
+
 
 def test_nothing_of_a_partition_is_fetched_while_its_assignment_hook_runs(broker):
-    # The daemon's hook reads the store and may seek (a restored checkpoint, a moved join):
-    # a batch fetched from the new partitions meanwhile would be processed beside it,
-    # from where reading stood before the seek, with the join half merged.
+    # The daemon's hook reads the store and may seek (a restored checkpoint) and take the
+    # join over: a batch fetched from the new partitions meanwhile would come from where
+    # reading stood before the seek, and be processed beside the half-merged join.
     tag = uuid.uuid4().hex[:8]
     topic = f"src-{tag}"
     asyncio.run(ensure_topics(broker, {topic: 2}, 10.0, replication=1))
     produce(broker, topic, [{"event_id": f"e-{i}", "request_id": f"r-{i}"} for i in range(200)])
     hook: dict[str, float] = {}
-    fetched: list[tuple[float, int]] = []  # (when, messages)
+    fetched: list[tuple[float, int]] = []  # (when the fetch returned, messages)
+    processed: list[int] = []  # offsets handed to the batch
 
     async def scenario() -> None:
         source = KafkaSource([topic], broker, f"g-{tag}", max_records=50, fetch_timeout_ms=50,
@@ -29,23 +32,25 @@ def test_nothing_of_a_partition_is_fetched_while_its_assignment_hook_runs(broker
         async def on_assigned(new: set) -> None:
             hook["start"] = time.monotonic()
             await asyncio.sleep(1.5)  # the store is slow today
+            source.seek({(tp.topic, tp.partition): SEEK_TO for tp in new})  # as a restored checkpoint does
             hook["end"] = time.monotonic()
 
         source.on_assigned = on_assigned
         await source.start(10.0)
         try:
             deadline = time.monotonic() + 30
-            while sum(n for _, n in fetched) < 200 and time.monotonic() < deadline:
+            while len(processed) < 200 - 2 * SEEK_TO and time.monotonic() < deadline:
                 messages = await source.fetch()
+                if messages:
+                    fetched.append((time.monotonic(), len(messages)))
                 async with source.batch_lock:  # as the daemon's main loop does
-                    messages = source.owned(messages)
-                    if messages:
-                        fetched.append((time.monotonic(), len(messages)))
+                    processed.extend(m.offset for m in source.owned(messages))
         finally:
             await source.stop()
 
     asyncio.run(scenario())
-    assert sum(n for _, n in fetched) == 200
     assert "end" in hook
-    early = [n for when, n in fetched if when < hook["end"]]
-    assert early == [], f"{sum(early)} messages were handed out while the assignment hook ran"
+    during = [n for when, n in fetched if when < hook["end"]]
+    assert during == [], f"{sum(during)} messages were fetched while the assignment hook ran"
+    assert len(processed) == 200 - 2 * SEEK_TO
+    assert min(processed) == SEEK_TO, "nothing from before the hook's seek"
