@@ -26,6 +26,8 @@ from typing import Any
 from benchmarks.detection import detectors as D
 from benchmarks.detection.score import StreamScore, Summary, score_stream, summarise
 from benchmarks.detection.streams import catalog
+from collectors.errors import ConfigError
+from monitor.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
@@ -33,7 +35,7 @@ RESULTS_JSON = ROOT / "benchmarks" / "results" / "detection.json"
 ALL = ("ours", "ours_adwin", "evidently_1000", "evidently_5000", "river_ADWIN", "river_PageHinkley", "river_KSWIN",
        "river_DDM", "river_HDDMA", "periodic", "random")
 #: Ours with the drift tests fed a sample (detect.sample_rate), asked for by name: ours_sample_0.25.
-SAMPLED = re.compile(r"ours_sample_(0\.\d+|1)")
+SAMPLED = re.compile(r"ours_sample_(\d+(?:\.\d+)?)")
 
 
 def _runner(name: str) -> Any:
@@ -184,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = {d for d in detector_names if d not in ALL and not SAMPLED.fullmatch(d)}
     if unknown:
         parser.error(f"unknown detectors {sorted(unknown)}")
+    for name in detector_names:
+        if sampled := SAMPLED.fullmatch(name):
+            try:
+                load_settings(environ={}, overrides={"detect": {"sample_rate": float(sampled.group(1))}})
+            except ConfigError as exc:
+                parser.error(f"{name}: {exc}")
     names = [n for n, _ in catalog()]
     if args.streams:
         wanted = args.streams.split(",")

@@ -12,7 +12,7 @@ the version reports one. The young-generation GC threshold is set as ``monitor r
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +22,7 @@ from benchmarks.throughput import variants
 ROOT = Path(__file__).resolve().parents[2]
 
 _CHILD = r"""
-import collections, gc, importlib.util, sys, time
+import collections, gc, importlib.util, json, sys, time
 sys.path.insert(0, sys.argv[1])
 gc.set_threshold(100_000, 10, 10)
 spec = importlib.util.spec_from_file_location("workload", sys.argv[3])  # this checkout's, whatever the tree
@@ -34,7 +34,7 @@ from monitor.config import load_settings
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
 msgs = [RawMessage("t", 0, i, None, line) for i, line in enumerate(events(int(sys.argv[2]), numeric=int(sys.argv[6])))]
-settings = load_settings()  # the defaults, and the variant's MONITOR_* variables
+settings = load_settings(environ=json.loads(sys.argv[7]))  # the variant's alone, not the shell's
 pipeline = Pipeline(settings, Metrics(), clock=lambda: 2e9)
 stages = collections.Counter()
 started = time.process_time()
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant, env in zip(args.settings or [""], environs, strict=True):
             for tree in args.tree or [str(ROOT)]:
                 subprocess.run([sys.executable, "-c", _CHILD, tree, str(args.events), str(workload), str(batch),
-                                variant, str(args.numeric)], env={**os.environ, **env}, check=True)
+                                variant, str(args.numeric), json.dumps(env)], check=True)
     return 0
 
 
