@@ -332,7 +332,6 @@ class VersionState:
         self.availability = Stream(factory.availability_slo(), "slo_burn", "status", "availability_burn_rate")
         self.errors = Stream(factory.error_rate(), "metric_decay", None, "error_rate")
         self.dropped_features = 0
-        self.sample_rate = factory.d.sample_rate
         self.sampled = 0  # predictions handed to the feature and output tracks
         self.pending: list[Event] = []  # this batch's predictions, until ingest
         self.pending_positions: list[int] = []
@@ -353,10 +352,11 @@ class VersionState:
         if not events:
             return np.empty(0)
         tested = positions
-        if self.sample_rate < 1.0:  # the SLO streams take every event, the tracks the sample
+        rate = self.factory.d.sample_rate
+        if rate < 1.0:  # the SLO streams take every event, the tracks the sample
             ids, latencies, statuses = zip(*[(e["event_id"], e.get("latency_ms"), e.get("status"))
                                             for e in events], strict=True)
-            kept = in_sample(ids, self.sample_rate)
+            kept = in_sample(ids, rate)
             tested = positions[kept]
             features = [events[i].get("features") or _NO_FEATURES for i in kept]
             outputs = [events[i].get("prediction") or _NO_FEATURES for i in kept]
