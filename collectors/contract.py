@@ -109,7 +109,9 @@ class FlaggedSample:
     """A case worth retraining on, already redacted.
 
     ``reason`` is the feedback kind (``thumbs_down``, ``complaint``, ``correction``,
-    ``wrong_label``) or the alert kind of the window it was sampled from.
+    ``wrong_label``) or the alert kind of the window it was sampled from. A feedback
+    sample is a *bad case*: ``category`` is what the ``[[badcases.rules]]`` made of it
+    (None for drift-window samples).
     """
 
     event_id: str
@@ -119,3 +121,4 @@ class FlaggedSample:
     detail: str | None
     event_ts: float
     payload: dict[str, Any] = field(default_factory=dict)
+    category: str | None = None

@@ -12,12 +12,17 @@ import gc
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from collectors.errors import ConfigError, FatalError, TransientError
 from monitor import __version__
-from monitor.config import ENV_PREFIX, load_settings, reference_markdown, render_toml
+from monitor.config import ENV_PREFIX, Settings, load_settings, reference_markdown, render_toml
 from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STARTUP
+
+if TYPE_CHECKING:
+    from retrain.store import SampleStore
 
 log = logging.getLogger("monitor")
 
@@ -42,6 +47,10 @@ exit codes: 0 ok, 1 failure while running, 2 bad usage or config, 3 start-up fai
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", metavar="FILE", default=os.environ.get("MONITOR_CONFIG"),
                         help="TOML configuration file (default: $MONITOR_CONFIG, else built-in defaults)")
+
+
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="URL", help="SQLAlchemy URL of the store (default: store.url)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +111,35 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("file", help="prediction events, one JSON object per line ('-' for stdin)")
     baseline.add_argument("--store", metavar="URL", help="override store.url")
     _add_config(baseline)
+
+    badcases = commands.add_parser(
+        "badcases", help="list the bad cases users reported, by priority",
+        description="List the stored bad cases (thumbs-downs, complaints, corrections and late labels that said "
+                    "the prediction was wrong), one per feedback event, highest priority first. Each has a "
+                    "category (from [[badcases.rules]]), a priority (P0 fix this week, P1 fix this month, P2 plan "
+                    "it, P3 backlog; --explain shows the parts of its score) and a near-duplicate group. "
+                    "Everything shown is redacted of personal data.",
+        epilog="times (--since, --until): epoch seconds, a date (2026-11-30), a date-time "
+               "(2026-11-30T08:00:00+08:00) or an age (7d, 12h, 30m)")
+    _add_store(badcases)
+    badcases.add_argument("--model", action="append", default=[], metavar="M", help="only this model (repeatable)")
+    badcases.add_argument("--version", action="append", default=[], metavar="V",
+                          help="only this model version (repeatable)")
+    badcases.add_argument("--category", action="append", default=[], metavar="C",
+                          help="only this category (repeatable)")
+    badcases.add_argument("--segment", action="append", default=[], metavar="KEY=VALUE",
+                          help="only cases whose segment has this value (repeatable: all must hold)")
+    badcases.add_argument("--since", metavar="T", help="only cases at or after this event time")
+    badcases.add_argument("--until", metavar="T",
+                          help="only cases before this event time; priorities are worked out as of then")
+    badcases.add_argument("--limit", type=int, metavar="N", help="print at most N lines")
+    badcases.add_argument("--format", choices=("table", "jsonl", "csv", "markdown"), default="table",
+                          help="table (default), jsonl (every field), csv or markdown")
+    badcases.add_argument("--grouped", action="store_true", help="one line per near-duplicate group, with its size")
+    badcases.add_argument("--explain", action="store_true", help="show how each case got its priority")
+    badcases.add_argument("--recategorise", action="store_true",
+                          help="first apply the configured rules again to every stored bad case")
+    _add_config(badcases)
 
     config = commands.add_parser("config", help="print or check the configuration",
                                  description="Print the effective configuration (defaults, file, environment).")
@@ -201,6 +239,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(summary.describe(), file=sys.stderr)
         print(f"stored {stored} reference samples in {store.url}", file=sys.stderr)
         return EXIT_OK
+    if args.command == "badcases":
+        return _badcases(args, settings)
     if args.command == "produce":
         from monitor.produce import produce  # noqa: PLC0415
         from monitor.service import kafka_client_config  # noqa: PLC0415
@@ -213,6 +253,39 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"sent {sent:,} messages to {args.topic}", file=sys.stderr)
         return EXIT_OK
     raise AssertionError(f"unhandled command {args.command}")  # argparse only allows the ones above
+
+
+def _open_store(args: argparse.Namespace, settings: Settings) -> SampleStore:
+    from retrain.store import SampleStore  # noqa: PLC0415
+
+    return SampleStore(args.store or settings.store.url)
+
+
+def _badcases(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor import badcases as bc  # noqa: PLC0415
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    now = time.time()
+    selection = bc.Selection(
+        models=args.model, versions=args.version, categories=args.category, segment=bc.parse_segment(args.segment),
+        since=bc.parse_time(args.since, now=now, what="--since") if args.since else None,
+        until=bc.parse_time(args.until, now=now, what="--until") if args.until else None)
+    store = _open_store(args, settings)
+    try:
+        if args.recategorise:
+            moves = bc.recategorise(store, settings, args.model)
+            moved = sum(moves.values())
+            print(f"recategorised {moved:,} bad cases" + (": " + ", ".join(
+                f"{old} -> {new} {n:,}" for (old, new), n in moves.most_common()) if moves else ""), file=sys.stderr)
+        cases = bc.load_cases(store, settings, selection)
+    finally:
+        store.close()
+    shown = bc.select_output(cases, grouped=args.grouped, limit=args.limit)
+    bc.write(shown, args.format, sys.stdout, grouped=args.grouped, explain=args.explain)
+    sys.stdout.flush()
+    print(bc.summary(cases) + (f"; {len(shown):,} shown" if len(shown) < len(cases) else ""), file=sys.stderr)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any
 from collectors.contract import ALERT_KINDS
 from collectors.errors import ConfigError
 from collectors.redact import KINDS as REDACTION_KINDS
+from retrain.badcases import DEFAULT_RULES, PriorityWeights, RuleSet
 
 ENV_PREFIX = "MONITOR_"
 ENV_SOURCE = "the environment"
@@ -44,6 +45,11 @@ def _key(default: Any, doc: str, **checks: Any) -> Any:
 
 def _list_key(default: list[str], doc: str) -> Any:
     return field(default_factory=lambda: list(default), metadata={"doc": doc})
+
+
+def _tables_key(default: list[dict[str, Any]], doc: str) -> Any:
+    """A list of TOML tables (``[[section.key]]``), kept as plain data and checked in ``_validate``."""
+    return field(default_factory=lambda: [dict(t) for t in default], metadata={"doc": doc, "tables": True})
 
 
 @dataclass
@@ -230,6 +236,49 @@ class ServiceSettings:
 
 
 @dataclass
+class BadcasesSettings:
+    """Bad cases: categories (ordered rules), near-duplicate groups and priorities (see README, "Bad cases")."""
+
+    active_alert_window_s: float = _key(
+        3600.0, "An alert counts as active for a model's bad cases this long (event time) after it fired.", min=0)
+    period_days: float = _key(7.0, "The period whose bad cases count for frequency and growth (this period "
+                                   "against the one before).", min=0.01)
+    weight_severity: float = _key(40.0, "Points of the priority score for severity (kind x category).", min=0)
+    weight_frequency: float = _key(25.0, "Points for how often the category occurs (distinct groups in the "
+                                         "period).", min=0)
+    weight_growth: float = _key(15.0, "Points for the category growing against the period before.", min=0)
+    weight_share: float = _key(20.0, "Points for the traffic share of the segment the case hits.", min=0)
+    severity_complaint: float = _key(1.0, "Severity of a complaint (0-1).", min=0, max=1)
+    severity_correction: float = _key(0.7, "Severity of a correction (0-1).", min=0, max=1)
+    severity_wrong_label: float = _key(0.6, "Severity of a late label that says the prediction was wrong (0-1).",
+                                       min=0, max=1)
+    severity_thumbs_down: float = _key(0.5, "Severity of a thumbs-down (0-1).", min=0, max=1)
+    frequency_half: float = _key(20.0, "Distinct groups of a category in the period at which frequency gives "
+                                       "half its points.", min=0.1)
+    p0_score: float = _key(70.0, "Lowest score of P0 (fix this week).", min=0)
+    p1_score: float = _key(50.0, "Lowest score of P1 (fix this month).", min=0)
+    p2_score: float = _key(30.0, "Lowest score of P2 (plan it); below it is P3 (backlog).", min=0)
+    duplicate_threshold: float = _key(0.7, "Comments at least this similar (Jaccard of character 3-grams, "
+                                           "after redaction and normalisation) are near-duplicates.",
+                                      min=0.05, max=1)
+    max_slices: int = _key(1000, "Segment combinations whose traffic is counted per model (for the share part "
+                                 "of the priority); the rest are counted together.", min=1)
+    rules: list[dict[str, Any]] = _tables_key(
+        DEFAULT_RULES, "Ordered categorisation rules ([[badcases.rules]] tables), first match wins; setting them "
+                       "replaces the defaults.")
+
+    def weights(self) -> PriorityWeights:
+        """The priority weights of these settings."""
+        return PriorityWeights(
+            severity=self.weight_severity, frequency=self.weight_frequency, growth=self.weight_growth,
+            share=self.weight_share,
+            kind_severity={"complaint": self.severity_complaint, "correction": self.severity_correction,
+                           "wrong_label": self.severity_wrong_label, "thumbs_down": self.severity_thumbs_down},
+            frequency_half=self.frequency_half, bands=(self.p0_score, self.p1_score, self.p2_score),
+            period_s=self.period_days * 86400)
+
+
+@dataclass
 class Settings:
     """All settings; one attribute per TOML section."""
 
@@ -242,6 +291,7 @@ class Settings:
     slo: SLOSettings = field(default_factory=SLOSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
+    badcases: BadcasesSettings = field(default_factory=BadcasesSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
@@ -279,6 +329,11 @@ def _coerce(where: str, value: Any, kind: Any, from_env: bool) -> Any:
         elif kind is str:
             if isinstance(value, str):
                 return value
+        elif typing.get_origin(kind) is list and typing.get_args(kind)[0] is not str:
+            if isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+                return [dict(v) for v in value]
+            if from_env:
+                raise ConfigError(f"{where} is a list of tables: set it in the config file, not the environment")
         elif typing.get_origin(kind) is list:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 return list(value)
@@ -347,6 +402,11 @@ def _validate(settings: Settings) -> None:
     if s.slow_short_window > s.slow_long_window:
         raise ConfigError(f"slo.slow_short_window ({s.slow_short_window}) must be <= slo.slow_long_window "
                           f"({s.slow_long_window})")
+    b = settings.badcases
+    if not b.p0_score >= b.p1_score >= b.p2_score:
+        raise ConfigError(f"badcases.p0_score ({b.p0_score}), p1_score ({b.p1_score}) and p2_score ({b.p2_score}) "
+                          "must not increase")
+    RuleSet.compile(b.rules, s.latency_threshold_ms)  # raises ConfigError naming the rule and key
     if not settings.kafka.bootstrap_servers.strip():
         raise ConfigError("kafka.bootstrap_servers must not be empty")
     t = settings.topics
@@ -398,7 +458,13 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return repr(value)
+
+
+def _toml_key(key: str) -> str:
+    return key if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key) else _toml_value(key)
 
 
 def render_toml(settings: Settings, with_docs: bool = True) -> str:
@@ -411,12 +477,21 @@ def render_toml(settings: Settings, with_docs: bool = True) -> str:
             lines.append(f"# {cls.__doc__.strip()}")
         lines.append(f"[{section}]")
         obj = getattr(settings, section)
+        tables: list[str] = []
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
+            if f.metadata.get("tables"):  # after the section's keys: a [[section.key]] table each
+                if with_docs:
+                    tables.append(f"\n# {f.metadata['doc']}")
+                for table in value:
+                    tables.append(f"\n[[{section}.{f.name}]]")
+                    tables.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
+                continue
             if f.name == "sasl_password" and value:
                 value = "<set>"
             doc = f"  # {f.metadata['doc']}" if with_docs else ""
             lines.append(f"{f.name} = {_toml_value(value)}{doc}")
+        lines.extend(tables)
     return "\n".join(lines) + "\n"
 
 
@@ -429,5 +504,7 @@ def reference_markdown() -> str:
         for f in dataclasses.fields(obj):
             env = f"MONITOR_{section.upper()}_{f.name.upper()}"
             default = _toml_value(getattr(obj, f.name)).replace("|", "\\|")
+            if f.metadata.get("tables"):
+                env, default = "-", f"{len(getattr(obj, f.name))} rules (see Bad cases)"
             rows.append(f"| `{section}.{f.name}` | `{default}` | `{env}` | {f.metadata['doc']} |")
     return "\n".join(rows)

@@ -13,11 +13,12 @@ Metrics are folded in at the end of each batch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import pickle
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from collectors.redact import Redactor
 from monitor.config import Settings
 from monitor.metrics import OTHER, LabelGuard, Metrics
 from monitor.model_state import Baselines, DetectorFactory, GaugeRow, ModelState
+from retrain.badcases import Facts, RuleSet, segment_text
 
 Event = dict[str, Any]
 #: (topic, partition) a message was read from: join entries move with their partition.
@@ -54,6 +56,9 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     samples: list[FlaggedSample] = field(default_factory=list)
+    #: Predictions by (model, segment as sorted (key, value) text pairs, event-time hour):
+    #: the traffic that bad-case priorities weigh segments by.
+    traffic: Counter[tuple[str, tuple[tuple[str, str], ...], int]] = field(default_factory=Counter)
     #: Seconds spent in each stage of ``Pipeline.process`` (see model_monitor_stage_seconds_total).
     stages: dict[str, float] = field(default_factory=dict)
 
@@ -61,7 +66,12 @@ class BatchResult:
 #: The layout of ``Pipeline.snapshot``; a change makes older checkpoints unusable.
 #: 2: the join is saved by partition, not in the snapshot. 3: a binned drift test keeps
 #: its window's bins in one array. 4: versions count the predictions their drift tests took.
-STATE_FORMAT = 4
+#: 5: the recent alerts of each model (for bad cases) and the segment combinations counted.
+STATE_FORMAT = 5
+#: Recent alerts kept per model for the bad cases that arrive after them.
+ALERT_LOG_SIZE = 32
+#: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.
+OTHER_SLICE: tuple[tuple[str, str], ...] = ((OTHER, OTHER),)
 
 
 def settings_fingerprint(settings: Settings) -> str:
@@ -107,6 +117,9 @@ class _Batch:
         self.flagged: Counter[tuple[str, str]] = Counter()
         self.redactions: Counter[tuple[str]] = Counter()
         self.samples: list[FlaggedSample] = []
+        #: Bad cases waiting for the batch's alerts before they are categorised: (position, sample).
+        self.cases: list[tuple[int, FlaggedSample]] = []
+        self.traffic: Counter[tuple[str, tuple[tuple[str, str], ...], int]] = Counter()
         self.touched: dict[str, ModelState] = {}
 
 
@@ -138,6 +151,11 @@ class Pipeline:
         self._evicted: list[tuple[str, str]] = []
         self._last_totals: dict[tuple[str, tuple[str, ...]], float] = {}
         self._shards: dict[Shard, Shard] = {}  # one tuple per partition, shared by its join entries
+        self.rules = RuleSet.compile(settings.badcases.rules, settings.slo.latency_threshold_ms)
+        #: Each model's recent alerts, (at_event, ts, kind, detector, feature): what was active when a bad case came.
+        self._alert_log: dict[str, deque[tuple[int, float, str, str, str | None]]] = {}
+        #: Each model's segment combinations whose traffic is counted (at most badcases.max_slices).
+        self._slices: dict[str, set[tuple[tuple[str, str], ...]]] = {}
 
     # -- the batch ------------------------------------------------------------------
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
@@ -184,7 +202,7 @@ class Pipeline:
                     state.ctr.add(event_time, 0, -1)
         for orphan in self.joiner.drain_orphans():
             if orphan["kind"] in FLAGGED_KINDS:
-                self._flag_feedback(orphan, None, orphan["kind"], batch)
+                self._flag_feedback(orphan, None, orphan["kind"], self.position - 1, batch)
         routed_at = time.perf_counter()
 
         def event_at(position: int) -> Event:
@@ -200,12 +218,17 @@ class Pipeline:
             gauges.extend((state.name, row) for row in rows)
         result.alerts.sort(key=lambda a: (a.at_event, a.kind, a.feature or "", a.detector))
         for alert in result.alerts:
+            self._alert_log.setdefault(alert.model, deque(maxlen=ALERT_LOG_SIZE)).append(
+                (alert.at_event, alert.ts, alert.kind, alert.detector, alert.feature))
+        self._categorise(batch)
+        for alert in result.alerts:
             if alert.kind in DRIFT_KINDS:
                 self._flag_drift_window(alert, batch)
         for state in batch.touched.values():
             state.recent.extend(state.batch_recent)
             state.batch_recent = []
         result.samples = batch.samples
+        result.traffic = batch.traffic
         detected_at = time.perf_counter()
         self._fold_metrics(batch, result, gauges)
         result.stages = {"decode": decoded_at - started, "route": routed_at - decoded_at,
@@ -222,7 +245,8 @@ class Pipeline:
         batch = _Batch()
         for orphan in self.joiner.drain_pending():
             if orphan["kind"] in FLAGGED_KINDS:
-                self._flag_feedback(orphan, None, orphan["kind"], batch)
+                self._flag_feedback(orphan, None, orphan["kind"], self.position - 1, batch)
+        self._categorise(batch)
         result = BatchResult(samples=batch.samples)
         self._fold_metrics(batch, result, [])
         return result
@@ -235,7 +259,7 @@ class Pipeline:
         return pickle.dumps({
             "models": self.models, "model_labels": self.model_labels, "join_counts": self.joiner.counts,
             "position": self.position, "watermark": self.watermark, "close_at": self._close_at,
-            "last_totals": self._last_totals,
+            "last_totals": self._last_totals, "alert_log": self._alert_log, "slices": self._slices,
         }, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, blob: bytes, *, detectors_only: bool = False) -> None:
@@ -251,6 +275,7 @@ class Pipeline:
         for model in self.models.values():
             model.on_evict = self._on_evict
         self.model_labels = state["model_labels"]
+        self._slices = state["slices"]
         if detectors_only:
             for model in self.models.values():
                 model.recent.clear()  # events at positions of the stream it was read from
@@ -261,6 +286,7 @@ class Pipeline:
         self.watermark = state["watermark"]
         self._close_at = state["close_at"]
         self._last_totals = state["last_totals"]  # counters go on from here, not from the total so far
+        self._alert_log = state["alert_log"]  # at_event is a position in the stream it was read from
 
     # -- the join, by partition: it moves with its partition ---------------------------------
     def join_entries(self, shards: Collection[Shard]) -> dict[Shard, bytes]:
@@ -334,6 +360,15 @@ class Pipeline:
         # and nothing for the garbage collector to walk; the 2% that join are decoded again.
         shard = self._intern(message.topic, message.partition)
         waiting = self.joiner.add_prediction(event, keep=message.value, shard=shard)
+        segment = event.get("segment")
+        pairs = tuple(sorted(segment_text(segment).items())) if segment else ()
+        slices = self._slices.setdefault(labels[0], set())
+        if pairs not in slices:
+            if len(slices) < self.settings.badcases.max_slices:
+                slices.add(pairs)
+            else:
+                pairs = OTHER_SLICE
+        batch.traffic[(labels[0], pairs, int(event["ts"] // 3600))] += 1
         if state is not None:
             state.version(version).observe(event, position)
             state.last_version = version
@@ -359,7 +394,7 @@ class Pipeline:
     def _joined(self, feedback: Event, prediction: Event, position: int, batch: _Batch) -> None:
         kind = feedback["kind"]
         if kind in FLAGGED_KINDS:
-            self._flag_feedback(feedback, prediction, kind, batch)
+            self._flag_feedback(feedback, prediction, kind, position, batch)
         elif kind == "label":
             error = label_error(prediction, feedback.get("value"), self.settings.detect.decision_threshold)
             if error is None:
@@ -369,7 +404,7 @@ class Pipeline:
                 batch.touched[state.name] = state
                 state.version(prediction.get("model_version") or "").errors.add(position, float(error))
             if error:
-                self._flag_feedback(feedback, prediction, "wrong_label", batch)
+                self._flag_feedback(feedback, prediction, "wrong_label", position, batch)
 
     # -- flagged samples (always redacted before they leave the pipeline) -------------
     def _redact(self, event: Event, batch: _Batch) -> Event:
@@ -379,17 +414,37 @@ class Pipeline:
             batch.redactions[(kind,)] += n
         return clean
 
-    def _flag_feedback(self, feedback: Event, prediction: Event | None, reason: str, batch: _Batch) -> None:
+    def _flag_feedback(self, feedback: Event, prediction: Event | None, reason: str, position: int,
+                       batch: _Batch) -> None:
+        """A bad case: redacted now, categorised at the end of the batch (``_categorise``)."""
         clean = self._redact(feedback, batch)
         model = prediction["model"] if prediction else feedback["model"]
-        batch.samples.append(FlaggedSample(
+        batch.cases.append((position, FlaggedSample(
             event_id=clean["event_id"], model=model,
             model_version=(prediction.get("model_version") if prediction else None),
             reason=reason, detail=clean.get("reason"), event_ts=feedback["ts"],
             payload={"feedback": clean, "prediction": self._redact(prediction, batch) if prediction else None,
                      "joined": prediction is not None},
-        ))
+        )))
         batch.flagged[(self._label(model), reason)] += 1
+
+    def _categorise(self, batch: _Batch) -> None:
+        """Give the batch's bad cases their category, now that the batch's alerts are known.
+
+        An alert is active for a case when it fired on an earlier event of the stream and
+        at most ``badcases.active_alert_window_s`` of event time before the feedback: the
+        same for every cut of the stream into batches.
+        """
+        window = self.settings.badcases.active_alert_window_s
+        for position, sample in batch.cases:
+            ts = sample.event_ts
+            active = [{"kind": kind, "detector": detector, "feature": feature, "ts": at_ts}
+                      for at, at_ts, kind, detector, feature in self._alert_log.get(sample.model, ())
+                      if at < position and at_ts <= ts <= at_ts + window]
+            sample.payload["active_alerts"] = active
+            category = self.rules.categorise(Facts.of(sample.reason, sample.payload))
+            batch.samples.append(dataclasses.replace(sample, category=category))
+        batch.cases.clear()
 
     def _flag_drift_window(self, alert: Alert, batch: _Batch) -> None:
         """Flag an even sample of the model's predictions up to the alert's event."""

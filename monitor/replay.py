@@ -87,7 +87,7 @@ def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: s
         summary.dead_letters.update(d.reason for d in result.dead_letters)
         summary.alerts.update(a.kind for a in result.alerts)
         if store is not None:
-            store.put(result.samples, result.alerts)
+            store.put(result.samples, result.alerts, result.traffic)
         for alert in result.alerts:
             alerts_out.write(orjson.dumps(alert.to_dict()) + b"\n")
 

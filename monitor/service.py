@@ -489,8 +489,9 @@ class Service:
         store, sink = _started(self.store, "the store"), _started(self.sink, "the producer")
         if result.dead_letters:
             await self._retry("deadletter", lambda: sink.send_dead_letters(s.topics.deadletter, result.dead_letters))
-        if result.samples or result.alerts:
-            await self._retry("store", lambda: self._blocking(store.put, result.samples, result.alerts))
+        if result.samples or result.alerts or result.traffic:
+            await self._retry("store", lambda: self._blocking(store.put, result.samples, result.alerts,
+                                                              result.traffic))
         if result.alerts and s.topics.alerts:
             records = [(a.key.encode(), orjson.dumps(a.to_dict()), None) for a in result.alerts]
             await self._retry("alerts", lambda: sink.send_all(s.topics.alerts, records))

@@ -46,6 +46,18 @@ _COMMENTS = (
     "charged twice on card {card}",
     "results are fine but slow",
 )
+#: What users write, by the reason they pick (None: they picked none), in English and Chinese.
+_COMMENTS_BY_REASON: dict[str | None, tuple[str, ...]] = {
+    "irrelevant": ("not what I searched for", "irrelevant results again", "nothing to do with what I asked",
+                   "推荐的内容和我无关", "答非所问", "完全不相关的结果"),
+    "wrong": ("this is wrong", "the answer is incorrect", "wrong price shown", "回答错误", "信息不对", "价格显示错了"),
+    "slow": ("results are fine but slow", "takes forever to load", "so slow today", "加载太慢了", "一直转圈，超时"),
+    "offensive": ("this result is offensive", "unsafe content in the results", "内容低俗，令人冒犯"),
+    None: ("this item is sold out", "outdated info", "meh", "商品已下架", "不喜欢", "no"),
+}
+#: Personal data users leave in comments (the redaction must catch every one).
+_PII_TAILS = (" contact me at {email}", " call me on {phone}", " charged twice on card {card}", "，请联系我 {phone}",
+              "，我的邮箱 {email}")
 
 
 @dataclass
@@ -136,6 +148,9 @@ class TrafficSimulator:
         bad_input_rate: float = 0.001,
     ) -> None:
         self.rng = random.Random(seed)
+        # Comments are drawn from a second stream, so that the traffic (and every alert
+        # on it) stays what the first stream made of it.
+        self._words = random.Random(seed + 7919)
         self.start_ts = start_ts
         self.models = models
         self.faults = list(faults or [])
@@ -249,13 +264,34 @@ class TrafficSimulator:
         event: Event = {"event_id": self._id("f"), "type": "feedback", "ts": round(ts, 3), "model": model,
                         "request_id": rid, "kind": kind, "value": value}
         if kind in ("thumbs_down", "complaint"):
-            event["reason"] = rng.choice(("irrelevant", "wrong", "slow", "offensive"))
-            event["comment"] = rng.choice(_COMMENTS).format(
-                email=f"user{rng.randrange(1000)}@example.com",
-                phone=f"13{rng.randrange(3, 10)}{rng.randrange(10**8):08d}",
-                card="4111 1111 1111 1111",
-            )
+            reason: str | None = rng.choice(("irrelevant", "wrong", "slow", "offensive"))
+            template = rng.choice(_COMMENTS)
+            pii = {"email": f"user{rng.randrange(1000)}@example.com",
+                   "phone": f"13{rng.randrange(3, 10)}{rng.randrange(10**8):08d}", "card": "4111 1111 1111 1111"}
+            reason = self._reason(model, reason)
+            words = self._words
+            comment = words.choice(_COMMENTS_BY_REASON[reason])
+            if "{" in template:  # a user who leaves personal data in the comment
+                comment += words.choice(_PII_TAILS)
+            event["comment"] = comment.format(**pii)
+            if reason is not None and words.random() < 0.7:  # some pick no reason code, only write
+                event["reason"] = reason
         return event
+
+    def _reason(self, model: str, picked: str) -> str | None:
+        """What users complain about: mostly the fault in effect, rarely offensive content."""
+        words = self._words
+        if self.active("latency_regression", model) and words.random() < 0.8:
+            return "slow"
+        if self.active("quality_decay", model) and words.random() < 0.6:
+            return "wrong"
+        if self.active("feedback_spike", model) and words.random() < 0.7:
+            return "irrelevant"
+        if picked == "offensive" and words.random() < 0.85:
+            return None
+        if picked == "slow" and words.random() < 0.6:
+            return "irrelevant"
+        return picked
 
     def _bad_input(self) -> bytes:
         return self.rng.choice((

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -58,7 +60,8 @@ from sqlalchemy.exc import (
 from collectors.contract import Alert, FlaggedSample
 from collectors.errors import ConfigError, StoreFailed, StoreSchemaError, StoreUnavailable
 
-SCHEMA_VERSION = "1"
+#: 1: the first. 2: bad-case categories, segment traffic, datasets (a version-1 store is upgraded in place).
+SCHEMA_VERSION = "2"
 metadata = MetaData()
 _Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -75,6 +78,7 @@ samples_table = Table(
     Column("payload", _Json, nullable=False),
     Column("pushed_at", Float),  # delivered to the queue topic
     Column("webhook_at", Float),  # delivered to the webhook
+    Column("category", String(64)),  # of a bad case (feedback); null for drift-window samples
     Index("ix_mm_flagged_samples_unpushed", "pushed_at", "id"),
     Index("ix_mm_flagged_samples_unhooked", "webhook_at", "id"),
     Index("ix_mm_flagged_samples_flagged", "flagged_at", "model"),
@@ -143,6 +147,35 @@ join_states_table = Table(
     Column("next_offset", BigInteger, nullable=False),
     Column("state", LargeBinary, nullable=False),
     Column("saved_at", Float, nullable=False),
+)
+
+#: Predictions by model, segment combination and event-time hour: what bad-case
+#: priorities weigh a segment's traffic share by.
+traffic_table = Table(
+    "mm_traffic", metadata,
+    Column("model", String(256), primary_key=True),
+    Column("slice_key", String(40), primary_key=True),  # sha1 of the slice
+    Column("hour", BigInteger, primary_key=True),  # epoch seconds // 3600
+    Column("slice", _Json, nullable=False),  # [[key, value], ...], sorted; [] for no segment
+    Column("predictions", BigInteger, nullable=False),
+)
+#: Dataset versions built from a model's bad cases, with their manifests.
+datasets_table = Table(
+    "mm_datasets", metadata,
+    Column("model", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("dataset_id", String(300), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("manifest", _Json, nullable=False),
+)
+#: Which samples went into which dataset version (a sample goes into one, unless asked).
+dataset_samples_table = Table(
+    "mm_dataset_samples", metadata,
+    Column("model", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("event_id", String(256), primary_key=True),
+    Index("ix_mm_dataset_samples_event", "model", "event_id"),
 )
 
 meta_table = Table(
@@ -251,6 +284,9 @@ class SampleStore:
                 version = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema")).scalar()
                 if version is None:
                     conn.execute(insert(meta_table).values(key="schema", value=SCHEMA_VERSION))
+                elif version == "1":  # the bad-case category is the one new column; the new tables exist now
+                    conn.execute(text("ALTER TABLE mm_flagged_samples ADD COLUMN category VARCHAR(64)"))
+                    conn.execute(update(meta_table).where(meta_table.c.key == "schema").values(value=SCHEMA_VERSION))
                 elif version != SCHEMA_VERSION:
                     raise StoreSchemaError(
                         f"store {self.url} has schema version {version}; this model-monitor uses "
@@ -268,9 +304,12 @@ class SampleStore:
             return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
         return insert(table).prefix_with("IGNORE")  # MySQL/MariaDB
 
-    def put(self, samples: Sequence[FlaggedSample], alerts: Sequence[Alert] = ()) -> None:
-        """Store a batch's samples and alerts in one transaction; repeats are ignored."""
-        if not samples and not alerts:
+    def put(self, samples: Sequence[FlaggedSample], alerts: Sequence[Alert] = (),
+            traffic: Mapping[tuple[str, tuple[tuple[str, str], ...], int], int] | None = None) -> None:
+        """Store a batch's samples, alerts and traffic counts in one transaction; repeated
+        samples and alerts are ignored (traffic counts add up: a batch read twice counts
+        twice, which moves shares little)."""
+        if not samples and not alerts and not traffic:
             return
         now = time.time()
         try:
@@ -279,8 +318,10 @@ class SampleStore:
                     conn.execute(self._insert_ignoring(samples_table, "event_id"), [
                         {"event_id": s.event_id, "model": s.model, "model_version": s.model_version,
                          "reason": s.reason, "detail": s.detail, "event_ts": s.event_ts, "flagged_at": now,
-                         "payload": s.payload, "pushed_at": None} for s in samples
+                         "payload": s.payload, "pushed_at": None, "category": s.category} for s in samples
                     ])
+                if traffic:
+                    self._add_traffic(conn, traffic)
                 if alerts:
                     conn.execute(self._insert_ignoring(alerts_table, "alert_key"), [
                         {"alert_key": a.key, "kind": a.kind, "model": a.model, "model_version": a.model_version,
@@ -290,6 +331,26 @@ class SampleStore:
                     ])
         except SQLAlchemyError as exc:
             raise _translate(exc, self.url) from exc
+
+    def _add_traffic(self, conn: Connection, traffic: Mapping[tuple[str, tuple[tuple[str, str], ...], int], int]
+                     ) -> None:
+        rows = [{"model": model, "slice_key": hashlib.sha1(orjson.dumps(pairs)).hexdigest(), "hour": hour,
+                 "slice": [list(p) for p in pairs], "predictions": n}
+                for (model, pairs, hour), n in sorted(traffic.items())]  # sorted: one lock order for every daemon
+        t = traffic_table
+        if self.dialect in ("postgresql", "sqlite"):
+            dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            stmt = dialect_insert(t)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=[t.c.model, t.c.slice_key, t.c.hour],
+                set_={"predictions": t.c.predictions + stmt.excluded.predictions}), rows)
+            return
+        for row in rows:  # other databases: read, then write
+            done = conn.execute(update(t).where(t.c.model == row["model"], t.c.slice_key == row["slice_key"],
+                                                t.c.hour == row["hour"])
+                                .values(predictions=t.c.predictions + row["predictions"])).rowcount
+            if not done:
+                conn.execute(insert(t), [row])
 
     @contextmanager
     def _claim(self, table: Table, sink: str, limit: int) -> Iterator[tuple[list[Any], Any]]:
@@ -480,10 +541,107 @@ class SampleStore:
         out["triggers"] = int(self._scalar(select(func.count()).select_from(triggers_table)) or 0)
         return out
 
-    def models_since(self, since: float) -> list[str]:
-        """Models with samples flagged at or after ``since``."""
-        query = select(samples_table.c.model).where(samples_table.c.flagged_at >= since).distinct().order_by("model")
-        return [r["model"] for r in self._rows(query)]
+    def models_since(self, since: float, until: float | None = None) -> list[str]:
+        """Models with samples flagged at or after ``since`` (and before ``until``)."""
+        query = select(samples_table.c.model).where(samples_table.c.flagged_at >= since)
+        if until is not None:
+            query = query.where(samples_table.c.flagged_at < until)
+        return [r["model"] for r in self._rows(query.distinct().order_by("model"))]
+
+    # -- bad cases ---------------------------------------------------------------------------
+    def badcase_rows(self, *, models: Sequence[str] | None = None, since: float | None = None,
+                     until: float | None = None, reasons: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Stored samples with one of ``reasons`` (the bad-case kinds), oldest first, by
+        event time in [since, until)."""
+        t = samples_table
+        query = select(t).where(t.c.reason.in_(list(reasons))).order_by(t.c.event_ts, t.c.id)
+        if models:
+            query = query.where(t.c.model.in_(list(models)))
+        if since is not None:
+            query = query.where(t.c.event_ts >= since)
+        if until is not None:
+            query = query.where(t.c.event_ts < until)
+        return self._rows(query)
+
+    def set_categories(self, categories: Mapping[int, str]) -> int:
+        """Set the category of samples by row id; return how many changed."""
+        t = samples_table
+        by_category: dict[str, list[int]] = {}
+        for row_id, category in categories.items():
+            by_category.setdefault(category, []).append(row_id)
+        changed = 0
+        try:
+            with self.engine.begin() as conn:
+                for category, ids in sorted(by_category.items()):
+                    for start in range(0, len(ids), 500):
+                        changed += conn.execute(update(t).where(t.c.id.in_(ids[start:start + 500]))
+                                                .values(category=category)).rowcount
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+        return changed
+
+    def traffic(self, since: float | None = None, until: float | None = None,
+                models: Sequence[str] | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
+        """Predictions by (model, segment pairs) in the event-time hours that overlap [since, until)."""
+        t = traffic_table
+        query = select(t.c.model, t.c.slice, func.sum(t.c.predictions).label("n")).group_by(
+            t.c.model, t.c.slice_key, t.c.slice)
+        if since is not None:
+            query = query.where(t.c.hour >= int(since // 3600))
+        if until is not None:
+            query = query.where(t.c.hour <= int(until // 3600))
+        if models:
+            query = query.where(t.c.model.in_(list(models)))
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        for row in self._rows(query):
+            key = (row["model"], tuple((str(k), str(v)) for k, v in row["slice"]))
+            out[key] = out.get(key, 0) + int(row["n"])
+        return out
+
+    # -- datasets ------------------------------------------------------------------------------
+    def dataset_versions(self, model: str | None = None) -> list[dict[str, Any]]:
+        """The dataset versions built, oldest first."""
+        t = datasets_table
+        query = select(t).order_by(t.c.model, t.c.version)
+        if model is not None:
+            query = query.where(t.c.model == model)
+        return self._rows(query)
+
+    def used_samples(self, model: str) -> set[str]:
+        """Event ids of the model's samples that are in a dataset version already."""
+        t = dataset_samples_table
+        return {r["event_id"] for r in self._rows(select(t.c.event_id).where(t.c.model == model).distinct())}
+
+    def add_dataset(self, model: str, make: Any) -> dict[str, Any]:
+        """Record a new dataset version of ``model``: ``make(version, parent)`` writes its
+        files and returns ``(dataset_id, path, manifest, event_ids)``; it runs inside the
+        transaction, so two builders never take the same version number (the unique key
+        fails the second, which may retry)."""
+        t, m = datasets_table, dataset_samples_table
+        try:
+            with self.engine.begin() as conn:
+                last = conn.execute(select(func.max(t.c.version)).where(t.c.model == model)).scalar()
+                version = int(last or 0) + 1
+                dataset_id, path, manifest, event_ids = make(version, int(last) if last else None)
+                row = {"model": model, "version": version, "dataset_id": dataset_id, "created_at": time.time(),
+                       "path": path, "manifest": manifest}
+                conn.execute(insert(t), [row])
+                ids = sorted(set(event_ids))
+                for start in range(0, len(ids), 1000):
+                    conn.execute(insert(m), [{"model": model, "version": version, "event_id": e}
+                                             for e in ids[start:start + 1000]])
+                return row
+        except SQLAlchemyError as exc:
+            raise _translate(exc, self.url) from exc
+
+    def badcases_since_dataset(self, model: str, reasons: Sequence[str]) -> int:
+        """Bad cases of ``model`` flagged after its last dataset version was built."""
+        last = self._scalar(select(func.max(datasets_table.c.created_at)).where(datasets_table.c.model == model))
+        t = samples_table
+        query = select(func.count()).select_from(t).where(t.c.model == model, t.c.reason.in_(list(reasons)))
+        if last is not None:
+            query = query.where(t.c.flagged_at > last)
+        return int(self._scalar(query) or 0)
 
     def samples(self, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = select(samples_table).order_by(samples_table.c.id).limit(limit)

@@ -1,0 +1,224 @@
+"""``monitor badcases``: the stored bad cases, grouped, ranked, filtered and printed.
+
+Reading is where groups and priorities are worked out (``retrain.badcases``): a
+case's category was given when it was flagged, and ``--recategorise`` gives it again
+under the rules configured now.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+import orjson
+
+from collectors.errors import ConfigError
+from monitor.config import Settings
+from retrain.badcases import BADCASE_KINDS, BAND_MEANING, Case, Facts, RuleSet, group, rank, representatives, sort_key
+from retrain.store import SampleStore
+
+FORMATS = ("table", "jsonl", "csv", "markdown")
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(text: str, *, now: float, what: str = "time") -> float:
+    """A point in time from the command line: epoch seconds, an ISO date or date-time
+    (UTC unless it has an offset), or an age such as ``7d``, ``12h``, ``30m``.
+
+    >>> parse_time("1764460800", now=0)
+    1764460800.0
+    >>> parse_time("2025-11-30", now=0)
+    1764460800.0
+    >>> parse_time("2d", now=1764460800.0)
+    1764288000.0
+    >>> parse_time("last week", now=0, what="--since")
+    Traceback (most recent call last):
+    ...
+    collectors.errors.ConfigError: --since 'last week' is not a time: ...
+    """
+    value = text.strip()
+    relative = _RELATIVE.match(value)
+    if relative:
+        return now - float(relative.group(1)) * _UNITS[relative.group(2)]
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} is not a time: give epoch seconds, a date (2026-11-30), a date-time "
+                          "(2026-11-30T08:00:00+08:00) or an age (7d, 12h, 30m)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def parse_segment(items: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` filters (values compared as text).
+
+    >>> parse_segment(["region=east", "new_user=true"])
+    {'region': 'east', 'new_user': 'true'}
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--segment {item!r} must be KEY=VALUE, e.g. --segment region=east")
+        out[key] = value
+    return out
+
+
+@dataclass
+class Selection:
+    """Which bad cases to show."""
+
+    models: list[str] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    segment: dict[str, str] = field(default_factory=dict)
+    since: float | None = None
+    until: float | None = None
+
+    def keeps(self, case: Case) -> bool:
+        return ((not self.versions or (case.model_version or "") in self.versions)
+                and (not self.categories or case.category in self.categories)
+                and all(case.segment.get(k) == v for k, v in self.segment.items())
+                and (self.since is None or case.event_ts >= self.since)
+                and (self.until is None or case.event_ts < self.until))
+
+
+def rules_of(settings: Settings) -> RuleSet:
+    return RuleSet.compile(settings.badcases.rules, settings.slo.latency_threshold_ms)
+
+
+def load_cases(store: SampleStore, settings: Settings, selection: Selection) -> list[Case]:
+    """The selected bad cases, grouped and ranked, highest priority first.
+
+    Groups and priorities are worked out over every stored case of the selected
+    models up to ``until`` (so a filter does not change a case's group or score); the
+    periods of the priority end at ``until``, or at the newest case.
+    """
+    rows = store.badcase_rows(models=selection.models or None, until=selection.until, reasons=BADCASE_KINDS)
+    cases = [Case.from_row(row) for row in rows]
+    if not cases:
+        return []
+    weights = settings.badcases.weights()
+    group(cases, threshold=settings.badcases.duplicate_threshold)
+    end = selection.until if selection.until is not None else max(c.event_ts for c in cases)
+    traffic = store.traffic(since=end - weights.period_s, until=end, models=sorted({c.model for c in cases}))
+    rank(cases, rules_of(settings), traffic, weights, now=end)
+    return sorted((c for c in cases if selection.keeps(c)), key=sort_key)
+
+
+def recategorise(store: SampleStore, settings: Settings, models: Sequence[str] = ()) -> Counter[tuple[str, str]]:
+    """Apply the configured rules again to every stored bad case; return the moves
+    (old category, new category) by count."""
+    rules = rules_of(settings)
+    moves: Counter[tuple[str, str]] = Counter()
+    changed: dict[int, str] = {}
+    for row in store.badcase_rows(models=list(models) or None, reasons=BADCASE_KINDS):
+        new = rules.categorise(Facts.of(row["reason"], row["payload"] or {}))
+        if new != row["category"]:
+            changed[row["id"]] = new
+            moves[(row["category"] or "(none)", new)] += 1
+    store.set_categories(changed)
+    return moves
+
+
+# -- output ---------------------------------------------------------------------------------
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _segment(case: Case) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(case.segment.items())) or "-"
+
+
+def _one_line(text: str | None, width: int | None = None) -> str:
+    flat = " ".join((text or "").split())
+    if width is not None and len(flat) > width:
+        return flat[: width - 1] + "…"
+    return flat
+
+
+CSV_COLUMNS = ("priority", "score", "category", "kind", "reason", "model", "model_version", "segment", "event_ts",
+               "time", "latency_ms", "status", "active_alerts", "group_id", "group_size", "event_id", "comment")
+
+
+def write(cases: Sequence[Case], fmt: str, out: IO[str], *, grouped: bool = False, explain: bool = False) -> None:
+    """Print cases in one of ``FORMATS``; ``grouped``: one line per near-duplicate group."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if fmt == "jsonl":
+        for case in cases:
+            out.write(orjson.dumps(case.record(), option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+            if explain:
+                out.write(orjson.dumps({"event_id": case.event_id, "explain": {
+                    name: {"points": round(p, 2), "of": w, "why": why} for name, (p, w, why) in case.parts.items()
+                }}).decode() + "\n")
+        return
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for c in cases:
+            writer.writerow([c.priority, f"{c.score:.1f}", c.category, c.kind, c.reason or "", c.model,
+                             c.model_version or "", _segment(c), f"{c.event_ts:.3f}", _when(c.event_ts),
+                             "" if c.latency_ms is None else c.latency_ms, c.status or "", " ".join(c.active_alerts),
+                             c.group_id, c.group_size, c.event_id, _one_line(c.comment)])
+        return
+    header = ("prio", "score", "category", "kind", "model", "version", "segment", "when (UTC)",
+              "group" if grouped else "dups", "comment")
+    rows = [(c.priority, f"{c.score:.1f}", c.category, c.kind, c.model, c.model_version or "-", _segment(c),
+             _when(c.event_ts), str(c.group_size), _one_line(c.comment, 60 if fmt == "table" else None) or "-")
+            for c in cases]
+    if fmt == "markdown":
+        out.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
+        for row in rows:
+            out.write("| " + " | ".join(v.replace("|", "\\|") for v in row) + " |\n")
+    else:
+        widths = [max([len(h), *(_width(r[i]) for r in rows)]) for i, h in enumerate(header)]
+        out.write("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip() + "\n")
+        for row in rows:
+            out.write("  ".join(_pad(v, w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    if explain:
+        out.write("\n")
+        for c in cases:
+            out.write(c.explain() + "\n")
+
+
+def _width(text: str) -> int:
+    """Columns a string takes in a terminal: East Asian wide characters take two."""
+    import unicodedata  # noqa: PLC0415
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+def summary(cases: Sequence[Case]) -> str:
+    """One line: how many cases and groups, by band."""
+    bands = Counter(c.priority for c in cases)
+    groups = len({c.group_id for c in cases})
+    by_band = ", ".join(f"{b} {bands[b]} ({BAND_MEANING[b]})" for b in ("P0", "P1", "P2", "P3") if bands[b])
+    return f"{len(cases):,} bad cases in {groups:,} groups" + (f": {by_band}" if by_band else "")
+
+
+def select_output(cases: list[Case], *, grouped: bool, limit: int | None) -> list[Case]:
+    shown = representatives(cases) if grouped else cases
+    return shown[:limit] if limit is not None else shown
+
+
+def to_text(cases: Sequence[Case], fmt: str, **kwargs: bool) -> str:
+    buffer = io.StringIO()
+    write(cases, fmt, buffer, **kwargs)
+    return buffer.getvalue()
