@@ -278,6 +278,35 @@ class BadcasesSettings:
             period_s=self.period_days * 86400)
 
 
+#: Keys of a ``[[datasets.overrides]]`` table besides ``model``, with their types.
+OVERRIDE_KEYS: dict[str, type] = {"weekly": bool, "severe": bool, "severe_factor": float, "severe_cooldown_s": float,
+                                  "volume_trigger": int, "max_per_category": int}
+
+
+@dataclass
+class DatasetSettings:
+    """Versioned retraining datasets of bad cases, and the triggers that build them."""
+
+    dir: str = _key("datasets", "Folder the dataset versions are written to (MODEL/vN/ in it).")
+    format: str = _key("jsonl", "File format of the datasets: jsonl or parquet.", choices=("jsonl", "parquet"))
+    max_per_category: int = _key(500, "Most records (near-duplicate groups) per category in one version.", min=1)
+    on_trigger: bool = _key(True, "Build a dataset version before each retrain trigger and send its manifest with "
+                                  "the trigger.")
+    volume_trigger: int = _key(0, "Build a dataset and trigger a retrain when a model has this many new bad cases "
+                                  "since its last dataset; 0 for never.", min=0)
+    overrides: list[dict[str, Any]] = _tables_key(
+        [], "Per-model trigger settings ([[datasets.overrides]] tables): model, and any of weekly, severe (true or "
+            "false), severe_factor, severe_cooldown_s, volume_trigger, max_per_category.")
+
+    def for_model(self, model: str) -> dict[str, Any]:
+        """The overrides of ``model`` (the last table naming it wins)."""
+        out: dict[str, Any] = {}
+        for table in self.overrides:
+            if table.get("model") == model:
+                out.update({k: v for k, v in table.items() if k != "model"})
+        return out
+
+
 @dataclass
 class Settings:
     """All settings; one attribute per TOML section."""
@@ -292,6 +321,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
     badcases: BadcasesSettings = field(default_factory=BadcasesSettings)
+    datasets: DatasetSettings = field(default_factory=DatasetSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
@@ -407,6 +437,21 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"badcases.p0_score ({b.p0_score}), p1_score ({b.p1_score}) and p2_score ({b.p2_score}) "
                           "must not increase")
     RuleSet.compile(b.rules, s.latency_threshold_ms)  # raises ConfigError naming the rule and key
+    for i, table in enumerate(settings.datasets.overrides):
+        where = f"datasets.overrides[{i}]"
+        if not isinstance(table.get("model"), str) or not table["model"]:
+            raise ConfigError(f"{where} must name its model (model = \"...\")")
+        for key, value in table.items():
+            if key == "model":
+                continue
+            kind = OVERRIDE_KEYS.get(key)
+            if kind is None:
+                raise ConfigError(f"{where} has unknown key {key!r}{_closest(key, list(OVERRIDE_KEYS))}; "
+                                  f"choose from model, {', '.join(OVERRIDE_KEYS)}")
+            _coerce(f"{where}.{key}", value, kind, from_env=False)
+            least = 1 if key in ("max_per_category", "severe_factor") else 0
+            if kind is not bool and value < least:
+                raise ConfigError(f"{where}.{key} must be >= {least}; got {value!r}")
     if not settings.kafka.bootstrap_servers.strip():
         raise ConfigError("kafka.bootstrap_servers must not be empty")
     t = settings.topics

@@ -28,7 +28,7 @@ import signal
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -47,7 +47,10 @@ from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
 from monitor.http import Health, StatusServer
 from monitor.metrics import Metrics
 from monitor.pipeline import BatchResult, Pipeline, settings_fingerprint
-from retrain.jobs import RetrainJobs
+from retrain import datasets
+from retrain.badcases import RuleSet
+from retrain.datasets import DatasetOptions
+from retrain.jobs import DatasetBuilder, RetrainJobs, TriggerPolicy
 from retrain.publisher import KafkaPublisher, Publisher, WebhookPublisher
 from retrain.store import SampleStore
 
@@ -63,6 +66,32 @@ def _started(component: T | None, name: str) -> T:
     if component is None:
         raise RuntimeError(f"{name} is used before startup() created it")
     return component
+
+
+def trigger_policy(settings: Settings, model: str) -> TriggerPolicy:
+    """The retrain triggers ``model`` gets: ``[retrain]`` and ``[datasets]``, with its overrides."""
+    r, d = settings.retrain, settings.datasets
+    o = d.for_model(model)
+    return TriggerPolicy(weekly=o.get("weekly", True), severe=o.get("severe", True),
+                         severe_factor=float(o.get("severe_factor", r.severe_factor)),
+                         severe_cooldown_s=float(o.get("severe_cooldown_s", r.severe_cooldown_s)),
+                         volume=int(o.get("volume_trigger", d.volume_trigger)))
+
+
+def dataset_builder(settings: Settings, store: SampleStore) -> DatasetBuilder:
+    """Builds a model's next dataset version for a trigger, as ``monitor dataset build`` would."""
+    b, d = settings.badcases, settings.datasets
+    rules = RuleSet.compile(b.rules, settings.slo.latency_threshold_ms)
+
+    def build(model: str, trigger: Mapping[str, Any]) -> dict[str, Any] | None:
+        options = DatasetOptions(out_dir=d.dir, fmt=d.format,
+                                 max_per_category=int(d.for_model(model).get("max_per_category", d.max_per_category)))
+        manifest = datasets.build(store, model, rules, b.weights(), b.duplicate_threshold, options, trigger)
+        if manifest is not None:
+            log.info("dataset %s (%d records, %d to label) built for the %s trigger of %s", manifest["dataset_id"],
+                     manifest["counts"]["records"], manifest["counts"]["to_label"], trigger.get("reason"), model)
+        return manifest
+    return build
 
 
 def kafka_client_config(settings: Settings) -> dict[str, Any]:
@@ -245,7 +274,9 @@ class Service:
         store = _started(self.store, "the store")
         self.jobs = RetrainJobs(store, self.publishers, MetricsListener(self.metrics, self.health),
                                 batch_size=r.push_batch_size, cooldown_s=r.severe_cooldown_s, weekly=cron,
-                                retention_s=s.store.retention_days * 86400 if s.store.retention_days else None)
+                                retention_s=s.store.retention_days * 86400 if s.store.retention_days else None,
+                                policy=functools.partial(trigger_policy, s),
+                                datasets=dataset_builder(s, store) if s.datasets.on_trigger else None)
         self.scheduler = BackgroundScheduler(
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
         self.scheduler.add_job(self._job("retrain_push", self.jobs.push), "interval",
@@ -255,6 +286,9 @@ class Service:
             self.scheduler.add_job(self._job("retrain_weekly", self.jobs.weekly), cron, id="weekly",
                                    name="weekly retrain trigger")
             self.scheduler.add_job(self._job("retrain_weekly", self.jobs.weekly), name="missed weekly trigger")
+        if s.datasets.volume_trigger or any("volume_trigger" in o for o in s.datasets.overrides):
+            self.scheduler.add_job(self._job("retrain_volume", self.jobs.volume), "interval",
+                                   seconds=r.push_interval_s, id="volume", name="volume retrain trigger")
         self.scheduler.add_job(self._job("store_prune", self.jobs.prune), "interval", seconds=PRUNE_INTERVAL_S,
                                id="prune", name="prune the store")
         self.scheduler.start()
@@ -527,7 +561,7 @@ class Service:
         if self.scheduler is None or self.jobs is None:
             return
         for alert in alerts:
-            if alert.kind in r.severe_kinds and alert.severity_ratio >= r.severe_factor:
+            if self.jobs.is_severe(alert, r.severe_kinds):
                 self.scheduler.add_job(self._job("retrain_severe", self.jobs.severe), args=[alert],
                                        name=f"severe drift trigger for {alert.model}")
 

@@ -2,7 +2,11 @@
 
 ``RetrainJobs`` is what the scheduler calls: ``push`` on an interval (samples, then
 triggers, to every sink), ``weekly`` on the cron and at start-up, ``severe`` as soon
-as a severe alert is durable, ``prune`` daily. Triggers are rows in the store with a
+as a severe alert is durable, ``volume`` on the push interval (enough new bad cases
+since the model's last dataset), ``prune`` daily. Each trigger first builds a
+dataset version of the model's bad cases (when a builder is given) and carries its
+manifest in ``detail.dataset``; per-model ``TriggerPolicy`` says which triggers a
+model gets. Triggers are rows in the store with a
 unique key (the model, the reason and the period or cooldown window), so a trigger
 whose send failed is sent at the next push, one that several daemons raise is sent
 once, and a weekly trigger missed while the daemon was down is sent when it starts.
@@ -18,8 +22,9 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from collectors.contract import Alert
 from retrain.publisher import Publisher
@@ -60,12 +65,31 @@ def last_fire_times(schedule: Schedule, now: dt.datetime, count: int = 2) -> lis
     return times[-count:]
 
 
+@dataclass(frozen=True)
+class TriggerPolicy:
+    """Which retrain triggers a model gets (``[retrain]`` settings, overridden per model)."""
+
+    weekly: bool = True
+    severe: bool = True
+    severe_factor: float = 2.0
+    severe_cooldown_s: float = 3600.0
+    #: New bad cases since the model's last dataset that trigger a retrain; 0 for never.
+    volume: int = 0
+
+
+#: Builds a dataset version of a model for a trigger (reason, key, ...); returns its
+#: manifest, or None when there was nothing to put in one.
+DatasetBuilder = Callable[[str, Mapping[str, Any]], "dict[str, Any] | None"]
+
+
 class RetrainJobs:
-    """Push, weekly trigger, severe-drift trigger and pruning, sharing one store and the publishers."""
+    """Push, weekly, severe-drift and volume triggers, and pruning, sharing one store and the publishers."""
 
     def __init__(self, store: SampleStore, publishers: Mapping[str, Publisher], listener: Listener,
                  batch_size: int = 500, cooldown_s: float = 3600.0, weekly: Schedule | None = None,
-                 retention_s: float | None = None, clock: Callable[[], float] = time.time) -> None:
+                 retention_s: float | None = None, clock: Callable[[], float] = time.time,
+                 policy: Callable[[str], TriggerPolicy] | None = None, datasets: DatasetBuilder | None = None,
+                 badcase_kinds: tuple[str, ...] = ("thumbs_down", "complaint", "correction", "wrong_label")) -> None:
         self.store = store
         self.publishers = dict(publishers)
         self.listener = listener
@@ -74,7 +98,11 @@ class RetrainJobs:
         self.schedule = weekly
         self.retention_s = retention_s
         self.clock = clock
+        self.policy = policy or (lambda _model: TriggerPolicy(severe_cooldown_s=cooldown_s))
+        self.datasets = datasets
+        self.badcase_kinds = badcase_kinds
         self._lock = threading.Lock()  # one push at a time, whoever asks
+        self._trigger_lock = threading.Lock()  # one trigger (and its dataset) at a time in this process
 
     def push(self, max_batches: int = 100) -> int:
         """Deliver undelivered samples, then triggers, to every sink; return the samples delivered.
@@ -123,11 +151,24 @@ class RetrainJobs:
                 self.listener.triggered(t.model, t.reason)
             log.warning("retrain trigger %s sent to %s", t.key, sink)
 
+    def _trigger(self, key: str, model: str, reason: str, detail: dict[str, Any] | None = None) -> bool:
+        """Record a trigger once per key, with a new dataset version of the model first;
+        False if it exists (this or another daemon made it)."""
+        with self._trigger_lock:
+            if self.store.has_trigger(key):
+                return False
+            detail = dict(detail or {})
+            if self.datasets is not None:
+                detail["dataset"] = self.datasets(model, {"reason": reason, "key": key, **detail})
+            return self.store.add_trigger(key, model, reason, detail or None)
+
     def weekly(self) -> list[str]:
-        """Make sure this period's trigger exists for every model with samples in the last period.
+        """Make sure this period's trigger exists for every model with samples flagged in
+        the period before it (between the last two fire times).
 
         Runs on the cron and at start-up: the key names the period, so a run that
-        comes late (the daemon was down at the fire time) still sends it, once.
+        comes late (the daemon was down at the fire time) still sends it, once. A sample
+        flagged after the period's fire time belongs to the next period, not this one.
         """
         if self.schedule is None:
             return []
@@ -137,11 +178,17 @@ class RetrainJobs:
             return []
         period = times[-1]
         since = times[0].timestamp() if len(times) > 1 else period.timestamp() - 7 * 86400
-        added = [m for m in self.store.models_since(since)
-                 if self.store.add_trigger(f"{m}|weekly|{period:%Y-%m-%dT%H:%M}", m, "weekly")]
+        added = [m for m in self.store.models_since(since, until=period.timestamp())
+                 if self.policy(m).weekly
+                 and self._trigger(f"{m}|weekly|{period:%Y-%m-%dT%H:%M}", m, "weekly")]
         if added:
             self.push()
         return added
+
+    def is_severe(self, alert: Alert, kinds: Collection[str]) -> bool:
+        """Whether an alert calls for a retrain at once under its model's policy."""
+        policy = self.policy(alert.model)
+        return policy.severe and alert.kind in kinds and alert.severity_ratio >= policy.severe_factor
 
     def severe(self, alert: Alert) -> bool:
         """Trigger a retrain of the alert's model now; one per model per cooldown window.
@@ -149,9 +196,28 @@ class RetrainJobs:
         The window is taken from the alert's own event time, so daemons that see the
         same drift on different partitions agree on the key.
         """
-        window = math.floor(alert.ts / self.cooldown_s) if self.cooldown_s > 0 else alert.event_id
-        added = self.store.add_trigger(f"{alert.model}|severe_drift|{window}", alert.model, "severe_drift",
-                                       alert.to_dict())
+        cooldown = self.policy(alert.model).severe_cooldown_s
+        window = math.floor(alert.ts / cooldown) if cooldown > 0 else alert.event_id
+        added = self._trigger(f"{alert.model}|severe_drift|{window}", alert.model, "severe_drift", alert.to_dict())
+        if added:
+            self.push()
+        return added
+
+    def volume(self) -> list[str]:
+        """Trigger a retrain of every model with at least its ``volume`` of bad cases
+        flagged since its last dataset; once per dataset version."""
+        added = []
+        for model in self.store.models_since(0.0):
+            needed = self.policy(model).volume
+            if needed <= 0:
+                continue
+            new = self.store.badcases_since_dataset(model, self.badcase_kinds)
+            if new < needed:
+                continue
+            versions = self.store.dataset_versions(model)
+            after = versions[-1]["version"] if versions else 0
+            if self._trigger(f"{model}|volume|after-v{after}", model, "volume", {"new_badcases": new}):
+                added.append(model)
         if added:
             self.push()
         return added

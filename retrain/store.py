@@ -612,27 +612,42 @@ class SampleStore:
         t = dataset_samples_table
         return {r["event_id"] for r in self._rows(select(t.c.event_id).where(t.c.model == model).distinct())}
 
-    def add_dataset(self, model: str, make: Any) -> dict[str, Any]:
-        """Record a new dataset version of ``model``: ``make(version, parent)`` writes its
-        files and returns ``(dataset_id, path, manifest, event_ids)``; it runs inside the
-        transaction, so two builders never take the same version number (the unique key
-        fails the second, which may retry)."""
+    def add_dataset(self, model: str, version: int, dataset_id: str, path: str, manifest: dict[str, Any],
+                    event_ids: Sequence[str]) -> bool:
+        """Record a dataset version and the samples in it; False if the version number is
+        taken (another builder was first)."""
         t, m = datasets_table, dataset_samples_table
         try:
             with self.engine.begin() as conn:
-                last = conn.execute(select(func.max(t.c.version)).where(t.c.model == model)).scalar()
-                version = int(last or 0) + 1
-                dataset_id, path, manifest, event_ids = make(version, int(last) if last else None)
-                row = {"model": model, "version": version, "dataset_id": dataset_id, "created_at": time.time(),
-                       "path": path, "manifest": manifest}
-                conn.execute(insert(t), [row])
+                conn.execute(insert(t), [{"model": model, "version": version, "dataset_id": dataset_id,
+                                          "created_at": time.time(), "path": path, "manifest": manifest}])
                 ids = sorted(set(event_ids))
                 for start in range(0, len(ids), 1000):
                     conn.execute(insert(m), [{"model": model, "version": version, "event_id": e}
                                              for e in ids[start:start + 1000]])
-                return row
+        except sa_exc.IntegrityError:
+            return False
         except SQLAlchemyError as exc:
             raise _translate(exc, self.url) from exc
+        return True
+
+    def alerts_of(self, model: str, since: float | None = None, until: float | None = None,
+                  limit: int = 100) -> list[dict[str, Any]]:
+        """The model's alerts (as the contract has them) by event time in [since, until), newest last."""
+        t = alerts_table
+        query = select(t).where(t.c.model == model).order_by(t.c.ts.desc()).limit(limit)
+        if since is not None:
+            query = query.where(t.c.ts >= since)
+        if until is not None:
+            query = query.where(t.c.ts < until)
+        keys = ("kind", "model", "model_version", "feature", "detector", "score", "threshold", "at_event", "ts",
+                "event_id")
+        return [{k: row[k] for k in keys} for row in reversed(self._rows(query))]
+
+    def has_trigger(self, key: str) -> bool:
+        """Whether a retrain trigger with this key was recorded."""
+        t = triggers_table
+        return self._scalar(select(func.count()).select_from(t).where(t.c.trigger_key == key)) > 0
 
     def badcases_since_dataset(self, model: str, reasons: Sequence[str]) -> int:
         """Bad cases of ``model`` flagged after its last dataset version was built."""

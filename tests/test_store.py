@@ -154,8 +154,28 @@ def test_weekly_trigger_is_sent_once_per_period_even_when_late(store):
     assert [(t["model"], t["reason"], t["event_id"]) for t in triggers] == [
         ("a", "weekly", "a|weekly|2026-11-16T03:00"), ("b", "weekly", "b|weekly|2026-11-16T03:00")]
     now[0] += 7 * 86400  # 2026-11-25: the period began 2026-11-23; the last one on 2026-11-16
-    store.put([sample(3, "b")])  # flagged now (2026-11-22), in the last period
+    store.put([sample(3, "b")])
+    with store.engine.begin() as conn:  # flagged on 2026-11-19, in the last period
+        conn.execute(samples_table.update().where(samples_table.c.event_id == "e-3")
+                     .values(flagged_at=1_795_000_000.0 + 86400))
     assert jobs.weekly() == ["b"], "a model with no new samples is not retrained again"
+
+
+def test_weekly_trigger_is_not_sent_for_samples_of_the_current_period(store):
+    """After a restart on a Wednesday, samples flagged since Monday's fire time belong to
+    next Monday's trigger: nothing is due now."""
+    weekly = CronTrigger.from_crontab("0 3 * * mon", timezone="UTC")
+    wednesday = 1_795_000_000.0  # 2026-11-18; the period began 2026-11-16 03:00
+    store.put([sample(1, "a")])
+    with store.engine.begin() as conn:  # flagged on Tuesday 2026-11-17
+        conn.execute(samples_table.update().values(flagged_at=wednesday - 86400))
+    recorder = Recorder()
+    jobs = RetrainJobs(store, {"queue": recorder}, Listener(), weekly=weekly, clock=lambda: wednesday)
+    assert jobs.weekly() == []
+    assert store.counts()["triggers"] == 0
+    next_tuesday = wednesday + 6 * 86400  # 2026-11-24: Monday 2026-11-23 fired; Tuesday's sample was before it
+    assert RetrainJobs(store, {"queue": recorder}, Listener(), weekly=weekly,
+                       clock=lambda: next_tuesday).weekly() == ["a"]
 
 
 def test_prune_keeps_what_is_recent_or_undelivered(store):
