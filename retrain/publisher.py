@@ -108,11 +108,13 @@ class WebhookPublisher:
                  secret: str | Sequence[str] = "", retries: int = 4, backoff_s: float = 0.5,
                  max_delay_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random) -> None:
-        """``sleep``, ``clock`` and ``jitter`` (uniform in [0, 1)) are there for tests."""
+        """``secret``: one, or several during a rotation (each signs). ``sleep``, ``clock`` and
+        ``jitter`` (uniform in [0, 1)) are there for tests."""
         self.url = url
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_delay_s = max_delay_s
+        signed_headers(secret, "", 0, b"")  # a malformed secret raises ValueError here, not at the first push
         self._secret = secret  # never logged, never in a message
         self._sleep, self._clock, self._jitter = sleep, clock, jitter
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), transport=transport)
