@@ -80,8 +80,8 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
 
 
 def open_store(settings: Settings) -> SampleStore:
-    """The daemon's store."""
-    return SampleStore(settings.store.url)
+    """The daemon's store; with a webhook, pruning keeps samples until the webhook has them too."""
+    return SampleStore(settings.store.url, webhook=bool(settings.retrain.webhook_url))
 
 
 class MetricsListener:

@@ -19,6 +19,7 @@ from helpers import produce, wait_for
 from collectors.contract import FlaggedSample
 from collectors.errors import ConfigError, PublishFailed
 from monitor.config import load_settings, render_toml
+from monitor.service import open_store
 from retrain.jobs import RetrainJobs
 from retrain.publisher import WebhookPublisher
 from retrain.store import SampleStore
@@ -174,7 +175,7 @@ class Receiver:
         server = _Server(("127.0.0.1", self.port), _Handler)  # HTTPServer sets SO_REUSEADDR: the same port binds
         server.receiver = self
         self.port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         self._server = server
 
     def stop(self) -> None:
@@ -392,6 +393,27 @@ def test_an_unusable_secret_file_is_an_error_naming_the_key_not_the_content(tmp_
 
 
 # -- the daemon -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("webhook", [True, False])
+def test_the_daemons_store_keeps_samples_until_the_webhook_has_them(store_url, webhook):
+    url = "http://127.0.0.1:9/hook" if webhook else ""
+    store = open_store(load_settings(environ={}, overrides={"store": {"url": store_url},
+                                                            "retrain": {"webhook_url": url}}))
+    try:
+        store.put([sample(1), sample(2)])
+        with store.claim_unpushed(10, "queue") as (_, mark):
+            mark()  # both reached the queue topic
+        with store.claim_unpushed(1, "webhook") as (_, mark):
+            mark()  # only e-1 reached the webhook
+        deleted = store.prune(time.time() + 1)
+        kept = [r["event_id"] for r in store.samples()]
+    finally:
+        store.close()
+    if webhook:
+        assert (deleted["samples"], kept) == (1, ["e-2"]), "e-2 has not reached the webhook yet"
+    else:
+        assert (deleted["samples"], kept) == (2, [])
 
 
 @pytest.mark.kafka
