@@ -67,8 +67,8 @@ class KafkaPublisher:
         self._producer.close(timeout=self.timeout_s)
 
 
-#: Answers worth another try: the receiver was busy, timed out, or failed inside.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Answers below 500 worth another try (the receiver timed out or is busy); every 5xx is too.
+RETRY_STATUSES = frozenset({408, 429})
 #: Answers whose Retry-After header sets the least wait before the next try.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -135,20 +135,23 @@ class WebhookPublisher:
                 response = self._client.post(self.url, content=body, headers=headers)
             except httpx.UnsupportedProtocol as exc:
                 raise PublishFailed(f"webhook {self.url} cannot be reached: {exc}") from exc
-            except httpx.TransportError as exc:
+            except httpx.TransportError as exc:  # refused, reset, timed out: worth another try
                 failure, cause = f"webhook {self.url} failed: {type(exc).__name__}: {exc}", exc
+            except httpx.HTTPError as exc:
+                raise PublishFailed(f"webhook {self.url} failed: {type(exc).__name__}: {exc}") from exc
             else:
                 if response.is_success:
                     return
                 failure, cause = f"webhook {self.url} answered {response.status_code}: {response.text[:200]}", None
-                if response.status_code not in RETRY_STATUSES:
+                if response.status_code < 500 and response.status_code not in RETRY_STATUSES:
                     raise PublishFailed(failure)
             if attempt == self.retries:
                 break
             delay = self._delay(attempt, response)
             log.warning("%s; retry %d of %d in %.2fs", failure, attempt + 1, self.retries, delay)
             self._sleep(delay)
-        raise PublishFailed(f"{failure} (after {self.retries + 1} tries)") from cause
+        tries = self.retries + 1
+        raise PublishFailed(f"{failure} (after {tries} {'try' if tries == 1 else 'tries'})") from cause
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         # Full jitter spreads the retries of several daemons instead of synchronising them.

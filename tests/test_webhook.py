@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -14,12 +15,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from helpers import produce, wait_for
+from helpers import make_settings, produce, wait_for
 
 from collectors.contract import FlaggedSample
 from collectors.errors import ConfigError, PublishFailed
 from monitor.config import load_settings, render_toml
-from monitor.service import open_store
+from monitor.exit_codes import EXIT_CONFIG
+from monitor.service import Service, open_store
 from retrain.jobs import RetrainJobs
 from retrain.publisher import WebhookPublisher
 from retrain.store import SampleStore
@@ -432,3 +434,11 @@ def test_the_daemon_signs_what_it_pushes_to_the_webhook(broker, daemon, receiver
     wait_for(lambda: rx.deliveries()["f-1"], 60, "the flagged sample at the webhook")
     assert all(s.signed for s in rx.seen)
     assert rx.deliveries()["f-1"] == 1
+
+
+@pytest.mark.kafka
+def test_the_daemon_does_not_start_with_an_unreadable_secret_file(broker, tmp_path, caplog):
+    settings = make_settings(broker, tmp_path, retrain={"webhook_url": "http://127.0.0.1:9/hook",
+                                                        "webhook_secret_file": str(tmp_path)})  # a directory
+    assert asyncio.run(Service(settings).run()) == EXIT_CONFIG
+    assert f"retrain.webhook_secret_file {tmp_path} cannot be read" in caplog.text
