@@ -212,6 +212,33 @@ class RetrainSettings:
     severe_cooldown_s: float = _key(3600.0, "Least time between two immediate triggers of a model.", min=0)
     webhook_url: str = _key("", "Also POST pushed samples (JSON lines) to this URL; empty to disable.")
     webhook_timeout_s: float = _key(10.0, "Timeout of one webhook request.", min=0.1)
+    webhook_secret: str = field(default="", repr=False, metadata={"doc": (
+        "Signs webhook requests (Standard Webhooks headers webhook-id, webhook-timestamp, webhook-signature); "
+        "several space-separated sign with each, for a rotation; empty: unsigned. Prefer the environment "
+        "variable or webhook_secret_file.")})
+    webhook_secret_file: str = _key("", "File whose content, stripped, is webhook_secret (e.g. a mounted "
+                                        "Kubernetes secret); set this or webhook_secret, not both.")
+    webhook_retries: int = _key(4, "Retries of a webhook request that failed for a transient reason (refused, "
+                                   "timed out, 408, 429, 5xx) before the push gives up until the next one.", min=0)
+    webhook_backoff_s: float = _key(0.5, "Base of the backoff between webhook retries: retry n waits a random "
+                                         "time up to this times 2^n (at least a 429's or 503's Retry-After).",
+                                    min=0)
+
+    def webhook_secrets(self) -> list[str]:
+        """The secrets that sign webhook requests, read from ``webhook_secret_file`` if set; none: unsigned."""
+        if not self.webhook_secret_file:
+            return self.webhook_secret.split()
+        where = f"retrain.webhook_secret_file {self.webhook_secret_file}"
+        try:
+            text = Path(self.webhook_secret_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{where} cannot be read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            # The exception would quote the file's bytes: say what is wrong, never what is in it.
+            raise ConfigError(f"{where} is not UTF-8 text") from None
+        if not text.split():
+            raise ConfigError(f"{where} is empty")
+        return text.split()
 
 
 @dataclass
@@ -452,6 +479,8 @@ def _validate(settings: Settings) -> None:
             least = 1 if key in ("max_per_category", "severe_factor") else 0
             if kind is not bool and value < least:
                 raise ConfigError(f"{where}.{key} must be >= {least}; got {value!r}")
+    if settings.retrain.webhook_secret and settings.retrain.webhook_secret_file:
+        raise ConfigError("set retrain.webhook_secret or retrain.webhook_secret_file, not both")
     if not settings.kafka.bootstrap_servers.strip():
         raise ConfigError("kafka.bootstrap_servers must not be empty")
     t = settings.topics
@@ -532,7 +561,7 @@ def render_toml(settings: Settings, with_docs: bool = True) -> str:
                     tables.append(f"\n[[{section}.{f.name}]]")
                     tables.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
                 continue
-            if f.name == "sasl_password" and value:
+            if f.name in ("sasl_password", "webhook_secret") and value:
                 value = "<set>"
             doc = f"  # {f.metadata['doc']}" if with_docs else ""
             lines.append(f"{f.name} = {_toml_value(value)}{doc}")

@@ -108,6 +108,11 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def open_store(settings: Settings) -> SampleStore:
+    """The daemon's store; with a webhook, pruning keeps samples until the webhook has them too."""
+    return SampleStore(settings.store.url, webhook=bool(settings.retrain.webhook_url))
+
+
 class MetricsListener:
     """Turns the retraining jobs' reports into metrics and readiness."""
 
@@ -225,7 +230,7 @@ class Service:
         self.http.start()
         log.info("metrics and health on %s (/metrics, /healthz, /readyz, /status)", self.http.url)
         self.health.problem("startup", "connecting to the store")
-        self.store = await self._blocking(SampleStore, s.store.url)
+        self.store = await self._blocking(open_store, s)
         self.pipeline.baselines = await self._blocking(self.store.baselines)
         if self.pipeline.baselines:
             log.info("reference samples from `monitor baseline` for %s",
@@ -270,7 +275,16 @@ class Service:
             bootstrap_servers=s.kafka.bootstrap_servers.split(","), client_id=f"{s.kafka.client_id}-retrain",
             **kafka)
         if r.webhook_url:
-            self.publishers["webhook"] = WebhookPublisher(r.webhook_url, r.webhook_timeout_s)
+            secrets = r.webhook_secrets()
+            try:
+                self.publishers["webhook"] = WebhookPublisher(
+                    r.webhook_url, r.webhook_timeout_s, secret=secrets, retries=r.webhook_retries,
+                    backoff_s=r.webhook_backoff_s)
+            except ValueError as exc:
+                raise ConfigError(f"retrain.webhook_secret: {exc}") from None
+            if not secrets:
+                log.warning("webhook requests are not signed: set MONITOR_RETRAIN_WEBHOOK_SECRET or "
+                            "retrain.webhook_secret_file so that the receiver can trust them")
         store = _started(self.store, "the store")
         self.jobs = RetrainJobs(store, self.publishers, MetricsListener(self.metrics, self.health),
                                 batch_size=r.push_batch_size, cooldown_s=r.severe_cooldown_s, weekly=cron,

@@ -11,7 +11,11 @@ plain synchronous code: kafka-python's producer and httpx's client.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -20,6 +24,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from collectors.errors import PublishFailed
+from retrain.webhook import idempotency_key, signed_headers
+
+log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
@@ -60,22 +67,100 @@ class KafkaPublisher:
         self._producer.close(timeout=self.timeout_s)
 
 
-class WebhookPublisher:
-    """POST records as JSON lines to a URL; any answer but 2xx is a failure."""
+#: Answers below 500 worth another try (the receiver timed out or is busy); every 5xx is too.
+RETRY_STATUSES = frozenset({408, 429})
+#: Answers whose Retry-After header sets the least wait before the next try.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 
-    def __init__(self, url: str, timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None.
+
+    >>> retry_after_s("7", 0.0), retry_after_s("Thu, 01 Jan 1970 00:00:30 GMT", 10.0), retry_after_s("soon", 0.0)
+    (7.0, 20.0, None)
+    """
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+class WebhookPublisher:
+    """POST records as JSON lines to a URL, signed when there is a secret, retrying transient failures.
+
+    Every request carries ``webhook-id`` and ``Idempotency-Key`` (the same value, a
+    function of the records: a retry, in this call or the next push, carries the same
+    key), ``webhook-timestamp`` and, with a secret, ``webhook-signature`` (see
+    ``retrain.webhook``). A transport error (refused, reset, timed out) or an answer of
+    408, 429 or 5xx is tried again, at most ``retries`` times, after a random wait of
+    up to ``backoff_s * 2**n`` seconds (full jitter; never more than ``max_delay_s``);
+    a ``Retry-After`` on 429 or 503 is waited at least, up to ``max_delay_s``. Any other
+    answer but 2xx fails at once. Failing, ``publish`` raises ``PublishFailed``.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None, *,
+                 secret: str | Sequence[str] = "", retries: int = 4, backoff_s: float = 0.5,
+                 max_delay_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random) -> None:
+        """``secret``: one, or several during a rotation (each signs). ``sleep``, ``clock`` and
+        ``jitter`` (uniform in [0, 1)) are there for tests."""
         self.url = url
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_delay_s = max_delay_s
+        signed_headers(secret, "", 0, b"")  # a malformed secret raises ValueError here, not at the first push
+        self._secret = secret  # never logged, never in a message
+        self._sleep, self._clock, self._jitter = sleep, clock, jitter
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), transport=transport)
+
+    def __repr__(self) -> str:
+        return f"WebhookPublisher({self.url!r}, signed={bool(self._secret)}, retries={self.retries})"
 
     def publish(self, records: Sequence[dict[str, Any]]) -> None:
         body = b"".join(orjson.dumps(r) + b"\n" for r in records)
-        try:
-            response = self._client.post(self.url, content=body,
-                                         headers={"content-type": "application/x-ndjson"})
-        except httpx.HTTPError as exc:
-            raise PublishFailed(f"webhook {self.url} failed: {exc}") from exc
-        if not response.is_success:
-            raise PublishFailed(f"webhook {self.url} answered {response.status_code}: {response.text[:200]}")
+        msg_id = idempotency_key(records)
+        failure, cause = "", None
+        for attempt in range(self.retries + 1):
+            # Signed anew each try: the timestamp must be fresh for the receiver's tolerance.
+            headers = {"content-type": "application/x-ndjson",
+                       **signed_headers(self._secret, msg_id, int(self._clock()), body)}
+            response: httpx.Response | None = None
+            try:
+                response = self._client.post(self.url, content=body, headers=headers)
+            except httpx.UnsupportedProtocol as exc:
+                raise PublishFailed(f"webhook {self.url} cannot be reached: {exc}") from exc
+            except httpx.TransportError as exc:  # refused, reset, timed out: worth another try
+                failure, cause = f"webhook {self.url} failed: {type(exc).__name__}: {exc}", exc
+            except httpx.HTTPError as exc:
+                raise PublishFailed(f"webhook {self.url} failed: {type(exc).__name__}: {exc}") from exc
+            else:
+                if response.is_success:
+                    return
+                failure, cause = f"webhook {self.url} answered {response.status_code}: {response.text[:200]}", None
+                if response.status_code < 500 and response.status_code not in RETRY_STATUSES:
+                    raise PublishFailed(failure)
+            if attempt == self.retries:
+                break
+            delay = self._delay(attempt, response)
+            log.warning("%s; retry %d of %d in %.2fs", failure, attempt + 1, self.retries, delay)
+            self._sleep(delay)
+        tries = self.retries + 1
+        raise PublishFailed(f"{failure} (after {tries} {'try' if tries == 1 else 'tries'})") from cause
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        # Full jitter spreads the retries of several daemons instead of synchronising them.
+        delay = self._jitter() * min(self.max_delay_s, self.backoff_s * 2 ** attempt)
+        if response is not None and response.status_code in RETRY_AFTER_STATUSES:
+            asked = retry_after_s(response.headers.get("retry-after"), self._clock())
+            if asked is not None:
+                delay = max(delay, min(asked, self.max_delay_s))
+        return delay
 
     def close(self) -> None:
         self._client.close()

@@ -253,7 +253,7 @@ def webhook():
 
 def test_webhook_publisher_posts_json_lines_and_fails_on_errors(webhook):
     url, hook = webhook
-    publisher = WebhookPublisher(url, timeout_s=5)
+    publisher = WebhookPublisher(url, timeout_s=5, retries=0)  # retries: tests/test_webhook.py
     publisher.publish([{"event_id": "a"}, {"event_id": "b"}])
     assert [orjson.loads(line) for line in hook.bodies[0].splitlines()] == [{"event_id": "a"}, {"event_id": "b"}]
     hook.status = 503
@@ -261,7 +261,7 @@ def test_webhook_publisher_posts_json_lines_and_fails_on_errors(webhook):
         publisher.publish([{"event_id": "c"}])
     publisher.close()
     with pytest.raises(PublishFailed):
-        WebhookPublisher("http://127.0.0.1:1/none", timeout_s=2).publish([{"event_id": "d"}])
+        WebhookPublisher("http://127.0.0.1:1/none", timeout_s=2, retries=0).publish([{"event_id": "d"}])
 
 
 @pytest.mark.kafka
