@@ -13,7 +13,8 @@ caller is whether trying again can help::
         ├── StartupError        the service could not start (wraps the cause)
         ├── BrokerRejected      Kafka refused a record for good (too large, not authorised)
         ├── StoreFailed         the database refused an operation (not a lost connection)
-        └── StoreSchemaError    the database is not one of ours
+        ├── StoreSchemaError    the database is not one of ours
+        └── OutputError         a file or folder we were asked to write cannot be written
 
 Bad *input* is not an exception in the hot path: ``collectors.decode`` returns a
 reason per message and the message goes to the dead-letter topic.
@@ -64,3 +65,7 @@ class StoreFailed(FatalError):
 
 class StoreSchemaError(FatalError):
     """The store's database holds tables that are not ours, or an unknown version."""
+
+
+class OutputError(FatalError):
+    """A file or folder we were asked to write (a dataset, a report) cannot be written."""

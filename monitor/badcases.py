@@ -20,7 +20,8 @@ import orjson
 
 from collectors.errors import ConfigError
 from monitor.config import Settings
-from retrain.badcases import BADCASE_KINDS, BAND_MEANING, Case, Facts, RuleSet, group, rank, representatives, sort_key
+from retrain.badcases import BADCASE_KINDS, BAND_MEANING, Case, Facts, RuleSet, representatives
+from retrain.datasets import load_ranked
 from retrain.store import SampleStore
 
 FORMATS = ("table", "jsonl", "csv", "markdown")
@@ -106,16 +107,10 @@ def load_cases(store: SampleStore, settings: Settings, selection: Selection) -> 
     models up to ``until`` (so a filter does not change a case's group or score); the
     periods of the priority end at ``until``, or at the newest case.
     """
-    rows = store.badcase_rows(models=selection.models or None, until=selection.until, reasons=BADCASE_KINDS)
-    cases = [Case.from_row(row) for row in rows]
-    if not cases:
-        return []
-    weights = settings.badcases.weights()
-    group(cases, threshold=settings.badcases.duplicate_threshold)
-    end = selection.until if selection.until is not None else max(c.event_ts for c in cases)
-    traffic = store.traffic(since=end - weights.period_s, until=end, models=sorted({c.model for c in cases}))
-    rank(cases, rules_of(settings), traffic, weights, now=end)
-    return sorted((c for c in cases if selection.keeps(c)), key=sort_key)
+    b = settings.badcases
+    cases = load_ranked(store, rules_of(settings), b.weights(), b.duplicate_threshold, selection.models or None,
+                        selection.until)
+    return [c for c in cases if selection.keeps(c)]
 
 
 def recategorise(store: SampleStore, settings: Settings, models: Sequence[str] = ()) -> Counter[tuple[str, str]]:

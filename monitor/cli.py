@@ -141,6 +141,37 @@ def build_parser() -> argparse.ArgumentParser:
                           help="first apply the configured rules again to every stored bad case")
     _add_config(badcases)
 
+    dataset = commands.add_parser(
+        "dataset", help="build and list versioned retraining datasets of bad cases",
+        description="Build a new version of a model's retraining dataset from its stored bad cases, or list the "
+                    "versions built. A version holds the data file, a to_label file (samples from drifted "
+                    "windows that need a human label) and manifest.json (counts, sources, sha256 of each file).")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", metavar="ACTION")
+    build = dataset_commands.add_parser(
+        "build", help="write the next dataset version of a model",
+        description="Write the next version of a model's dataset: one record per near-duplicate group of its bad "
+                    "cases (the best ranked, with a count), stratified by category and segment, at most "
+                    "--max-per-category per category. A sample goes into one version only, unless --include-used.",
+        epilog="times (--since, --until): epoch seconds, a date (2026-11-30), a date-time or an age (7d, 12h)")
+    build.add_argument("--model", required=True, help="the model whose bad cases make the dataset")
+    build.add_argument("--since", metavar="T", help="only cases at or after this event time")
+    build.add_argument("--until", metavar="T", help="only cases before this event time")
+    build.add_argument("--max-per-category", type=int, metavar="N",
+                       help="most records per category (default: datasets.max_per_category)")
+    build.add_argument("--out", metavar="DIR", help="folder of the datasets (default: datasets.dir); MODEL/vN/ in it")
+    build.add_argument("--format", choices=("jsonl", "parquet"), help="file format (default: datasets.format)")
+    build.add_argument("--include-used", action="store_true",
+                       help="also take samples that are in an earlier version")
+    _add_store(build)
+    _add_config(build)
+    listing = dataset_commands.add_parser("list", help="list the dataset versions built",
+                                          description="List the dataset versions recorded in the store.")
+    listing.add_argument("--model", help="only this model's versions")
+    listing.add_argument("--format", choices=("table", "jsonl"), default="table",
+                         help="table (default) or jsonl (each version's manifest)")
+    _add_store(listing)
+    _add_config(listing)
+
     config = commands.add_parser("config", help="print or check the configuration",
                                  description="Print the effective configuration (defaults, file, environment).")
     config.add_argument("--defaults", action="store_true", help="print the defaults, ignoring file and environment")
@@ -241,6 +272,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "badcases":
         return _badcases(args, settings)
+    if args.command == "dataset":
+        return _dataset(args, settings)
     if args.command == "produce":
         from monitor.produce import produce  # noqa: PLC0415
         from monitor.service import kafka_client_config  # noqa: PLC0415
@@ -286,6 +319,73 @@ def _badcases(args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.flush()
     print(bc.summary(cases) + (f"; {len(shown):,} shown" if len(shown) < len(cases) else ""), file=sys.stderr)
     return EXIT_OK
+
+
+def _dataset(args: argparse.Namespace, settings: Settings) -> int:
+    import orjson  # noqa: PLC0415
+
+    from monitor.badcases import parse_time, rules_of  # noqa: PLC0415
+    from retrain import datasets  # noqa: PLC0415
+
+    if args.dataset_command is None:
+        raise ConfigError("monitor dataset needs an action: build or list (see monitor dataset --help)")
+    store = _open_store(args, settings)
+    try:
+        if args.dataset_command == "list":
+            versions = store.dataset_versions(args.model)
+            if args.format == "jsonl":
+                for v in versions:
+                    print(orjson.dumps({**v["manifest"], "path": v["path"]}).decode())
+                return EXIT_OK
+            print(f"{'dataset':<28} {'created (UTC)':<17} {'records':>8} {'to label':>8}  top categories")
+            for v in versions:
+                counts = v["manifest"].get("counts", {})
+                top = sorted(counts.get("by_category", {}).items(), key=lambda kv: -kv[1])[:3]
+                created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(v["created_at"]))
+                print(f"{v['dataset_id']:<28} {created:<17} {counts.get('records', 0):>8,} "
+                      f"{counts.get('to_label', 0):>8,}  " + ", ".join(f"{k} {n}" for k, n in top))
+            if not versions:
+                print("(no dataset built yet: monitor dataset build --model M)", file=sys.stderr)
+            return EXIT_OK
+        d, b = settings.datasets, settings.badcases
+        now = time.time()
+        cap = args.max_per_category or int(d.for_model(args.model).get("max_per_category", d.max_per_category))
+        options = datasets.DatasetOptions(
+            out_dir=args.out or d.dir, fmt=args.format or d.format, max_per_category=cap,
+            include_used=args.include_used,
+            since=parse_time(args.since, now=now, what="--since") if args.since else None,
+            until=parse_time(args.until, now=now, what="--until") if args.until else None)
+        _check_writable_dir(options.out_dir, "--out")
+        manifest = datasets.build(store, args.model, rules_of(settings), b.weights(), b.duplicate_threshold, options,
+                                  {"reason": "manual"})
+        models = store.models_since(0.0)
+        known = args.model in models
+    finally:
+        store.close()
+    if manifest is None:
+        if not known:
+            print(f"monitor: the store has no bad case of {args.model!r}"
+                  + (f"; models with samples: {', '.join(models)}" if models else ""), file=sys.stderr)
+        else:
+            print(f"monitor: no bad case of {args.model} is left for a new dataset version: each is in an earlier "
+                  "one (--include-used takes them again) or outside --since/--until", file=sys.stderr)
+        return EXIT_FAILURE
+    counts = manifest["counts"]
+    print(manifest["path"])
+    print(f"dataset {manifest['dataset_id']}: {counts['records']:,} records standing for {counts['cases']:,} bad "
+          f"cases, {counts['to_label']:,} to label; by category: "
+          + ", ".join(f"{k} {n}" for k, n in counts["by_category"].items()), file=sys.stderr)
+    return EXIT_OK
+
+
+def _check_writable_dir(path: str, what: str) -> None:
+    """Fail before any work when ``path`` cannot become a folder we write in."""
+    from pathlib import Path  # noqa: PLC0415
+
+    target = Path(path)
+    existing = next((p for p in (target, *target.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: cannot write in {existing}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from collectors.contract import Alert, RawMessage
-from collectors.errors import ConfigError, FatalError, MonitorError, TransientError
+from collectors.errors import ConfigError, FatalError, MonitorError, OutputError, TransientError
 from collectors.kafka import KafkaSink, KafkaSource, ensure_topics
 from monitor import __version__
 from monitor.config import Settings
@@ -86,7 +86,11 @@ def dataset_builder(settings: Settings, store: SampleStore) -> DatasetBuilder:
     def build(model: str, trigger: Mapping[str, Any]) -> dict[str, Any] | None:
         options = DatasetOptions(out_dir=d.dir, fmt=d.format,
                                  max_per_category=int(d.for_model(model).get("max_per_category", d.max_per_category)))
-        manifest = datasets.build(store, model, rules, b.weights(), b.duplicate_threshold, options, trigger)
+        try:
+            manifest = datasets.build(store, model, rules, b.weights(), b.duplicate_threshold, options, trigger)
+        except OutputError as exc:  # the retrain is still asked for; whoever reads it sees why it has no dataset
+            log.error("%s; the %s trigger of %s goes without a dataset", exc, trigger.get("reason"), model)
+            return {"error": str(exc)}
         if manifest is not None:
             log.info("dataset %s (%d records, %d to label) built for the %s trigger of %s", manifest["dataset_id"],
                      manifest["counts"]["records"], manifest["counts"]["to_label"], trigger.get("reason"), model)

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from collectors.errors import ConfigError, StoreFailed
+from collectors.errors import ConfigError, OutputError, StoreFailed
 from retrain.badcases import BADCASE_KINDS, Case, PriorityWeights, RuleSet, group, rank, sort_key
 from retrain.store import SampleStore
 
@@ -189,7 +189,10 @@ def build(store: SampleStore, model: str, rules: RuleSet, weights: PriorityWeigh
             continue  # left by a builder whose store write failed; never overwritten
         staging = root / f".v{version}.{os.getpid()}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        try:
+            staging.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write the dataset of {model} in {options.out_dir}: {exc.strerror}") from None
         try:
             files = []
             for name, rows in ((f"data.{options.fmt}", records), (f"to_label.{options.fmt}", to_label)):
@@ -225,6 +228,9 @@ def build(store: SampleStore, model: str, rules: RuleSet, weights: PriorityWeigh
                 continue  # another builder took this version number first
             staging.rename(final)
             return {**manifest, "path": str(final)}
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise OutputError(f"cannot write the dataset of {model} in {options.out_dir}: {exc}") from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
