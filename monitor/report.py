@@ -75,7 +75,7 @@ class Trend:
         if ratio is None:
             suffix = " (new)" if self.current else ""
         else:
-            suffix = f" ({ratio:.0f}x)" if ratio >= 10 else f" ({ratio:.1f}x)"
+            suffix = f" ({ratio:.0f}x)" if ratio >= 10 or ratio == 0 else f" ({ratio:.1f}x)"
         return f"{self.previous} → {self.current}{suffix}"
 
     def arrow(self) -> str:
@@ -261,9 +261,11 @@ def build_report(cases: Sequence[Mapping[str, Any]], *, title: str = "model-moni
 
     # Trend: the latest period against the one before, over every case up to `until`.
     period_end = until if until is not None else last_ts
-    # The cases given may start after the period before began: its count is then partial.
+    # The cases given may start well after the period before began (by more than a tenth of
+    # a period): its count is then likely partial, and the page says so.
     earliest = min((float(c["event_ts"]) for c in upto), default=None)
-    trend_partial = period_end is not None and earliest is not None and earliest > period_end - 2 * period_s
+    trend_partial = (period_end is not None and earliest is not None
+                     and earliest > period_end - 2 * period_s + period_s / 10)
 
     def trend_of(selected: Iterable[Mapping[str, Any]]) -> Trend:
         if period_end is None:
@@ -452,13 +454,19 @@ def _e(value: Any) -> str:
 
 
 def _nice_max(value: int) -> tuple[int, int]:
-    """An axis top at or above ``value`` and its tick step (1, 2 or 5 times a power of ten)."""
+    """An axis top at or above ``value`` and its tick step (1, 2 or 5 times a power of ten), at most 6 steps.
+
+    >>> _nice_max(42), _nice_max(40), _nice_max(3), _nice_max(0)
+    ((50, 10), (40, 10), (3, 1), (1, 1))
+    """
     value = max(value, 1)
-    raw = value / 4
-    power = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    step = max(int(step), 1)
-    return step * math.ceil(value / step), step
+    power = 1
+    while True:
+        for m in (1, 2, 5):
+            step = m * power
+            if math.ceil(value / step) <= 6:
+                return step * math.ceil(value / step), step
+        power *= 10
 
 
 def _legend(report: Report) -> str:
@@ -472,7 +480,7 @@ def _time_chart(report: Report) -> str:
     width, height, left, right, top, bottom = 1160, 300, 56, 12, 14, 58
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max(b.total for b in report.buckets)
-    ymax, step = _nice_max(peak + max(1, math.ceil(peak * 0.05)))  # room above the highest bar for its label
+    ymax, step = _nice_max(peak + math.ceil(peak * 0.04))  # room above the highest bar for its label
     n = len(report.buckets)
     slot = plot_w / n
     bar = max(min(slot * 0.8, 60.0), 1.0)
@@ -564,11 +572,19 @@ def _breakdown_chart(report: Report, rows: Sequence[BreakdownRow], kind: str, li
     if not rows:
         return f'<p class="note" data-chart="{kind}s">No case carries a {kind}.</p>'
     shown = rows[:limit]
-    label_w, bar_w, row_h = 170, 330, 24
-    width, height = label_w + bar_w + 50, row_h * len(shown) + 4
-    peak = max(row.total for row in shown)
+    label_w, bar_w, row_h, axis_h = 170, 330, 24, 34
+    width, height = label_w + bar_w + 50, row_h * len(shown) + 4 + axis_h
+    xmax, step = _nice_max(max(row.total for row in shown))
     out = [f'<svg data-chart="{kind}s" viewBox="0 0 {width} {height}" width="100%" role="img" '
            f'aria-label="bad cases by {kind} and category">']
+    base = row_h * len(shown) + 4
+    for tick in range(0, xmax + 1, step):
+        x = label_w + tick / xmax * bar_w
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{base}" stroke="#e5e7eb"/>'
+                   f'<text x="{x:.1f}" y="{base + 13}" text-anchor="middle" font-size="11">{tick}</text>')
+    out.append(f'<line x1="{label_w}" x2="{label_w + bar_w}" y1="{base}" y2="{base}" stroke="#6b7280"/>'
+               f'<text x="{label_w + bar_w / 2}" y="{base + 29}" text-anchor="middle" font-size="12">bad cases'
+               f"</text>")
     for i, row in enumerate(shown):
         y = 2 + i * row_h
         out.append(f'<g data-{kind}="{_e(row.label)}" data-total="{row.total}">'
@@ -576,7 +592,7 @@ def _breakdown_chart(report: Report, rows: Sequence[BreakdownRow], kind: str, li
                    f"{_e(_cut(row.label, 26))}<title>{_e(row.label)}</title></text>")
         x = float(label_w)
         for category, count in row.counts:
-            w = count / peak * bar_w
+            w = count / xmax * bar_w
             out.append(f'<rect data-{kind}="{_e(row.label)}" data-category="{_e(category)}" data-count="{count}" '
                        f'x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" fill="{report.colour(category)}"'
                        f' stroke="#fff" stroke-width="0.5"><title>{_e(row.label)}, {_e(category)}: {count}</title>'
@@ -593,7 +609,7 @@ def _partial_note(report: Report) -> str:
     if not report.trend_partial:
         return ""
     start = report.period_end - 2 * report.period_s if report.period_end is not None else None
-    return (f" (the cases given start after {_when(start)} UTC, when the period before began: "
+    return (f" (the cases given start well after {_when(start)} UTC, when the period before began: "
             f"its counts may be incomplete)")
 
 
@@ -671,8 +687,8 @@ def render_html(report: Report) -> str:
     bands = dict(report.bands)
     top = ", ".join(f'<b>{_e(row.category)}</b> {row.count} ({_percent(row.share)})' for row in report.categories[:3])
     summary = (f'<p class="summary" data-total="{report.total}"><b>{report.total}</b> bad cases in '
-               f"<b>{report.groups}</b> near-duplicate groups · top categories: {top} · "
-               f'<b style="color:{BAND_COLOURS["P0"]}">{bands["P0"]} P0</b> ({BAND_MEANING["P0"]})</p>')
+               f"<b>{report.groups}</b> near-duplicate groups · top: {top} · "
+               f'<b style="color:{BAND_COLOURS["P0"]}">{bands["P0"]} P0</b> to {BAND_MEANING["P0"]}</p>')
     kinds = ", ".join(f"{_e(kind)} {count}" for kind, count in report.kinds)
     meta = (f'<p class="meta">{_e(_window(report))} · models: {_e(", ".join(report.models))} · '
             f"feedback: {kinds}{generated}</p>")

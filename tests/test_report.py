@@ -110,7 +110,7 @@ def test_trend_compares_the_last_period_with_the_one_before():
 
 def test_trend_text_for_new_and_vanished_categories():
     assert Trend(0, 5).text() == "0 → 5 (new)"
-    assert Trend(4, 0).text() == "4 → 0 (0.0x)"
+    assert Trend(4, 0).text() == "4 → 0 (0x)"
     assert Trend(0, 0).text() == "0 → 0"
     assert Trend(1, 12).text() == "1 → 12 (12x)"
 
