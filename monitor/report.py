@@ -42,8 +42,7 @@ CATEGORY_COLOURS: Mapping[str, str] = {
     "drifted_input": "#db2777",
     "uncategorised": "#6b7280",
 }
-EXTRA_COLOURS: tuple[str, ...] = ("#0f766e", "#9333ea", "#b45309", "#1e40af", "#be123c", "#15803d", "#a21caf",
-                                  "#854d0e")
+EXTRA_COLOURS: tuple[str, ...] = ("#92400e", "#1e3a8a", "#16a34a", "#a21caf", "#111827", "#0891b2")
 
 HOUR, DAY = 3600.0, 86400.0
 #: Data spanning at most this long is bucketed per hour, longer per day.
@@ -385,7 +384,10 @@ def _percent(share: float) -> str:
 
 
 def _value_text(value: Any, limit: int = 200) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    try:
+        text = value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # not JSON (a huge int, an object): its repr will do
+        text = repr(value)
     return _cut(text, limit)
 
 

@@ -16,7 +16,15 @@ from browser import load
 from prometheus_client import CollectorRegistry
 
 from monitor.http import Health, StatusServer
-from monitor.report import CATEGORY_COLOURS, Trend, build_report, render_html, render_markdown
+from monitor.report import (
+    BAND_COLOURS,
+    CATEGORY_COLOURS,
+    EXTRA_COLOURS,
+    Trend,
+    build_report,
+    render_html,
+    render_markdown,
+)
 
 T0 = 1796040000.0  # 2026-11-30 12:00 UTC, on an hour
 HOUR, DAY = 3600.0, 86400.0
@@ -218,6 +226,22 @@ def test_markdown_carries_the_summary_and_the_trend():
     assert "**14 bad cases in 14 near-duplicate groups; top categories: irrelevant 14 (100%); 0 P0" in markdown
     assert "| irrelevant | 14 | 100% | 4 → 10 (2.5x) |" in markdown
     assert "Generated 2026-11-30 12:00 UTC." in markdown
+
+
+def contrast_with_white(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 1.05 / (0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2] + 0.05)
+
+
+def test_colours_contrast_with_the_white_page_and_differ_per_category():
+    for colour in [*CATEGORY_COLOURS.values(), *EXTRA_COLOURS]:
+        assert contrast_with_white(colour) >= 3, colour  # WCAG: graphics against their background
+    for colour in BAND_COLOURS.values():
+        assert contrast_with_white(colour) >= 4.5, colour  # white text on the priority badges
+    report = build_report([case(i, category=name) for i, name in enumerate(
+        [*CATEGORY_COLOURS, "new_rule", "other_rule"])])
+    assert len({report.colour(row.category) for row in report.categories}) == len(CATEGORY_COLOURS) + 2
 
 
 # ---------------------------------------------------------------------------------------------
