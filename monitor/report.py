@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["BANDS", "Report", "build_report", "render_html", "render_markdown"]
+__all__ = ["BANDS", "Report", "Trend", "build_report", "render_html", "render_markdown"]
 
 #: Priority bands, most urgent first, and what each asks of the model's owner.
 BANDS: tuple[str, ...] = ("P0", "P1", "P2", "P3")
@@ -216,12 +216,13 @@ def build_report(cases: Sequence[Mapping[str, Any]], *, title: str = "model-moni
                  generated_at: float | None = None, examples_per_category: int = 5) -> Report:
     """Aggregate bad-case records (as ``monitor badcases --format jsonl`` prints them).
 
-    Cases with ``event_ts`` before ``since`` or after ``until`` are left out of every
-    aggregate but the trend. The trend compares the ``period_s`` ending at ``until``
-    (else at the newest case) with the period before it, counting every case given up
-    to ``until``: pass cases from before ``since`` to give the first period a past.
-    Time buckets are UTC hours when the cases span at most 3 days, else UTC days.
-    The result depends on the arguments alone (``generated_at`` is only shown).
+    Cases after ``until`` are left out; cases before ``since`` count only in the trends.
+    A trend compares the ``period_s`` ending at ``until`` (else at the newest case) with
+    the period before it, counting every case given up to ``until``: pass cases from
+    before ``since`` to give the earlier period its cases. Time buckets are UTC hours
+    when the cases shown span at most 3 days, else UTC days. A case's ``priority`` must
+    be one of P0-P3 (else ``ValueError``). The result depends on the arguments alone
+    (``generated_at`` is only shown).
 
     >>> r = build_report([{"event_id": "f-1", "model": "m", "category": "slow", "priority": "P1",
     ...                    "score": 60.0, "event_ts": 7200.5}])
