@@ -1,4 +1,4 @@
-"""The daemon's HTTP endpoints: /metrics, /healthz, /readyz and /status.
+"""The daemon's HTTP endpoints: /metrics, /healthz, /readyz, /status and extra pages (/report).
 
 It runs in its own threads, so a scrape never waits for a batch and ``/healthz`` can
 tell that the main loop is stuck (no heartbeat for ``liveness_timeout_s``).
@@ -10,7 +10,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -94,15 +94,25 @@ class StatusServer:
 
     A connection that sends nothing for ``REQUEST_TIMEOUT_S`` is closed, and at most
     16 requests are served at once, so idle or slow clients cannot pile up threads.
+
+    ``pages`` adds paths (such as ``/report``) served by a callable that returns the
+    body and its content type, called on each request; one that raises is answered
+    500 (and logged), and the server goes on.
     """
 
     REQUEST_TIMEOUT_S = 10.0
+    BUILTIN = ("/", "/metrics", "/healthz", "/readyz", "/status")
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health,
-                 status: Callable[[], dict[str, Any]] | None = None) -> None:
+                 status: Callable[[], dict[str, Any]] | None = None,
+                 pages: Mapping[str, Callable[[], tuple[bytes, str]]] | None = None) -> None:
         self.registry = registry
         self.health = health
         self.status = status or dict
+        self.pages = dict(pages or {})
+        for path in self.pages:
+            if path in self.BUILTIN or not path.startswith("/"):
+                raise ValueError(f"page path {path!r} must start with / and not be one of {', '.join(self.BUILTIN)}")
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -156,12 +166,29 @@ class StatusServer:
         elif path == "/status":
             self._send(request, 200, orjson.dumps(self.status(), option=orjson.OPT_INDENT_2),
                        "application/json")
+        elif path in self.pages:
+            self._page(request, path)
         elif path == "/":
             body = b"model-monitor\n/metrics  Prometheus metrics\n/healthz  liveness\n/readyz   readiness\n" \
                    b"/status   counts and recent alerts (JSON)\n"
+            body += "".join(f"{page:<9} page\n" for page in sorted(self.pages)).encode()
             self._send(request, 200, body, "text/plain")
         else:
-            self._send(request, 404, b"not found; try /metrics, /healthz, /readyz or /status\n", "text/plain")
+            paths = ["/metrics", "/healthz", "/readyz", "/status", *sorted(self.pages)]
+            self._send(request, 404, f"not found; try {', '.join(paths[:-1])} or {paths[-1]}\n".encode(),
+                       "text/plain")
+
+    def _page(self, request: BaseHTTPRequestHandler, path: str) -> None:
+        try:
+            body, content_type = self.pages[path]()
+            if not isinstance(body, bytes) or not isinstance(content_type, str):
+                raise TypeError(f"a page callable returns (bytes, str), not ({type(body).__name__}, "
+                                f"{type(content_type).__name__})")
+        except Exception:
+            log.exception("http: the page %s failed", path)
+            self._send(request, 500, f"{path} failed; see the daemon's log\n".encode(), "text/plain")
+            return
+        self._send(request, 200, body, content_type)
 
     @staticmethod
     def _send(request: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str) -> None:
