@@ -11,8 +11,10 @@ import csv
 import datetime as dt
 import io
 import re
+import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -20,6 +22,7 @@ import orjson
 
 from collectors.errors import ConfigError
 from monitor.config import Settings
+from monitor.report import Report, build_report, render_html
 from retrain.badcases import BADCASE_KINDS, BAND_MEANING, Case, Facts, RuleSet, representatives
 from retrain.datasets import load_ranked
 from retrain.store import SampleStore
@@ -217,3 +220,38 @@ def to_text(cases: Sequence[Case], fmt: str, **kwargs: bool) -> str:
     buffer = io.StringIO()
     write(cases, fmt, buffer, **kwargs)
     return buffer.getvalue()
+
+
+def report(store: SampleStore, settings: Settings, selection: Selection, *, generated_at: float | None = None,
+           title: str = "model-monitor: bad cases") -> Report:
+    """The report of the selected bad cases; the trends also count the cases before ``since``."""
+    earlier = Selection(models=selection.models, versions=selection.versions, categories=selection.categories,
+                        segment=selection.segment, since=None, until=selection.until)
+    cases = [c.record() for c in load_cases(store, settings, earlier)]
+    return build_report(cases, title=title, since=selection.since, until=selection.until,
+                        period_s=settings.badcases.period_days * 86400, generated_at=generated_at)
+
+
+class ReportPage:
+    """``/report`` of the daemon: the HTML report of every stored bad case, built at most
+    every ``ttl_s`` (a page that many people reload must not read the store each time)."""
+
+    def __init__(self, store: Callable[[], SampleStore | None], settings: Settings, ttl_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.settings = settings
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._page: tuple[float, bytes] | None = None
+
+    def __call__(self) -> tuple[bytes, str]:
+        with self._lock:
+            now = self.clock()
+            if self._page is None or now - self._page[0] >= self.ttl_s:
+                store = self.store()
+                if store is None:
+                    raise RuntimeError("the store is not open yet")
+                page = render_html(report(store, self.settings, Selection(), generated_at=time.time()))
+                self._page = (now, page.encode())
+            return self._page[1], "text/html; charset=utf-8"

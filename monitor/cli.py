@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from collectors.errors import ConfigError, FatalError, TransientError
+from collectors.errors import ConfigError, FatalError, OutputError, TransientError
 from monitor import __version__
 from monitor.config import ENV_PREFIX, Settings, load_settings, reference_markdown, render_toml
 from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STARTUP
@@ -140,6 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     badcases.add_argument("--recategorise", action="store_true",
                           help="first apply the configured rules again to every stored bad case")
     _add_config(badcases)
+
+    report = commands.add_parser(
+        "report", help="write the bad-case report (HTML with charts, and Markdown)",
+        description="Write the report of the stored bad cases: counts by category over time, by segment and by "
+                    "version, each category's trend, the priority table and the top examples per category "
+                    "(redacted). The HTML page is self-contained and opens offline; the daemon also serves it "
+                    "at /report.",
+        epilog="times (--since, --until): epoch seconds, a date (2026-11-30), a date-time or an age (7d, 12h)")
+    _add_store(report)
+    report.add_argument("--out", metavar="FILE.html", help="write the HTML report here")
+    report.add_argument("--markdown", metavar="FILE.md", help="write the same report as Markdown here")
+    report.add_argument("--model", action="append", default=[], metavar="M", help="only this model (repeatable)")
+    report.add_argument("--since", metavar="T", help="show cases at or after this event time (trends look further)")
+    report.add_argument("--until", metavar="T", help="only cases before this event time")
+    _add_config(report)
 
     dataset = commands.add_parser(
         "dataset", help="build and list versioned retraining datasets of bad cases",
@@ -272,6 +287,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "badcases":
         return _badcases(args, settings)
+    if args.command == "report":
+        return _report(args, settings)
     if args.command == "dataset":
         return _dataset(args, settings)
     if args.command == "produce":
@@ -376,6 +393,53 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
           f"cases, {counts['to_label']:,} to label; by category: "
           + ", ".join(f"{k} {n}" for k, n in counts["by_category"].items()), file=sys.stderr)
     return EXIT_OK
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor import badcases as bc  # noqa: PLC0415
+    from monitor.report import render_html, render_markdown  # noqa: PLC0415
+
+    if not args.out and not args.markdown:
+        raise ConfigError("monitor report needs --out FILE.html, --markdown FILE.md or both")
+    outputs = [p for p in (args.out, args.markdown) if p]
+    for path in outputs:
+        _check_writable_file(path, "--out" if path == args.out else "--markdown")
+    now = time.time()
+    selection = bc.Selection(models=args.model,
+                             since=bc.parse_time(args.since, now=now, what="--since") if args.since else None,
+                             until=bc.parse_time(args.until, now=now, what="--until") if args.until else None)
+    store = _open_store(args, settings)
+    try:
+        report = bc.report(store, settings, selection, generated_at=now)
+    finally:
+        store.close()
+    for path, text in ((args.out, render_html(report) if args.out else ""),
+                       (args.markdown, render_markdown(report) if args.markdown else "")):
+        if path:
+            try:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text)
+            except OSError as exc:
+                raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+            print(path)
+    top = ", ".join(f"{row.category} {row.count}" for row in report.categories[:3])
+    print(f"{report.total:,} bad cases in {report.groups:,} groups" + (f"; top: {top}" if top else ""),
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def _check_writable_file(path: str, what: str) -> None:
+    """Fail before any work when ``path`` cannot be written."""
+    from pathlib import Path  # noqa: PLC0415
+
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give a file name")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"{what} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ConfigError(f"{what} {path}: not writable")
 
 
 def _check_writable_dir(path: str, what: str) -> None:

@@ -26,13 +26,17 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from collectors.contract import Alert
+from collectors.errors import MonitorError
 from collectors.kafka import KafkaSink
+from monitor import badcases
 from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import Settings, load_settings
 from monitor.exit_codes import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STARTUP
 from monitor.pipeline import BatchResult
+from monitor.report import render_html
 from monitor.service import Service
 from monitor.simulator import EXPECTED_ALERT, Fault, TrafficSimulator, default_faults
+from retrain.store import SampleStore
 
 FAULT_NAMES = {
     "feature_drift": "feature drift",
@@ -108,6 +112,7 @@ class Demo:
             # A short push interval, and every drift or decay alert counts as severe, so the
             # queue and the immediate retrain triggers show within the demo's minute.
             "retrain": {"push_interval_s": 2.0, "severe_factor": 1.0, "severe_cooldown_s": 600.0},
+            "datasets": {"dir": str(folder / "datasets")},
             "service": {"shutdown_timeout_s": 15.0},
         })
 
@@ -182,7 +187,7 @@ class Demo:
         for task in tasks[1:]:
             task.cancel()
         await asyncio.gather(*tasks[1:], return_exceptions=True)
-        return self._summary(code)
+        return self._summary(code, settings, folder)
 
     async def _wait_ready(self, daemon: asyncio.Task[int], timeout_s: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -303,6 +308,8 @@ class Demo:
         print("model-monitor demo")
         print(f"  broker    {bootstrap} (embedded Tansu, in memory)")
         print(f"  metrics   http://{http.host}:{http.port}/metrics  (also /healthz /readyz /status)")
+        print(f"  report    http://{http.host}:{http.port}/report  (the bad cases users report, by category and "
+              "priority)")
         print(f"  store     {settings.store.url}")
         print(f"  traffic   {self.rate:,.0f} predictions/s for recsys, fraud and search, with impressions, "
               "clicks, feedback, late labels and ~0.1% bad input")
@@ -313,7 +320,28 @@ class Demo:
         print(f"  logs      {folder}/daemon.log")
         print(flush=True)
 
-    def _summary(self, daemon_code: int) -> int:
+    def _bad_cases(self, settings: Settings, folder: Path) -> None:
+        """The end of the summary: the top categories of the bad cases, and the report."""
+        store = SampleStore(settings.store.url)
+        try:
+            report = badcases.report(store, settings, badcases.Selection(), generated_at=time.time())
+            datasets = store.dataset_versions()
+        finally:
+            store.close()
+        bands = dict(report.bands)
+        print(f"  bad cases: {report.total:,} in {report.groups:,} near-duplicate groups; "
+              f"P0 {bands.get('P0', 0):,} (fix this week), P1 {bands.get('P1', 0):,} (fix this month)")
+        for row in report.categories[:4]:
+            print(f"    {row.category:<14} {row.count:>6,}  {row.share:4.0%}")
+        if datasets:
+            print(f"  retraining datasets: {', '.join(d['dataset_id'] for d in datasets)} (built by the triggers)")
+        path = folder / "report.html"
+        path.write_text(render_html(report), encoding="utf-8")
+        where = f"{path}" if self.keep else f"{path} (run with --keep to keep it)"
+        http = settings.http
+        print(f"  report: http://{http.host}:{http.port}/report while the daemon ran; written to {where}")
+
+    def _summary(self, daemon_code: int, settings: Settings | None = None, folder: Path | None = None) -> int:
         elapsed = time.time() - self.start_ts
         print("\nsummary")
         missed = 0
@@ -340,6 +368,11 @@ class Demo:
               + (" (" + ", ".join(f"{k} {v:,}" for k, v in sorted(samples.items())) + ")" if samples else "")
               + f", {sum(triggers.values())} retrain triggers"
               + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(triggers.items())) + ")" if triggers else ""))
+        if settings is not None and folder is not None:
+            try:
+                self._bad_cases(settings, folder)
+            except MonitorError as exc:  # the demo's verdict is about the faults; say it and go on
+                print(f"  bad cases: could not read them: {exc}")
         if daemon_code != EXIT_OK:
             print(f"the daemon exited with code {daemon_code}; see daemon.log (run with --keep)")
             return daemon_code

@@ -42,6 +42,7 @@ from collectors.contract import Alert, RawMessage
 from collectors.errors import ConfigError, FatalError, MonitorError, OutputError, TransientError
 from collectors.kafka import KafkaSink, KafkaSource, ensure_topics
 from monitor import __version__
+from monitor.badcases import ReportPage
 from monitor.config import Settings
 from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
 from monitor.http import Health, StatusServer
@@ -230,9 +231,11 @@ class Service:
 
     async def startup(self) -> None:
         s = self.settings
-        self.http = StatusServer(s.http.host, s.http.port, self.metrics.registry(), self.health, self.status)
+        self.http = StatusServer(s.http.host, s.http.port, self.metrics.registry(), self.health, self.status,
+                                 pages={"/report": ReportPage(lambda: self.store, s)})
         self.http.start()
-        log.info("metrics and health on %s (/metrics, /healthz, /readyz, /status)", self.http.url)
+        log.info("metrics and health on %s (/metrics, /healthz, /readyz, /status); bad-case report on %s/report",
+                 self.http.url, self.http.url)
         self.health.problem("startup", "connecting to the store")
         self.store = await self._blocking(open_store, s)
         self.pipeline.baselines = await self._blocking(self.store.baselines)

@@ -601,9 +601,11 @@ def rank(cases: Sequence[Case], rules: RuleSet, traffic: Traffic, weights: Prior
     - **frequency**: ``n / (n + frequency_half)``, n the category's distinct groups of
       the model in this period (so one user repeating himself counts once);
     - **growth**: ``log2((n + 1) / (n_before + 1)) / 2`` between 0 and 1, against the
-      period before (a category four times as frequent as before scores all of it);
-    - **share**: the share of the model's predictions in this period (all of them, if
-      the traffic has no count for the period) whose segment is the case's; 0.5 for
+      period before (a category four times as frequent as before scores all of it); 0
+      when the model has no case at all in the period before (nothing to compare with);
+    - **share**: the square root of the share of the model's predictions in this period
+      (all of them, if the traffic has no count for the period) whose segment is the
+      case's, so that a slice of a tenth of the traffic still counts a third; 0.5 for
       feedback that never met its prediction.
 
     Periods end at ``now``: by default the newest case's event time, so the same store
@@ -620,6 +622,7 @@ def rank(cases: Sequence[Case], rules: RuleSet, traffic: Traffic, weights: Prior
             now_groups[(c.model, c.category)].add(c.group_id)
         elif before < c.event_ts <= start:
             then_groups[(c.model, c.category)].add(c.group_id)
+    history = {m for (m, _), groups in then_groups.items() if groups}
     period = "7 days" if weights.period_s == 7 * 86400 else f"{weights.period_s / 86400:g} days"
     shares: dict[tuple[str, tuple[tuple[str, str], ...]], float | None] = {}
     for c in cases:
@@ -629,7 +632,7 @@ def rank(cases: Sequence[Case], rules: RuleSet, traffic: Traffic, weights: Prior
         cat_sev = rules.severity(c.category)
         sev = min(1.0, kind_sev * cat_sev)
         freq = n / (n + weights.frequency_half)
-        growth = min(1.0, max(0.0, math.log2((n + 1) / (n_before + 1)) / 2))
+        growth = min(1.0, max(0.0, math.log2((n + 1) / (n_before + 1)) / 2)) if c.model in history else 0.0
         slice_key = (c.model, tuple(sorted(c.segment.items())))
         if slice_key not in shares:
             shares[slice_key] = slice_share(traffic, c.model, c.segment)
@@ -640,14 +643,15 @@ def rank(cases: Sequence[Case], rules: RuleSet, traffic: Traffic, weights: Prior
         elif share is None:
             share_value, share_why = 1.0, f"no traffic counted for {c.model}: counted as all of it"
         else:
-            share_value, share_why = share, f"{seg_text} carries {share:.0%} of {c.model}'s predictions"
+            share_value, share_why = math.sqrt(share), f"{seg_text} carries {share:.0%} of {c.model}'s predictions"
         c.parts = {
             "severity": (weights.severity * sev, weights.severity,
                          f"{c.kind} {kind_sev:g} x category {c.category} {cat_sev:g}"),
             "frequency": (weights.frequency * freq, weights.frequency,
                           f"{n} distinct {c.category} case groups of {c.model} in the last {period}"),
             "growth": (weights.growth * growth, weights.growth,
-                       f"{n} against {n_before} in the {period} before"),
+                       f"{n} against {n_before} in the {period} before" if c.model in history
+                       else f"no case of {c.model} in the {period} before: nothing to compare with"),
             "share": (weights.share * share_value, weights.share, share_why),
         }
         c.score = sum(points for points, _, _ in c.parts.values())
