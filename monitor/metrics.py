@@ -101,7 +101,7 @@ METRICS = (
     Spec("model_monitor_retrain_pending_samples", "gauge", ("sink",),
          "Flagged samples stored but not yet delivered to a sink."),
     Spec("model_monitor_retrain_triggers_total", "counter", ("model", "reason"),
-         "Retrain triggers sent: weekly, severe_drift."),
+         "Retrain triggers sent: weekly, severe_drift, volume."),
     Spec("model_monitor_errors_total", "counter", ("stage", "transient"),
          "Errors by pipeline stage; transient ones are retried."),
     Spec("model_monitor_ready", "gauge", (), "1 when /readyz answers ready, else 0."),

@@ -72,6 +72,8 @@ STATE_FORMAT = 5
 ALERT_LOG_SIZE = 32
 #: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.
 OTHER_SLICE: tuple[tuple[str, str], ...] = ((OTHER, OTHER),)
+#: A segment as sorted (key, value as text) pairs.
+Pairs = tuple[tuple[str, str], ...]
 
 
 def settings_fingerprint(settings: Settings) -> str:
@@ -154,8 +156,10 @@ class Pipeline:
         self.rules = RuleSet.compile(settings.badcases.rules, settings.slo.latency_threshold_ms)
         #: Each model's recent alerts, (at_event, ts, kind, detector, feature): what was active when a bad case came.
         self._alert_log: dict[str, deque[tuple[int, float, str, str, str | None]]] = {}
-        #: Each model's segment combinations whose traffic is counted (at most badcases.max_slices).
-        self._slices: dict[str, set[tuple[tuple[str, str], ...]]] = {}
+        #: Each model's segment combinations whose traffic is counted (at most badcases.max_slices),
+        #: each with its redacted form: what the store gets (a segment value may hold personal data).
+        self._slices: dict[str, dict[Pairs, Pairs]] = {}
+        self._slice_overflow = 0  # predictions counted under OTHER_SLICE
 
     # -- the batch ------------------------------------------------------------------
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
@@ -260,6 +264,7 @@ class Pipeline:
             "models": self.models, "model_labels": self.model_labels, "join_counts": self.joiner.counts,
             "position": self.position, "watermark": self.watermark, "close_at": self._close_at,
             "last_totals": self._last_totals, "alert_log": self._alert_log, "slices": self._slices,
+            "slice_overflow": self._slice_overflow,
         }, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, blob: bytes, *, detectors_only: bool = False) -> None:
@@ -276,6 +281,7 @@ class Pipeline:
             model.on_evict = self._on_evict
         self.model_labels = state["model_labels"]
         self._slices = state["slices"]
+        self._slice_overflow = state["slice_overflow"]
         if detectors_only:
             for model in self.models.values():
                 model.recent.clear()  # events at positions of the stream it was read from
@@ -362,13 +368,15 @@ class Pipeline:
         waiting = self.joiner.add_prediction(event, keep=message.value, shard=shard)
         segment = event.get("segment")
         pairs = tuple(sorted(segment_text(segment).items())) if segment else ()
-        slices = self._slices.setdefault(labels[0], set())
-        if pairs not in slices:
+        slices = self._slices.setdefault(labels[0], {})
+        stored = slices.get(pairs)
+        if stored is None:
             if len(slices) < self.settings.badcases.max_slices:
-                slices.add(pairs)
+                stored = slices[pairs] = tuple((k, self.redactor.redact_text(v)[0]) for k, v in pairs)
             else:
-                pairs = OTHER_SLICE
-        batch.traffic[(labels[0], pairs, int(event["ts"] // 3600))] += 1
+                stored = OTHER_SLICE
+                self._slice_overflow += 1
+        batch.traffic[(labels[0], stored, int(event["ts"] // 3600))] += 1
         if state is not None:
             state.version(version).observe(event, position)
             state.last_version = version
@@ -480,6 +488,7 @@ class Pipeline:
         totals[(overflow, ("models",))] = self.model_labels.overflowed
         totals[(overflow, ("join_predictions",))] = self.joiner.counts["evicted"]
         totals[(overflow, ("join_feedback",))] = self.joiner.counts["evicted_waiting"]
+        totals[(overflow, ("traffic_slices",))] = self._slice_overflow
         features = 0
         for state in self.models.values():
             dropped, mismatches, sampled = state.counts()
@@ -529,6 +538,8 @@ class Pipeline:
                 ("models", len(self.models), d.max_models),
                 ("model_versions", versions, d.max_models * d.max_versions),
                 ("features", features, d.max_models * d.max_versions * d.max_features),
+                ("traffic_slices", sum(map(len, self._slices.values())),
+                 d.max_models * self.settings.badcases.max_slices),
             ):
                 m.set("model_monitor_bound_entries", (bound,), entries)
                 m.set("model_monitor_bound_capacity", (bound,), capacity)
