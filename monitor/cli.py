@@ -53,6 +53,15 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="URL", help="SQLAlchemy URL of the store (default: store.url)")
 
 
+TIMES = "times (--since, --until): epoch seconds, a date (2026-11-30), a date-time (2026-11-30T08:00:00+08:00, " \
+        "UTC without an offset) or an age (7d, 12h, 30m)"
+
+
+def _add_times(parser: argparse.ArgumentParser, since: str, until: str) -> None:
+    parser.add_argument("--since", metavar="T", help=since)
+    parser.add_argument("--until", metavar="T", help=until)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "category (from [[badcases.rules]]), a priority (P0 fix this week, P1 fix this month, P2 plan "
                     "it, P3 backlog; --explain shows the parts of its score) and a near-duplicate group. "
                     "Everything shown is redacted of personal data.",
-        epilog="times (--since, --until): epoch seconds, a date (2026-11-30), a date-time "
-               "(2026-11-30T08:00:00+08:00) or an age (7d, 12h, 30m)")
+        epilog=TIMES)
     _add_store(badcases)
     badcases.add_argument("--model", action="append", default=[], metavar="M", help="only this model (repeatable)")
     badcases.add_argument("--version", action="append", default=[], metavar="V",
@@ -129,9 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="only this category (repeatable)")
     badcases.add_argument("--segment", action="append", default=[], metavar="KEY=VALUE",
                           help="only cases whose segment has this value (repeatable: all must hold)")
-    badcases.add_argument("--since", metavar="T", help="only cases at or after this event time")
-    badcases.add_argument("--until", metavar="T",
-                          help="only cases before this event time; priorities are worked out as of then")
+    _add_times(badcases, "only cases at or after this event time",
+               "only cases before this event time; priorities are worked out as of then")
     badcases.add_argument("--limit", type=int, metavar="N", help="print at most N lines")
     badcases.add_argument("--format", choices=("table", "jsonl", "csv", "markdown"), default="table",
                           help="table (default), jsonl (every field), csv or markdown")
@@ -147,13 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "version, each category's trend, the priority table and the top examples per category "
                     "(redacted). The HTML page is self-contained and opens offline; the daemon also serves it "
                     "at /report.",
-        epilog="times (--since, --until): epoch seconds, a date (2026-11-30), a date-time or an age (7d, 12h)")
+        epilog=TIMES)
     _add_store(report)
     report.add_argument("--out", metavar="FILE.html", help="write the HTML report here")
     report.add_argument("--markdown", metavar="FILE.md", help="write the same report as Markdown here")
     report.add_argument("--model", action="append", default=[], metavar="M", help="only this model (repeatable)")
-    report.add_argument("--since", metavar="T", help="show cases at or after this event time (trends look further)")
-    report.add_argument("--until", metavar="T", help="only cases before this event time")
+    _add_times(report, "show cases at or after this event time (trends look further back)",
+               "only cases before this event time")
     _add_config(report)
 
     dataset = commands.add_parser(
@@ -167,10 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the next version of a model's dataset: one record per near-duplicate group of its bad "
                     "cases (the best ranked, with a count), stratified by category and segment, at most "
                     "--max-per-category per category. A sample goes into one version only, unless --include-used.",
-        epilog="times (--since, --until): epoch seconds, a date (2026-11-30), a date-time or an age (7d, 12h)")
+        epilog=TIMES)
     build.add_argument("--model", required=True, help="the model whose bad cases make the dataset")
-    build.add_argument("--since", metavar="T", help="only cases at or after this event time")
-    build.add_argument("--until", metavar="T", help="only cases before this event time")
+    _add_times(build, "only cases at or after this event time", "only cases before this event time")
     build.add_argument("--max-per-category", type=int, metavar="N",
                        help="most records per category (default: datasets.max_per_category)")
     build.add_argument("--out", metavar="DIR", help="folder of the datasets (default: datasets.dir); MODEL/vN/ in it")
@@ -305,6 +311,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {args.command}")  # argparse only allows the ones above
 
 
+def _times(args: argparse.Namespace, now: float) -> dict[str, float | None]:
+    """``--since`` and ``--until`` as epoch seconds (None where not given)."""
+    from monitor.badcases import parse_time  # noqa: PLC0415
+
+    return {name: parse_time(value, now=now, what=f"--{name}") if value else None
+            for name, value in (("since", args.since), ("until", args.until))}
+
+
 def _open_store(args: argparse.Namespace, settings: Settings) -> SampleStore:
     from retrain.store import SampleStore  # noqa: PLC0415
 
@@ -319,8 +333,7 @@ def _badcases(args: argparse.Namespace, settings: Settings) -> int:
     now = time.time()
     selection = bc.Selection(
         models=args.model, versions=args.version, categories=args.category, segment=bc.parse_segment(args.segment),
-        since=bc.parse_time(args.since, now=now, what="--since") if args.since else None,
-        until=bc.parse_time(args.until, now=now, what="--until") if args.until else None)
+        **_times(args, now))
     store = _open_store(args, settings)
     try:
         if args.recategorise:
@@ -341,7 +354,7 @@ def _badcases(args: argparse.Namespace, settings: Settings) -> int:
 def _dataset(args: argparse.Namespace, settings: Settings) -> int:
     import orjson  # noqa: PLC0415
 
-    from monitor.badcases import parse_time, rules_of  # noqa: PLC0415
+    from monitor.badcases import rules_of  # noqa: PLC0415
     from retrain import datasets  # noqa: PLC0415
 
     if args.dataset_command is None:
@@ -370,8 +383,7 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
         options = datasets.DatasetOptions(
             out_dir=args.out or d.dir, fmt=args.format or d.format, max_per_category=cap,
             include_used=args.include_used,
-            since=parse_time(args.since, now=now, what="--since") if args.since else None,
-            until=parse_time(args.until, now=now, what="--until") if args.until else None)
+            **_times(args, now))
         _check_writable_dir(options.out_dir, "--out")
         manifest = datasets.build(store, args.model, rules_of(settings), b.weights(), b.duplicate_threshold, options,
                                   {"reason": "manual"})
@@ -406,8 +418,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         _check_writable_file(path, "--out" if path == args.out else "--markdown")
     now = time.time()
     selection = bc.Selection(models=args.model,
-                             since=bc.parse_time(args.since, now=now, what="--since") if args.since else None,
-                             until=bc.parse_time(args.until, now=now, what="--until") if args.until else None)
+                             **_times(args, now))
     store = _open_store(args, settings)
     try:
         report = bc.report(store, settings, selection, generated_at=now)
