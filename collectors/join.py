@@ -108,7 +108,7 @@ class JoinBuffer:
         # Feedback stamped a little before its prediction is clock skew, allowed up to
         # feedback_wait_s: the same bound after which waiting feedback is given up on,
         # so whether a pair joins never depends on when expire() ran.
-        return -self.feedback_wait_s <= feedback["ts"] - prediction_ts <= self.ttl_s
+        return bool(-self.feedback_wait_s <= feedback["ts"] - prediction_ts <= self.ttl_s)
 
     def add_prediction(self, event: Event, keep: Any = None, shard: Hashable = None) -> list[Event]:
         """Keep a prediction (or ``keep`` in its place), read from ``shard``; return the

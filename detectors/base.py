@@ -28,7 +28,7 @@ class Fire(NamedTuple):
     """One firing: where in the batch, the score that crossed the threshold, and (for a
     detector that runs several tests) which test it was."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index; the name is the contract's (Fire.index)
     score: float
     threshold: float
     test: str = ""

@@ -313,7 +313,8 @@ class NumericDrift(BinnedWindowTest):
         total = n + m
         correction = (ties ** 3 - ties).sum(axis=1) / (total * (total - 1))
         variance = n * m / 12.0 * ((total + 1) - correction)
-        return (u - n * m / 2.0) / np.sqrt(np.maximum(variance, 1e-12))
+        z: np.ndarray = (u - n * m / 2.0) / np.sqrt(np.maximum(variance, 1e-12))
+        return z
 
     def _chi2(self, dof: int, level: float) -> float:
         if dof <= 0:

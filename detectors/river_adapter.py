@@ -32,7 +32,8 @@ class RiverAdapter(Detector):
     [2066]
     """
 
-    def __init__(self, detector: base.DriftDetector, invert: bool = False, rising_only: bool = False) -> None:
+    def __init__(self, detector: base.DriftDetector | base.BinaryDriftDetector, invert: bool = False,
+                 rising_only: bool = False) -> None:
         super().__init__()
         require(not rising_only or hasattr(detector, "estimation"),
                 f"rising_only needs a detector with an estimation of the mean, not {type(detector).__name__}")
@@ -57,9 +58,9 @@ class RiverAdapter(Detector):
         if self.invert:
             values = 1.0 - values
         for i, x in enumerate(values.tolist()):
-            before = detector.estimation if self.rising_only else 0.0
+            before = getattr(detector, "estimation", 0.0) if self.rising_only else 0.0
             update(bool(x) if binary else x)
-            if detector.drift_detected and (not self.rising_only or detector.estimation > before):
+            if detector.drift_detected and (not self.rising_only or getattr(detector, "estimation", 0.0) > before):
                 fires.append(Fire(i, 1.0, 1.0))
         self._score = 1.0 if detector.drift_detected else 0.0  # as of the last value
         return fires

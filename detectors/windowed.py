@@ -61,6 +61,8 @@ class WindowTest(Detector):
     def _set_reference(self, reference: np.ndarray) -> None:
         """Take ``reference`` (a copy, free to keep) as the new normal."""
 
+    _warm: Window  # the warm-up window, made by _reset in the subclasses
+
     def _warm_up(self, values: np.ndarray, i: int) -> int:
         """Feed ``values[i:]`` to the warm-up window until it holds ``reference_size``
         values, which then become the reference; return where the warm-up stopped."""

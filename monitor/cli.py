@@ -282,13 +282,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from monitor.baseline import build  # noqa: PLC0415
         from retrain.store import SampleStore  # noqa: PLC0415
 
-        summary = build(args.file, settings)
+        baselines = build(args.file, settings)
         store = SampleStore(args.store or settings.store.url)
         try:
-            stored = store.put_baselines(summary.baselines)
+            stored = store.put_baselines(baselines.baselines)
         finally:
             store.close()
-        print(summary.describe(), file=sys.stderr)
+        print(baselines.describe(), file=sys.stderr)
         print(f"stored {stored} reference samples in {store.url}", file=sys.stderr)
         return EXIT_OK
     if args.command == "badcases":
@@ -311,12 +311,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {args.command}")  # argparse only allows the ones above
 
 
-def _times(args: argparse.Namespace, now: float) -> dict[str, float | None]:
+def _times(args: argparse.Namespace, now: float) -> tuple[float | None, float | None]:
     """``--since`` and ``--until`` as epoch seconds (None where not given)."""
     from monitor.badcases import parse_time  # noqa: PLC0415
 
-    return {name: parse_time(value, now=now, what=f"--{name}") if value else None
-            for name, value in (("since", args.since), ("until", args.until))}
+    since, until = (parse_time(value, now=now, what=f"--{name}") if value else None
+                    for name, value in (("since", args.since), ("until", args.until)))
+    return since, until
 
 
 def _open_store(args: argparse.Namespace, settings: Settings) -> SampleStore:
@@ -330,10 +331,10 @@ def _badcases(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
-    now = time.time()
+    since, until = _times(args, time.time())
     selection = bc.Selection(
         models=args.model, versions=args.version, categories=args.category, segment=bc.parse_segment(args.segment),
-        **_times(args, now))
+        since=since, until=until)
     store = _open_store(args, settings)
     try:
         if args.recategorise:
@@ -378,12 +379,12 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
                 print("(no dataset built yet: monitor dataset build --model M)", file=sys.stderr)
             return EXIT_OK
         d, b = settings.datasets, settings.badcases
-        now = time.time()
+        since, until = _times(args, time.time())
         cap = args.max_per_category or int(d.for_model(args.model).get("max_per_category", d.max_per_category))
         options = datasets.DatasetOptions(
             out_dir=args.out or d.dir, fmt=args.format or d.format, max_per_category=cap,
             include_used=args.include_used,
-            **_times(args, now))
+            since=since, until=until)
         _check_writable_dir(options.out_dir, "--out")
         manifest = datasets.build(store, args.model, rules_of(settings), b.weights(), b.duplicate_threshold, options,
                                   {"reason": "manual"})
@@ -417,8 +418,9 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     for path in outputs:
         _check_writable_file(path, "--out" if path == args.out else "--markdown")
     now = time.time()
+    since, until = _times(args, now)
     selection = bc.Selection(models=args.model,
-                             **_times(args, now))
+                             since=since, until=until)
     store = _open_store(args, settings)
     try:
         report = bc.report(store, settings, selection, generated_at=now)

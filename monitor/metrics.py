@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from prometheus_client import ProcessCollector
@@ -29,6 +29,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 OTHER = "__other__"
+#: Label values of one series (any tuple of strings: ``Mapping`` is invariant in its keys).
+Labels = TypeVar("Labels", bound=tuple[str, ...])
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ class Metrics(Collector):
         values = self._values(name, labels)
         values[labels] = values.get(labels, 0.0) + amount
 
-    def inc_many(self, name: str, counts: Mapping[tuple[str, ...], float]) -> None:
+    def inc_many(self, name: str, counts: Mapping[Labels, float]) -> None:
         for labels, amount in counts.items():
             values = self._values(name, labels)
             values[labels] = values.get(labels, 0.0) + amount
@@ -186,9 +188,9 @@ class Metrics(Collector):
     def set(self, name: str, labels: tuple[str, ...], value: float) -> None:
         self._values(name, labels)[labels] = value
 
-    def replace(self, name: str, values: Mapping[tuple[str, ...], float]) -> None:
+    def replace(self, name: str, values: Mapping[Labels, float]) -> None:
         """Set a gauge's series to exactly ``values``, dropping the others (e.g. lost partitions)."""
-        self._series[name].values = dict(values)
+        self._series[name].values = dict(cast(Mapping[tuple[str, ...], float], values))
 
     def remove_where(self, names: Iterable[str], **match: str) -> None:
         """Drop the series whose labels match, e.g. those of an evicted model version."""
@@ -235,7 +237,7 @@ class Metrics(Collector):
 def _copy(series: _Series | _Histogram) -> _Series | _Histogram:
     copy = object.__new__(type(series))
     copy.__dict__.update(series.__dict__)
-    copy.values = dict(series.values)  # histogram arrays are replaced on update, never changed in place
+    copy.__dict__["values"] = dict(series.values)  # histogram arrays are replaced on update, never in place
     return copy
 
 
@@ -248,14 +250,14 @@ def _family(series: _Series | _Histogram) -> Metric:
         for key, (counts, total) in series.values.items():
             cumulative = np.cumsum(counts)
             family.add_metric(list(key), list(zip(edges, cumulative.tolist(), strict=True)), total)
-        return family
+        return cast(Metric, family)
     if spec.type == "counter":
         family = CounterMetricFamily(spec.name.removesuffix("_total"), spec.help, labels=labels)
     else:
         family = GaugeMetricFamily(spec.name, spec.help, labels=labels)
     for key, value in series.values.items():
         family.add_metric(list(key), value)
-    return family
+    return cast(Metric, family)
 
 
 class LabelGuard:

@@ -73,7 +73,9 @@ class DetectorFactory:
             return RiverAdapter(drift.ADWIN(), rising_only=True)
         if choice == "fhddm":
             return RiverAdapter(drift.binary.FHDDM(), invert=True)
-        return RiverAdapter({"ddm": drift.binary.DDM, "hddm_a": drift.binary.HDDMA}[choice]())
+        if choice == "ddm":
+            return RiverAdapter(drift.binary.DDM())
+        return RiverAdapter(drift.binary.HDDMA())
 
     def latency_slo(self) -> Detector:
         return self._burn(self.slo.latency_objective)
@@ -405,8 +407,8 @@ class VersionState:
                 self.dropped_features += sum(name not in tracks for row in rows for name in row)
         for name, track in tracks.items():
             start = first_row.get(name, 0)
-            column = [row.get(name) for row in (rows[start:] if start else rows)]
-            track.add_column(positions[start:], column)
+            values = [row.get(name) for row in (rows[start:] if start else rows)]
+            track.add_column(positions[start:], values)
 
     def streams(self) -> Iterator[Stream]:
         yield from self.sampled_streams()

@@ -21,7 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from collectors.contract import (
     FLAGGED_KINDS,
@@ -297,7 +297,7 @@ class Pipeline:
     # -- the join, by partition: it moves with its partition ---------------------------------
     def join_entries(self, shards: Collection[Shard]) -> dict[Shard, bytes]:
         """What the join holds from each partition, pickled for ``add_join``; kept here too."""
-        return {shard: pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL)
+        return {cast(Shard, shard): pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL)
                 for shard, entries in self.joiner.entries(shards).items()}
 
     def drop_join(self, shards: Collection[Shard], *, flag_waiting: bool = False) -> int:

@@ -245,7 +245,7 @@ def build_report(cases: Sequence[Mapping[str, Any]], *, title: str = "model-moni
     first_ts, last_ts = (min(times), max(times)) if times else (None, None)
 
     # Time buckets, every hour/day between the first and the last case, empty ones too.
-    bucket = "hour" if first_ts is None or last_ts - first_ts <= HOURLY_SPAN_S else "day"
+    bucket = "hour" if first_ts is None or last_ts is None or last_ts - first_ts <= HOURLY_SPAN_S else "day"
     width = HOUR if bucket == "hour" else DAY
     per_bucket: dict[float, Counter[str]] = defaultdict(Counter)
     for c in shown:

@@ -264,11 +264,11 @@ class TrafficSimulator:
         event: Event = {"event_id": self._id("f"), "type": "feedback", "ts": round(ts, 3), "model": model,
                         "request_id": rid, "kind": kind, "value": value}
         if kind in ("thumbs_down", "complaint"):
-            reason: str | None = rng.choice(("irrelevant", "wrong", "slow", "offensive"))
+            picked = rng.choice(("irrelevant", "wrong", "slow", "offensive"))
             template = rng.choice(_COMMENTS)
             pii = {"email": f"user{rng.randrange(1000)}@example.com",
                    "phone": f"13{rng.randrange(3, 10)}{rng.randrange(10**8):08d}", "card": "4111 1111 1111 1111"}
-            reason = self._reason(model, reason)
+            reason = self._reason(model, picked)
             words = self._words
             comment = words.choice(_COMMENTS_BY_REASON[reason])
             if "{" in template:  # a user who leaves personal data in the comment

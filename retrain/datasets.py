@@ -200,7 +200,7 @@ def build(store: SampleStore, model: str, rules: RuleSet, weights: PriorityWeigh
                 _write(path, rows, options.fmt)
                 files.append({"name": name, "rows": len(rows), "bytes": path.stat().st_size,
                               "sha256": _sha256(path)})
-            manifest = {
+            manifest: dict[str, Any] = {
                 "dataset_id": f"{model}-v{version}", "version": version, "parent_version": parent,
                 "model": model, "created_at": _iso(dt.datetime.now(dt.UTC).timestamp()),
                 "format": options.fmt,

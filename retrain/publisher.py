@@ -160,7 +160,7 @@ class WebhookPublisher:
             asked = retry_after_s(response.headers.get("retry-after"), self._clock())
             if asked is not None:
                 delay = max(delay, min(asked, self.max_delay_s))
-        return delay
+        return float(delay)
 
     def close(self) -> None:
         self._client.close()

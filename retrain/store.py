@@ -647,7 +647,7 @@ class SampleStore:
     def has_trigger(self, key: str) -> bool:
         """Whether a retrain trigger with this key was recorded."""
         t = triggers_table
-        return self._scalar(select(func.count()).select_from(t).where(t.c.trigger_key == key)) > 0
+        return int(self._scalar(select(func.count()).select_from(t).where(t.c.trigger_key == key)) or 0) > 0
 
     def badcases_since_dataset(self, model: str, reasons: Sequence[str]) -> int:
         """Bad cases of ``model`` flagged after its last dataset version was built."""
