@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 import tomllib
@@ -46,6 +47,12 @@ def test_documented_commands_and_options_exist():
     table = README.split("## Commands", 1)[1].split("\n## ", 1)[0]
     for command, options in re.findall(r"\| `monitor (\w+)([^`]*)`", table):
         assert command in commands, command
-        known = {opt for action in commands[command]._actions for opt in action.option_strings}
+        parser = commands[command]
+        action = re.match(r" (\w+)\b", options)
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested and action:  # `monitor dataset build ...`: the options are the action's
+            assert action.group(1) in nested[0].choices, f"monitor {command} has no action {action.group(1)}"
+            parser = nested[0].choices[action.group(1)]
+        known = {opt for a in parser._actions for opt in a.option_strings}
         for option in re.findall(r"(--[a-z-]+|-c)\b", options):
             assert option in known, f"monitor {command} has no {option}"
