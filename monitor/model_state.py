@@ -1,26 +1,30 @@
 """Per-model and per-version detector state, fed in batches.
 
 A ``ModelState`` holds what is watched for one model: its versions (each with its own
-reference, as a new version is a new model) and the model-wide negative-feedback
-stream. During a batch, a version only collects its prediction events with their
-stream positions; ``flush`` takes them apart column by column (one list
-comprehension per feature, not a Python call per value), hands the columns to the
-detectors as numpy arrays and turns fires into alerts.
+reference, as a new version is a new model) and the model-wide watches. What is
+watched is declared once, in ``WATCHES`` (the SLO burn rates, the error rate from late
+labels, the negative-feedback rate, click-through), plus a drift ``Track`` per feature
+and prediction field; budgeting, flushing, gauges, checkpoints and alerts iterate
+them. During a batch the pipeline tells a model what happened (``on_prediction``,
+``on_signal``, ``on_label``); ``flush`` takes a version's predictions apart column by
+column (one list comprehension per feature, not a Python call per value), hands the
+columns to the detectors as numpy arrays and returns what fired.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, KeysView, Sequence
+from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
+from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal, NamedTuple
 from zlib import crc32
 
 import numpy as np
 
 from collectors.contract import Alert
 from detectors import BurnRate, ChiSquareDrift, Detector, DriftShare, Fire, NumericDrift, RateIncrease, RiverAdapter
-from monitor.config import Settings
+from monitor.config import DetectSettings, Settings
 
 Event = dict[str, Any]
 #: Reference values by (model, model_version) and feature, from ``monitor baseline``.
@@ -318,32 +322,127 @@ class Track:
             yield self.missing
 
 
+class PredictionColumns(NamedTuple):
+    """A version's predictions of one batch as columns: what per-prediction watches read."""
+
+    positions: np.ndarray  # int64, every prediction
+    latency_ms: np.ndarray  # float64, NaN where the event had none
+    failed: np.ndarray  # float64, 1.0 where the status was "error"
+    latency_threshold_ms: float
+
+
+def _slow(c: PredictionColumns) -> tuple[np.ndarray, np.ndarray]:
+    timed = ~np.isnan(c.latency_ms)
+    return c.positions[timed], (c.latency_ms[timed] > c.latency_threshold_ms).astype(np.float64)
+
+
+def _failed(c: PredictionColumns) -> tuple[np.ndarray, np.ndarray]:
+    return c.positions, c.failed
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One kind of watched stream, declared once in ``WATCHES``.
+
+    What it watches (the alert's ``kind``, ``feature`` and ``detector``), where it lives
+    (``scope``: one per model version, or one per model), how it is fed, and its
+    detector (``make``, from the ``DetectorFactory``). Budgeting, flushing, gauges,
+    checkpoints and alerts iterate the registry, so adding a watch is one entry here
+    (and its detector class, if new). How a watch is fed:
+
+    - ``per_prediction``: from the columns of the version's predictions of the batch
+      (every prediction, not the drift sample), returning (positions, values);
+    - ``from_labels``: the late labels' errors (1 = wrong) of the version;
+    - ``counts``: in event-time buckets (a model-wide rate fed by more than one topic):
+      signal name to the (trials, events) it adds; signals are the tracking event types
+      (``prediction``, ``impression``, ``click``, ``conversion``), ``feedback``,
+      ``feedback:KIND`` and ``negative_feedback``.
+
+    Feature and prediction-field drift is watched per field (``Track``), on the sample
+    of ``detect.sample_rate``.
+
+    For example, a drop of conversions per impression, model-wide::
+
+        Watch("unconverted", "metric_decay", None, "conversion_rate", DetectorFactory.rate, scope="model",
+              counts={"impression": (1, 1), "conversion": (0, -1)})
+    """
+
+    name: str
+    kind: str
+    feature: str | None
+    detector: str
+    make: Callable[[DetectorFactory], Detector]
+    scope: Literal["version", "model"] = "version"
+    per_prediction: Callable[[PredictionColumns], tuple[np.ndarray, np.ndarray]] | None = None
+    from_labels: bool = False
+    counts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def stream(self, factory: DetectorFactory) -> Stream:
+        return Stream(self.make(factory), self.kind, self.feature, self.detector)
+
+
+#: Every stream watched besides the per-field drift tracks.
+WATCHES: tuple[Watch, ...] = (
+    Watch("latency", "slo_burn", "latency_ms", "latency_burn_rate", DetectorFactory.latency_slo,
+          per_prediction=_slow),
+    Watch("availability", "slo_burn", "status", "availability_burn_rate", DetectorFactory.availability_slo,
+          per_prediction=_failed),
+    Watch("errors", "metric_decay", None, "error_rate", DetectorFactory.error_rate, from_labels=True),
+    # Negative feedback per prediction: both count as trials, so the rate is of the two topics together.
+    Watch("negatives", "feedback_spike", None, "negative_feedback_rate", DetectorFactory.rate, scope="model",
+          counts={"prediction": (1, 0), "negative_feedback": (1, 1)}),
+    # Click-through: a 1 is an impression nobody clicked, so a CTR drop is a rise.
+    Watch("unclicked", "metric_decay", None, "ctr", DetectorFactory.rate, scope="model",
+          counts={"impression": (1, 1), "click": (0, -1)}),
+)
+
+
+class Firing(NamedTuple):
+    """A detector that fired, before it becomes an ``Alert`` (which needs the event at ``position``)."""
+
+    kind: str
+    feature: str | None
+    detector: str
+    version: str
+    position: int
+    score: float
+    threshold: float
+
+
 class VersionState:
     """Everything watched for one model version."""
 
     def __init__(self, factory: DetectorFactory, max_features: int, latency_threshold_ms: float,
-                 changed: Callable[[], None], baseline: dict[str, list[Any]] | None = None) -> None:
+                 watches: Sequence[Watch], baseline: dict[str, list[Any]] | None = None) -> None:
         self.factory = factory
-        self.changed = changed
         self.baseline = baseline or {}
         self.max_features = max_features
         self.latency_threshold_ms = latency_threshold_ms
         self.features: dict[str, Track] = {}
         self.outputs: dict[str, Track] = {}
-        self.latency = Stream(factory.latency_slo(), "slo_burn", "latency_ms", "latency_burn_rate")
-        self.availability = Stream(factory.availability_slo(), "slo_burn", "status", "availability_burn_rate")
-        self.errors = Stream(factory.error_rate(), "metric_decay", None, "error_rate")
+        self.watches = tuple(w for w in watches if w.scope == "version")
+        self.watched: dict[str, Stream] = {w.name: w.stream(factory) for w in self.watches}
         self.dropped_features = 0
         self.sampled = 0  # predictions handed to the feature and output tracks
         self.pending: list[Event] = []  # this batch's predictions, until ingest
         self.pending_positions: list[int] = []
+        self.tests_added = False  # a track started a test: the model's budget must be shared again
         d = factory.d
         self.share = DriftShare(d.drift_share, d.drift_share_window) if d.drift_share else None
+
+    def changed(self) -> None:
+        self.tests_added = True
 
     def observe(self, event: Event, position: int) -> None:
         """Take in one prediction event (it reaches the detectors at ``ingest``)."""
         self.pending_positions.append(position)
         self.pending.append(event)
+
+    def on_label(self, position: int, error: float) -> None:
+        """A late label said the prediction at ``position`` was wrong (1) or right (0)."""
+        for watch in self.watches:
+            if watch.from_labels:
+                self.watched[watch.name].add(position, error)
 
     def ingest(self) -> np.ndarray:
         """Hand this batch's predictions to the detectors, column by column; return their
@@ -355,7 +454,7 @@ class VersionState:
             return np.empty(0)
         tested = positions
         rate = self.factory.d.sample_rate
-        if rate < 1.0:  # the SLO streams take every event, the tracks the sample
+        if rate < 1.0:  # the watches take every event, the tracks the sample
             ids, latencies, statuses = zip(*[(e["event_id"], e.get("latency_ms"), e.get("status"))
                                             for e in events], strict=True)
             kept = in_sample(ids, rate)
@@ -372,17 +471,17 @@ class VersionState:
             self._take(self.outputs, outputs, tested, "prediction_drift", "prediction.", False)
             self.sampled += len(tested)
         if None in latencies:
-            timed = np.array([v is not None for v in latencies], dtype=bool)
-            latency = np.array([v for v in latencies if v is not None], dtype=np.float64)
-            self.latency.add_many(positions[timed], (latency > self.latency_threshold_ms).astype(np.float64))
+            latency = np.array([np.nan if v is None else v for v in latencies], dtype=np.float64)
         else:
             latency = np.array(latencies, dtype=np.float64)
-            self.latency.add_many(positions, (latency > self.latency_threshold_ms).astype(np.float64))
         failed = np.zeros(len(events))
         if "error" in statuses:
             failed[[i for i, status in enumerate(statuses) if status == "error"]] = 1.0
-        self.availability.add_many(positions, failed)
-        return latency / 1000.0
+        columns = PredictionColumns(positions, latency, failed, self.latency_threshold_ms)
+        for watch in self.watches:
+            if watch.per_prediction is not None:
+                self.watched[watch.name].add_many(*watch.per_prediction(columns))
+        return latency[~np.isnan(latency)] / 1000.0 if None in latencies else latency / 1000.0
 
     def _take(self, tracks: dict[str, Track], rows: Sequence[dict[str, Any]], positions: np.ndarray, kind: str,
               prefix: str, with_missing: bool) -> None:
@@ -422,10 +521,8 @@ class VersionState:
             yield from track.streams()
 
     def every_event_streams(self) -> Iterator[Stream]:
-        """The SLO and error streams: fed every prediction (and every late label)."""
-        yield self.latency
-        yield self.availability
-        yield self.errors
+        """The watched streams (``WATCHES``): fed every prediction (and every late label)."""
+        yield from self.watched.values()
 
     @property
     def mismatches(self) -> int:
@@ -479,36 +576,92 @@ def _same_keys_columns(rows: Sequence[dict[str, Any]], names: KeysView[str]) -> 
 
 
 class ModelState:
-    """One model: its versions (least recently seen dropped first) and model-wide streams."""
+    """One model: its versions (least recently seen dropped first) and model-wide watches.
 
-    def __init__(self, name: str, settings: Settings, factory: DetectorFactory,
-                 on_evict: Callable[[str, str], None], baselines: Baselines | None = None) -> None:
+    The pipeline tells it what happened (``on_prediction``, ``on_signal``, ``on_label``)
+    and takes what it made (``flush``, ``take_latencies``, ``take_evicted``,
+    ``end_batch``); it never reaches into the pipeline.
+    """
+
+    def __init__(self, name: str, detect: DetectSettings, latency_threshold_ms: float, factory: DetectorFactory,
+                 baselines: Baselines | None = None, watches: Sequence[Watch] = WATCHES) -> None:
         self.name = name
         self.baselines = baselines or {}
-        self.settings = settings
+        # Only the settings that shape the detectors: the state is checkpointed, and a
+        # whole Settings would carry secrets (kafka.sasl_password, the store URL) into it.
+        self.detect = detect
+        self.latency_threshold_ms = latency_threshold_ms
         self.factory = factory
-        self.on_evict = on_evict
+        self.watches = tuple(watches)
         self.versions: OrderedDict[str, VersionState] = OrderedDict()
-        self.negatives = Stream(factory.rate(), "feedback_spike", None, "negative_feedback_rate")
-        d = settings.detect
-        self.feedback_rate = EventTimeRate(self.negatives, d.feedback_bucket_s, d.feedback_lateness_s,
-                                           d.feedback_burn_in_s)
-        # Click-through: a 1 is an impression nobody clicked, so a CTR drop is a rise.
-        self.unclicked = Stream(factory.rate(), "metric_decay", None, "ctr")
-        self.ctr = EventTimeRate(self.unclicked, d.feedback_bucket_s, d.feedback_lateness_s, d.feedback_burn_in_s)
-        self.recent: deque[tuple[int, Event]] = deque(maxlen=settings.detect.drift_window)
+        d = detect
+        model_watches = [w for w in self.watches if w.scope == "model"]
+        self.watched: dict[str, Stream] = {w.name: w.stream(factory) for w in model_watches}
+        self.rates: dict[str, EventTimeRate] = {
+            w.name: EventTimeRate(self.watched[w.name], d.feedback_bucket_s, d.feedback_lateness_s,
+                                  d.feedback_burn_in_s) for w in model_watches}
+        #: Signal name to the (rate, trials, events) it adds to.
+        self.signals: dict[str, list[tuple[EventTimeRate, int, int]]] = {}
+        for w in model_watches:
+            for signal, (trials, events) in w.counts.items():
+                self.signals.setdefault(signal, []).append((self.rates[w.name], trials, events))
+        self.recent: deque[tuple[int, Event]] = deque(maxlen=d.drift_window)
         self.batch_recent: list[tuple[int, Event]] = []
         self.latencies: dict[str, np.ndarray] = {}  # seconds, by version, this batch
+        self.evicted: list[str] = []  # versions dropped this batch, for the pipeline to clear their series
         self.last_version = ""
         self.last_ts = 0.0
         self._retired_dropped = 0  # of evicted versions: the counters must never go down
         self._retired_mismatches = 0
         self._retired_sampled = 0
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["on_evict"]  # the pipeline's: a restored state is given its new owner's
-        return state
+    # -- what happened ------------------------------------------------------------------
+    def on_prediction(self, version: str, event: Event, position: int, event_time: float) -> None:
+        self.version(version).observe(event, position)
+        self.last_version = version
+        self.on_signal("prediction", event_time)
+        self.batch_recent.append((position, event))
+        self.last_ts = max(self.last_ts, event["ts"])
+
+    def on_signal(self, signal: str, event_time: float) -> None:
+        """Count ``signal`` (an event type, ``negative_feedback``, ...) in the rates that watch it."""
+        for rate, trials, events in self.signals.get(signal, ()):
+            rate.add(event_time, trials, events)
+
+    def on_label(self, version: str, position: int, error: float) -> None:
+        self.version(version).on_label(position, error)
+
+    def close_buckets(self, watermark: float, position: int) -> bool:
+        """Hand the rates' complete buckets to their detectors; whether any rate had buckets open."""
+        touched = False
+        for rate in self.rates.values():
+            if rate.buckets:
+                rate.close(watermark, position)
+                touched = True
+        return touched
+
+    # -- what it made ---------------------------------------------------------------------
+    def end_batch(self) -> None:
+        """The batch's predictions become the recent ones drift samples are drawn from."""
+        self.recent.extend(self.batch_recent)
+        self.batch_recent = []
+
+    def recent_events(self, upto: int) -> list[Event]:
+        """The recent predictions (this batch's too) at or before stream position ``upto``."""
+        return [e for p, e in (*self.recent, *self.batch_recent) if p <= upto]
+
+    def forget_positions(self) -> None:
+        """Drop what is tied to positions of the stream the state was read from (a state
+        taken over by another member of the group)."""
+        self.recent.clear()
+
+    def take_latencies(self) -> dict[str, np.ndarray]:
+        latencies, self.latencies = self.latencies, {}
+        return latencies
+
+    def take_evicted(self) -> list[str]:
+        evicted, self.evicted = self.evicted, []
+        return evicted
 
     def rebudget(self) -> None:
         """Share the model's false-alarm budget equally among its tests (Bonferroni): each
@@ -517,10 +670,10 @@ class ModelState:
 
         Called whenever a test is added or a version goes; thresholds change at points of
         the stream that depend on nothing but the stream, so replays agree."""
-        d = self.settings.detect
+        d = self.detect
         sampled = [s.detector for v in self.versions.values() for s in v.sampled_streams()]
         every = [s.detector for v in self.versions.values() for s in v.every_event_streams()]
-        every += [self.negatives.detector, self.unclicked.detector]
+        every += [s.detector for s in self.watched.values()]
         rate = d.false_alarms_per_million / 1e6 / (len(sampled) + len(every))
         for detector in every:
             detector.set_false_alarm_rate(rate)
@@ -541,63 +694,63 @@ class ModelState:
     def version(self, version: str) -> VersionState:
         state = self.versions.get(version)
         if state is None:
-            d = self.settings.detect
+            d = self.detect
             if len(self.versions) >= d.max_versions:
                 evicted, old = self.versions.popitem(last=False)
                 self._retired_dropped += old.dropped_features
                 self._retired_mismatches += old.mismatches
                 self._retired_sampled += old.sampled
-                self.on_evict(self.name, evicted)
+                self.evicted.append(evicted)
             state = self.versions[version] = VersionState(
-                self.factory, d.max_features, self.settings.slo.latency_threshold_ms, self.rebudget,
+                self.factory, d.max_features, self.latency_threshold_ms, self.watches,
                 self.baselines.get((self.name, version)))
             self.rebudget()
         elif next(reversed(self.versions)) != version:
             self.versions.move_to_end(version)
         return state
 
-    def flush(self, event_at: Callable[[int], Event]) -> tuple[list[Alert], list[GaugeRow]]:
-        """Run this batch through every detector; return its alerts and gauge rows."""
-        alerts: list[Alert] = []
+    def flush(self) -> tuple[list[Firing], list[GaugeRow]]:
+        """Run this batch through every detector; return what fired and the gauge rows."""
+        firings: list[Firing] = []
         gauges: list[GaugeRow] = []
         for version, state in self.versions.items():
             if state.pending:
                 self.latencies[version] = state.ingest()
-            drifted: list[Alert] = []
+            if state.tests_added:  # before the batch reaches them, as a test is added
+                state.tests_added = False
+                self.rebudget()
+            drifted: list[Firing] = []
             for stream in state.streams():
                 for position, fire in stream.flush():
-                    alert = self._alert(stream.kind, stream.feature, stream.detector_name(fire), version,
-                                        position, fire, event_at)
-                    alerts.append(alert)
-                    if alert.kind == "data_drift" and alert.detector != "missing_rate":
-                        drifted.append(alert)
+                    firing = Firing(stream.kind, stream.feature, stream.detector_name(fire), version, position,
+                                    round(fire.score, 6), round(fire.threshold, 6))
+                    firings.append(firing)
+                    if firing.kind == "data_drift" and firing.detector != "missing_rate":
+                        drifted.append(firing)
                 gauges.append(stream.gauge(version))
             if state.share is not None:
-                alerts += self._dataset_drift(state, version, sorted(drifted, key=lambda a: a.at_event), event_at)
-        for stream in (self.negatives, self.unclicked):
+                firings += self._dataset_drift(state, version, sorted(drifted, key=lambda f: f.position))
+        for stream in self.watched.values():
             for position, fire in stream.flush():
-                alerts.append(self._alert(stream.kind, stream.feature, stream.detector_name(fire), self.last_version,
-                                          position, fire, event_at))
+                firings.append(Firing(stream.kind, stream.feature, stream.detector_name(fire), self.last_version,
+                                      position, round(fire.score, 6), round(fire.threshold, 6)))
             gauges.append(stream.gauge(""))
-        return alerts, gauges
+        return firings, gauges
 
-    def _dataset_drift(self, state: VersionState, version: str, drifted: list[Alert],
-                       event_at: Callable[[int], Event]) -> list[Alert]:
+    def _dataset_drift(self, state: VersionState, version: str, drifted: list[Firing]) -> list[Firing]:
         """Feature drifts, in stream order, through the version's DriftShare."""
-        out: list[Alert] = []
+        out: list[Firing] = []
         if state.share is None:
             return out
-        for alert in drifted:
-            fire = state.share.observe(alert.at_event, alert.feature or "", len(state.features))
+        for firing in drifted:
+            fire = state.share.observe(firing.position, firing.feature or "", len(state.features))
             if fire is not None:
-                out.append(self._alert("data_drift", "*", "drift_share", version, alert.at_event, fire, event_at))
+                out.append(Firing("data_drift", "*", "drift_share", version, firing.position,
+                                  round(fire.score, 6), round(fire.threshold, 6)))
         return out
 
-    def _alert(self, kind: str, feature: str | None, detector: str, version: str, position: int, fire: Fire,
-               event_at: Callable[[int], Event]) -> Alert:
-        event = event_at(position)
-        return Alert(
-            kind=kind, model=self.name, model_version=version or None, feature=feature, detector=detector,
-            score=round(fire.score, 6), threshold=round(fire.threshold, 6),
-            at_event=position, ts=event["ts"], event_id=event["event_id"],
-        )
+    def alert(self, firing: Firing, event: Event) -> Alert:
+        """The alert of a firing, on the event at its position."""
+        return Alert(kind=firing.kind, model=self.name, model_version=firing.version or None,
+                     feature=firing.feature, detector=firing.detector, score=firing.score,
+                     threshold=firing.threshold, at_event=firing.position, ts=event["ts"], event_id=event["event_id"])

@@ -36,7 +36,7 @@ from collectors.join import JoinBuffer, JoinEntries
 from collectors.redact import Redactor
 from monitor.config import Settings
 from monitor.metrics import OTHER, LabelGuard, Metrics
-from monitor.model_state import Baselines, DetectorFactory, GaugeRow, ModelState
+from monitor.model_state import WATCHES, Baselines, DetectorFactory, GaugeRow, ModelState, Watch
 from retrain.badcases import Facts, RuleSet, segment_text
 
 Event = dict[str, Any]
@@ -67,7 +67,8 @@ class BatchResult:
 #: 2: the join is saved by partition, not in the snapshot. 3: a binned drift test keeps
 #: its window's bins in one array. 4: versions count the predictions their drift tests took.
 #: 5: the recent alerts of each model (for bad cases) and the segment combinations counted.
-STATE_FORMAT = 5
+#: 6: the watched streams in a registry (``WATCHES``); a model keeps its detect settings only.
+STATE_FORMAT = 6
 #: Recent alerts kept per model for the bad cases that arrive after them.
 ALERT_LOG_SIZE = 32
 #: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.
@@ -129,7 +130,7 @@ class Pipeline:
     """Decode, validate, join, detect, flag: the same core behind every runner."""
 
     def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], float] = time.time,
-                 baselines: Baselines | None = None) -> None:
+                 baselines: Baselines | None = None, watches: Sequence[Watch] = WATCHES) -> None:
         self.settings = settings
         #: Reference values from ``monitor baseline``: a version listed here starts with its
         #: training distribution as the reference instead of a warm-up.
@@ -143,6 +144,8 @@ class Pipeline:
         j = settings.join
         self.joiner = JoinBuffer(j.ttl_s, j.max_predictions, j.feedback_wait_s, j.max_pending)
         self.factory = DetectorFactory(settings)
+        #: What is watched besides the per-field drift tracks (see ``monitor.model_state.WATCHES``).
+        self.watches = tuple(watches)
         self.models: dict[str, ModelState] = {}
         self.model_labels = LabelGuard(settings.detect.max_models)
         #: Position of the next message in the stream this pipeline reads.
@@ -150,7 +153,6 @@ class Pipeline:
         #: Newest event time seen (see watermark_max_step_s): the clock of joins and rate buckets.
         self.watermark = _NO_TIME
         self._close_at = 0.0
-        self._evicted: list[tuple[str, str]] = []
         self._last_totals: dict[tuple[str, tuple[str, ...]], float] = {}
         self._shards: dict[Shard, Shard] = {}  # one tuple per partition, shared by its join entries
         self.rules = RuleSet.compile(settings.badcases.rules, settings.slo.latency_threshold_ms)
@@ -200,25 +202,20 @@ class Pipeline:
             elif typ == "feedback":
                 self._feedback(state, event, message, event_time, position, batch)
             elif state is not None:
-                if typ == "impression":
-                    state.ctr.add(event_time, 1, 1)
-                elif typ == "click":
-                    state.ctr.add(event_time, 0, -1)
+                state.on_signal(typ, event_time)
         for orphan in self.joiner.drain_orphans():
             if orphan["kind"] in FLAGGED_KINDS:
                 self._flag_feedback(orphan, None, orphan["kind"], self.position - 1, batch)
         routed_at = time.perf_counter()
 
-        def event_at(position: int) -> Event:
-            event = at[position - first]
-            if event is None:  # detectors only ever see valid events
-                raise LookupError(f"no valid event at position {position}")
-            return event
-
         gauges: list[tuple[str, GaugeRow]] = []
         for state in batch.touched.values():
-            alerts, rows = state.flush(event_at)
-            result.alerts.extend(alerts)
+            firings, rows = state.flush()
+            for firing in firings:
+                event = at[firing.position - first]
+                if event is None:  # detectors only ever see valid events
+                    raise LookupError(f"no valid event at position {firing.position}")
+                result.alerts.append(state.alert(firing, event))
             gauges.extend((state.name, row) for row in rows)
         result.alerts.sort(key=lambda a: (a.at_event, a.kind, a.feature or "", a.detector))
         for alert in result.alerts:
@@ -229,8 +226,7 @@ class Pipeline:
             if alert.kind in DRIFT_KINDS:
                 self._flag_drift_window(alert, batch)
         for state in batch.touched.values():
-            state.recent.extend(state.batch_recent)
-            state.batch_recent = []
+            state.end_batch()
         result.samples = batch.samples
         result.traffic = batch.traffic
         detected_at = time.perf_counter()
@@ -277,14 +273,12 @@ class Pipeline:
         """
         state = pickle.loads(blob)  # only ever our own store, written by snapshot()
         self.models = state["models"]
-        for model in self.models.values():
-            model.on_evict = self._on_evict
         self.model_labels = state["model_labels"]
         self._slices = state["slices"]
         self._slice_overflow = state["slice_overflow"]
         if detectors_only:
             for model in self.models.values():
-                model.recent.clear()  # events at positions of the stream it was read from
+                model.forget_positions()
             self._last_totals = self._totals()  # the models' own counts go on from here
             return
         self.joiner.counts = state["join_counts"]  # the counters below go on from them
@@ -331,10 +325,8 @@ class Pipeline:
         """The watermark passed a bucket boundary: test the buckets that are now complete."""
         d = self.settings.detect
         for state in self.models.values():
-            for rate in (state.feedback_rate, state.ctr):
-                if rate.buckets:
-                    rate.close(self.watermark, position)
-                    batch.touched[state.name] = state
+            if state.close_buckets(self.watermark, position):
+                batch.touched[state.name] = state
         width, lateness = d.feedback_bucket_s, d.feedback_lateness_s
         self._close_at = ((self.watermark - lateness) // width + 1) * width + lateness
 
@@ -343,13 +335,10 @@ class Pipeline:
         if state is None:
             if self.model_labels(name) == OTHER:
                 return None
-            state = self.models[name] = ModelState(name, self.settings, self.factory, self._on_evict,
-                                                   self.baselines)
+            state = self.models[name] = ModelState(name, self.settings.detect, self.settings.slo.latency_threshold_ms,
+                                                   self.factory, self.baselines, self.watches)
         batch.touched[name] = state
         return state
-
-    def _on_evict(self, model: str, version: str) -> None:
-        self._evicted.append((model, version))
 
     def _intern(self, topic: str, partition: int) -> Shard:
         """The one (topic, partition) tuple of a partition, shared by all its join entries."""
@@ -378,11 +367,7 @@ class Pipeline:
                 self._slice_overflow += 1
         batch.traffic[(labels[0], stored, int(event["ts"] // 3600))] += 1
         if state is not None:
-            state.version(version).observe(event, position)
-            state.last_version = version
-            state.feedback_rate.add(event_time, 1, 0)
-            state.batch_recent.append((position, event))
-            state.last_ts = max(state.last_ts, event["ts"])
+            state.on_prediction(version, event, position, event_time)
         for feedback in waiting:
             self._joined(feedback, event, position, batch)
 
@@ -390,8 +375,11 @@ class Pipeline:
                   position: int, batch: _Batch) -> None:
         kind = event["kind"]
         batch.feedback[(state.name if state else OTHER, kind)] += 1
-        if state is not None and kind in NEGATIVE_KINDS:
-            state.feedback_rate.add(event_time, 1, 1)
+        if state is not None:
+            state.on_signal("feedback", event_time)
+            state.on_signal(f"feedback:{kind}", event_time)
+            if kind in NEGATIVE_KINDS:
+                state.on_signal("negative_feedback", event_time)
         kept = self.joiner.add_feedback(event, shard=self._intern(message.topic, message.partition))
         if kept is not None:
             prediction, reason, detail = self.decoder.decode(kept, math.inf)  # valid when it was kept
@@ -410,7 +398,7 @@ class Pipeline:
             state = self.models.get(prediction["model"])
             if state is not None:
                 batch.touched[state.name] = state
-                state.version(prediction.get("model_version") or "").errors.add(position, float(error))
+                state.on_label(prediction.get("model_version") or "", position, float(error))
             if error:
                 self._flag_feedback(feedback, prediction, "wrong_label", position, batch)
 
@@ -460,7 +448,7 @@ class Pipeline:
         state = self.models.get(alert.model)
         if state is None or d.drift_samples == 0:
             return
-        window = [e for p, e in (*state.recent, *state.batch_recent) if p <= alert.at_event][-d.drift_window:]
+        window = state.recent_events(alert.at_event)[-d.drift_window:]
         step = max(1, len(window) // d.drift_samples)
         seen = {s.event_id for s in batch.samples}
         for event in window[::-1][::step][: d.drift_samples]:
@@ -518,18 +506,18 @@ class Pipeline:
             for (name, labels), delta in deltas.items():
                 if delta:
                     m.inc(name, labels, delta)
-            for model, version in self._evicted:
-                m.remove_where((*_GAUGE_METRICS, "model_monitor_predictions_total",
-                                "model_monitor_prediction_latency_seconds"), model=model, model_version=version)
-            self._evicted.clear()
+            for state in self.models.values():
+                for version in state.take_evicted():
+                    m.remove_where((*_GAUGE_METRICS, "model_monitor_predictions_total",
+                                    "model_monitor_prediction_latency_seconds"),
+                                   model=state.name, model_version=version)
             for model, (version, kind, feature, detector, score, threshold) in gauges:
                 labels = (model, version, kind, feature, detector)
                 m.set("model_monitor_detector_score", labels, score)
                 m.set("model_monitor_detector_threshold", labels, threshold)
             for state in batch.touched.values():
-                for version, latencies in state.latencies.items():
+                for version, latencies in state.take_latencies().items():
                     m.observe_many("model_monitor_prediction_latency_seconds", (state.name, version), latencies)
-                state.latencies = {}
                 if state.last_ts:
                     m.set("model_monitor_last_event_timestamp_seconds", (state.name,), state.last_ts)
             for bound, entries, capacity in (
