@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import pickle
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -34,6 +33,7 @@ from collectors.contract import (
 from collectors.decode import Decoder, Limits
 from collectors.join import JoinBuffer, JoinEntries
 from collectors.redact import Redactor
+from monitor import state_format
 from monitor.config import Settings
 from monitor.metrics import OTHER, LabelGuard, Metrics
 from monitor.model_state import WATCHES, Baselines, DetectorFactory, GaugeRow, ModelState, Watch
@@ -68,7 +68,8 @@ class BatchResult:
 #: its window's bins in one array. 4: versions count the predictions their drift tests took.
 #: 5: the recent alerts of each model (for bad cases) and the segment combinations counted.
 #: 6: the watched streams in a registry (``WATCHES``); a model keeps its detect settings only.
-STATE_FORMAT = 6
+#: 7: plain data (``monitor.state_format``), not a pickle.
+STATE_FORMAT = 7
 #: Recent alerts kept per model for the bad cases that arrive after them.
 ALERT_LOG_SIZE = 32
 #: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.
@@ -255,13 +256,14 @@ class Pipeline:
     def snapshot(self) -> bytes:
         """What a restarted pipeline needs to go on where this one stands, but for the
         join (saved by partition: ``join_entries``): the models' detectors, the stream
-        position and event-time clock. Pickled: it is read back only from our own store."""
-        return pickle.dumps({
+        position and event-time clock; in the plain-data format of ``monitor.state_format``
+        (a checkpoint lives in a shared database: reading one must run no code it names)."""
+        return state_format.dumps({
             "models": self.models, "model_labels": self.model_labels, "join_counts": self.joiner.counts,
             "position": self.position, "watermark": self.watermark, "close_at": self._close_at,
             "last_totals": self._last_totals, "alert_log": self._alert_log, "slices": self._slices,
             "slice_overflow": self._slice_overflow,
-        }, protocol=pickle.HIGHEST_PROTOCOL)
+        })
 
     def restore(self, blob: bytes, *, detectors_only: bool = False) -> None:
         """Take over the state of ``snapshot()`` (of a pipeline with the same settings).
@@ -271,7 +273,7 @@ class Pipeline:
         producers keying by ``request_id`` every partition carries the same mix of each
         model's traffic, so one member's references are right for any partitions.
         """
-        state = pickle.loads(blob)  # only ever our own store, written by snapshot()
+        state = state_format.loads(blob, {w.name: w for w in self.watches})
         self.models = state["models"]
         self.model_labels = state["model_labels"]
         self._slices = state["slices"]
@@ -290,8 +292,9 @@ class Pipeline:
 
     # -- the join, by partition: it moves with its partition ---------------------------------
     def join_entries(self, shards: Collection[Shard]) -> dict[Shard, bytes]:
-        """What the join holds from each partition, pickled for ``add_join``; kept here too."""
-        return {cast(Shard, shard): pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL)
+        """What the join holds from each partition, in the saved-state format, for ``add_join``;
+        kept here too."""
+        return {cast(Shard, shard): state_format.dumps(entries)
                 for shard, entries in self.joiner.entries(shards).items()}
 
     def drop_join(self, shards: Collection[Shard], *, flag_waiting: bool = False) -> int:
@@ -308,9 +311,9 @@ class Pipeline:
     def load_join(shard: Shard, blob: bytes) -> JoinEntries:
         """Read ``join_entries`` saved for ``shard``; ``ValueError`` if this version cannot."""
         try:
-            entries = pickle.loads(blob)  # only ever our own store, written by join_entries()
-        except Exception as exc:  # whatever an old or foreign pickle raises
-            raise ValueError(f"unreadable join state for {shard}: {exc!r}") from exc
+            entries = state_format.loads(blob)
+        except state_format.StateFormatError as exc:
+            raise ValueError(f"unreadable join state for {shard}: {exc}") from exc
         if not isinstance(entries, JoinEntries):
             raise ValueError(f"the join state for {shard} is a {type(entries).__name__}, not JoinEntries")
         return entries

@@ -4,13 +4,16 @@ that goes on from it instead of learning every reference again."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 
+import msgspec
 import pytest
 from helpers import DaemonThread, make_settings, messages, produce, wait_for
 from test_pipeline import START, run, simulate
 
 from monitor import pipeline as pipeline_module
+from monitor import state_format
 from monitor.config import load_settings
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline, settings_fingerprint
@@ -146,3 +149,34 @@ def test_members_of_a_grown_group_start_from_the_saved_detectors(broker: str, tm
     finally:
         assert second.stop() == 0
         assert first.stop() == 0
+
+
+def test_saved_state_is_plain_data_that_runs_no_code_and_holds_no_secret(tmp_path):
+    """A checkpoint and a partition's join are plain data: no secret of the settings in
+    them, and a blob that names anything but the state's own classes is refused."""
+    settings = load_settings(environ={}, overrides={
+        "kafka": {"sasl_password": "sasl-Secret-4711", "sasl_username": "svc-monitor"},
+        "store": {"url": "postgresql+psycopg://monitor:Store-Secret-0815@db.internal:5432/mm"},
+        "retrain": {"webhook_url": "https://hooks.example.com/retrain?token=Hook-Secret-42"},
+    })
+    pipeline = Pipeline(settings, Metrics("test"))
+    events = [{"event_id": f"p-{i}", "type": "prediction", "ts": 1_790_000_000.0 + i, "model": "m",
+               "model_version": "v1", "request_id": f"r-{i}", "features": {"x": float(i % 7), "c": "ab"[i % 2]},
+               "latency_ms": 20.0} for i in range(3000)]
+    pipeline.process(messages(events))
+    blobs = [pipeline.snapshot(), *pipeline.join_entries([("t", 0)]).values()]
+    assert blobs[0].startswith(state_format.HEADER)
+    for blob in blobs:
+        for secret in (b"sasl-Secret-4711", b"Store-Secret-0815", b"Hook-Secret-42", b"db.internal"):
+            assert secret not in blob
+    restored = Pipeline(settings, Metrics("test"))
+    restored.restore(blobs[0])
+    assert restored.position == pipeline.position and set(restored.models) == {"m"}
+
+    # Whoever can write the table cannot make the daemon run code: only the state's classes are built.
+    evil = state_format.HEADER + msgspec.msgpack.encode({"$def": [0, {"$new": ["os:system", {"$tuple": ["true"]},
+                                                                                None]}]})
+    with pytest.raises(state_format.StateFormatError, match="not a class of model-monitor's state"):
+        state_format.loads(evil)
+    with pytest.raises(state_format.StateFormatError, match="not a saved state"):
+        restored.restore(pickle.dumps({"models": {}}))
