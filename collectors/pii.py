@@ -282,6 +282,9 @@ def _ipv6(found: str) -> str | None:
 # a text, runs at all.
 _PHONE_HINT = re.compile(r"\d(?:[\s\-.()（）/]{0,3}\d){6}")
 _SEPARATOR = re.compile(r"[\s\-.()（）/]")
+# How a national number abroad starts: its trunk 0 (Europe, Japan), or North America's
+# (415) 555-2671 / 415-555-2671 grouping.
+_NATIONAL_HINT = re.compile(r"(?<![0-9])(?:[(（]?0[1-9]|[(（]?[2-9][0-9]{2}[)）]?[ .\-]?[0-9]{3}[ .\-][0-9]{4})")
 _NO_TRUNK_TYPES = frozenset({phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE})
 
 
@@ -348,6 +351,11 @@ def phone_finder(regions: Sequence[str] = DEFAULT_PHONE_REGIONS) -> Finder:
         if bracketed != text:
             readings.append((default, bracketed))
         for region, reading in readings:
+            # The matcher costs tens of microseconds a reading: none once every run of
+            # seven digits is inside a number already found.
+            left = _mask(text, seen) if seen else text
+            if not _PHONE_HINT.search(left) or (region != default and not _NATIONAL_HINT.search(left)):
+                continue
             # POSSIBLE finds candidates; each is then held to the rule for how it is written.
             for m in phonenumbers.PhoneNumberMatcher(reading, region, leniency=phonenumbers.Leniency.POSSIBLE):
                 raw = m.raw_string
@@ -493,8 +501,19 @@ FINDERS: dict[str, Finder] = {
     "email": _emails, "ipv6": _ipv6s, "cn_id": _cn_ids, "hk_id": _hk_ids, "cn_passport": _passports,
     "bank_card": _cards, "ipv4": _ipv4s, "phone": phone_finder(),
 }
-# Characters that every finder needs one of: a text with none is not searched.
-_ANY = re.compile(r"[0-9０-９@＠:]")
+_DIGIT = re.compile(r"[0-9０-９]")
+# What a text must hold before a kind's finder is worth running, given its digit count:
+# most strings stored with a bad case ("android", "v12", "irrelevant") hold none of it.
+_WORTH: dict[str, Callable[[str, int], bool]] = {
+    "email": lambda text, _: "@" in text or "＠" in text,
+    "ipv6": lambda text, _: text.count(":") >= 2,
+    "cn_id": lambda _, digits: digits >= 15,
+    "hk_id": lambda _, digits: digits >= 6,
+    "cn_passport": lambda _, digits: digits >= 7,
+    "bank_card": lambda _, digits: digits >= 12,
+    "ipv4": lambda text, digits: digits >= 4 and text.count(".") >= 3,
+    "phone": lambda _, digits: digits >= 7,
+}
 
 
 def find_all(text: str, kinds: Iterable[str], finders: dict[str, Finder] | None = None,
@@ -504,14 +523,15 @@ def find_all(text: str, kinds: Iterable[str], finders: dict[str, Finder] | None 
     Kinds are searched in ``PRIORITY`` order; a span that overlaps one already taken
     (or one in ``claimed``) is dropped.
     """
-    if not _ANY.search(text):
+    digits = len(_DIGIT.findall(text))
+    if digits < 4 and "@" not in text and "＠" not in text and ":" not in text:
         return []
     finders = finders or FINDERS
     wanted = set(kinds)
     taken: list[tuple[int, int]] = list(claimed)
     out: list[Found] = []
     for kind in PRIORITY:
-        if kind not in wanted:
+        if kind not in wanted or not _WORTH[kind](text, digits):
             continue
         for f in finders[kind](_mask(text, taken) if kind == "phone" and taken else text):
             if not any(f.start < e and s < f.end for s, e in taken):
