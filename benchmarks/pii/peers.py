@@ -1,0 +1,83 @@
+"""The redactors measured: ours, and Presidio's analyzer as a team would set it up here.
+
+Each is a function from a text to the character spans it would replace. Presidio
+(``presidio-analyzer``) runs its pattern recognisers behind its own ``AnalyzerEngine``
+with the ``NoOpNlpEngine`` (no spaCy model can be downloaded here, so no NER and no
+context words from the text): the predefined e-mail, phone (libphonenumber, given
+the same regions as ours), credit-card and IP recognisers, plus the Chinese
+recognisers a user would add, since Presidio has none: mainland mobile numbers,
+fixed-line numbers with an area code, 18- and 15-digit resident identity numbers
+(the 18-digit ones checked by their check digit), mainland passports and Hong Kong
+identity cards, as regular expressions the way Presidio's own country recognisers
+are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from collectors.pii import DEFAULT_PHONE_REGIONS
+from collectors.redact import Redactor
+
+Spans = list[tuple[int, int]]
+Peer = Callable[[str], Spans]
+
+
+def ours() -> Peer:
+    redactor = Redactor()
+
+    def spans(text: str) -> Spans:
+        return [(f.start, f.end) for f in redactor.find(text)]
+
+    return spans
+
+
+def presidio() -> Peer:
+    import tldextract  # noqa: PLC0415
+    from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry  # noqa: PLC0415
+    from presidio_analyzer.nlp_engine import NoOpNlpEngine  # noqa: PLC0415
+    from presidio_analyzer.predefined_recognizers import (  # noqa: PLC0415
+        CreditCardRecognizer,
+        EmailRecognizer,
+        IpRecognizer,
+        PhoneRecognizer,
+    )
+
+    # Presidio's e-mail check asks tldextract for the domain, which would fetch the public
+    # suffix list over the network first; there is none here: use the snapshot it ships.
+    tldextract.extract = tldextract.TLDExtract(suffix_list_urls=())
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+    class CnIdRecognizer(PatternRecognizer):
+        def validate_result(self, pattern_text: str) -> bool | None:
+            digits = pattern_text.replace(" ", "")
+            if len(digits) != 18:
+                return None
+            return "10X98765432"[sum(int(c) * w for c, w in zip(digits, weights, strict=False)) % 11] == \
+                digits[17].upper()
+
+    registry = RecognizerRegistry(supported_languages=["en"])
+    for r in (EmailRecognizer(), CreditCardRecognizer(), IpRecognizer(),
+              PhoneRecognizer(supported_regions=DEFAULT_PHONE_REGIONS)):
+        registry.add_recognizer(r)
+    chinese = {
+        "CN_MOBILE": [Pattern("cn mobile", r"(?<!\d)(?:(?:\+|00)?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)", 0.5)],
+        "CN_FIXED": [Pattern("cn fixed line", r"(?<!\d)(?:\(0\d{2,3}\)|0\d{2,3}[ -]?)\d{7,8}(?!\d)", 0.4)],
+        "CN_ID": [Pattern("cn id 18", r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])", 0.5),
+                  Pattern("cn id 15", r"(?<!\d)\d{15}(?!\d)", 0.3)],
+        "CN_PASSPORT": [Pattern("cn passport", r"(?<![A-Za-z0-9])[EG][A-Z0-9]\d{7}(?![A-Za-z0-9])", 0.4)],
+        "HK_ID": [Pattern("hk id", r"(?<![A-Za-z0-9])[A-Z]{1,2}\d{6}\(?[0-9A]\)?", 0.4)],
+    }
+    for entity, patterns in chinese.items():
+        cls = CnIdRecognizer if entity == "CN_ID" else PatternRecognizer
+        registry.add_recognizer(cls(supported_entity=entity, patterns=patterns, supported_language="en"))
+    engine = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+
+    def spans(text: str) -> Spans:
+        return [(r.start, r.end) for r in analyzer.analyze(text, language="en", score_threshold=0.0)]
+
+    return spans
+
+
+PEERS: dict[str, Callable[[], Peer]] = {"ours": ours, "presidio": presidio}
