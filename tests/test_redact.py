@@ -722,3 +722,12 @@ def test_the_pipeline_builds_its_redactor_from_the_settings():
     assert r.kinds == ("email",)
     out = r.redact_event({"type": "feedback", "comment": "li.wei@example.cn", "reason": "li.wei@example.cn"})
     assert out == {"type": "feedback", "comment": "[EMAIL]", "reason": "li.wei@example.cn"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789０１８ +-()（）.:@aEXx转:[]", max_size=60))
+def test_digit_heavy_text_is_redacted_idempotently_and_never_fails(text):
+    redactor = Redactor(pseudonymise=["phone"], secret=b"k")
+    out, counts = redactor.redact_text(text)
+    assert redactor.redact_text(out) == (out, {})
+    assert sum(counts.values()) == len(redactor.find(text))
