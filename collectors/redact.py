@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import importlib
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -50,6 +51,8 @@ from collectors.pii import (
 
 __all__ = ["DEFAULT_PHONE_REGIONS", "FIELD_PLACEHOLDER", "KINDS", "PHONE_REGIONS", "PLACEHOLDERS", "Recognizer",
            "Redactor", "cn_id_valid", "hk_id_valid", "load_recognizer", "luhn_valid"]
+
+log = logging.getLogger(__name__)
 
 #: The kinds found by our own finders; each is a label of model_monitor_redactions_total.
 KINDS = ("email", "cn_id", "bank_card", "phone", "ipv4", "ipv6", "cn_passport", "hk_id")
@@ -84,7 +87,8 @@ class Recognizer(Protocol):
     ``kind`` is a short lower-case name (``"person"``, ``"address"``) that becomes the
     placeholder (``[PERSON]``) and a label of ``model_monitor_redactions_total``. Spans
     that overlap a value our own finders took are dropped. It is called once per
-    string stored, from one thread.
+    string stored, from one thread. If it raises, that string is stored as
+    ``[REDACTED]`` (counted as ``field``) and the error is logged once.
     """
 
     def find(self, text: str) -> Iterable[tuple[int, int, str]]: ...
@@ -107,7 +111,10 @@ def load_recognizer(spec: str) -> Recognizer:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"redact.recognizer {spec!r} cannot be loaded: {exc}") from None
-    recognizer = factory()
+    try:
+        recognizer = factory()
+    except Exception as exc:
+        raise ConfigError(f"redact.recognizer {spec!r} failed to start: {exc!r}") from None
     if not isinstance(recognizer, Recognizer):
         raise ConfigError(f"redact.recognizer {spec!r} returned {type(recognizer).__name__}, which has no find(text)")
     return recognizer
@@ -150,6 +157,7 @@ class Redactor:
         self._finders = FINDERS if tuple(phone_regions) == DEFAULT_PHONE_REGIONS else {
             **FINDERS, "phone": phone_finder(phone_regions)}
         self.recognizer = recognizer
+        self._recognizer_failed = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> Redactor:
@@ -174,7 +182,16 @@ class Redactor:
         found = find_all(text, self.kinds, self._finders, written)
         if self.recognizer is not None and text:
             taken = written + [(f.start, f.end) for f in found]
-            for start, end, kind in self.recognizer.find(text):
+            try:
+                spans = list(self.recognizer.find(text))
+            except Exception:
+                # Fail closed: a string the recogniser could not read is not stored at all.
+                if not self._recognizer_failed:
+                    log.exception("redact.recognizer failed; strings it cannot read are stored as %s",
+                                  FIELD_PLACEHOLDER)
+                    self._recognizer_failed = True
+                return [Found("field", 0, len(text), "")]
+            for start, end, kind in spans:
                 if not 0 <= start < end <= len(text) or any(start < e and s < end for s, e in taken):
                     continue
                 name = kind if _USER_KIND.fullmatch(kind or "") else "other"
@@ -192,6 +209,8 @@ class Redactor:
         >>> r.replacement(Found("phone", 0, 3, "+8613800138000"))
         '[PHONE]'
         """
+        if found.kind == "field":
+            return FIELD_PLACEHOLDER
         label = PLACEHOLDERS.get(found.kind) or f"[{found.kind.upper()}]"
         if found.kind not in self.pseudonymise:
             return label

@@ -731,3 +731,25 @@ def test_digit_heavy_text_is_redacted_idempotently_and_never_fails(text):
     out, counts = redactor.redact_text(text)
     assert redactor.redact_text(out) == (out, {})
     assert sum(counts.values()) == len(redactor.find(text))
+
+
+def test_a_failing_recognizer_fails_closed(caplog):
+    class Broken:
+        def find(self, text):
+            raise RuntimeError("model not loaded")
+
+    r = Redactor(recognizer=Broken())
+    assert r.redact_text("Li Wei called") == (FIELD_PLACEHOLDER, {"field": 1})
+    assert r.redact_text("again") == (FIELD_PLACEHOLDER, {"field": 1})
+    assert sum("redact.recognizer failed" in m for m in caplog.messages) == 1
+    assert Redactor(recognizer=Broken()).redact_text("") == ("", {})
+
+
+def test_a_recognizer_factory_that_fails_is_a_config_error(tmp_path, monkeypatch):
+    from collectors.errors import ConfigError  # noqa: PLC0415
+    from collectors.redact import load_recognizer  # noqa: PLC0415
+
+    (tmp_path / "brokenrec.py").write_text("def factory():\n    raise OSError('no model file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="failed to start"):
+        load_recognizer("brokenrec:factory")
