@@ -4,9 +4,11 @@ One finder per kind; each looks at the whole text and yields :class:`Found` span
 Patterns find candidates and a check confirms them where the kind has one: the
 check digits of PRC and Hong Kong identity numbers, Luhn and the issuer ranges of
 payment cards, the address grammar of IPv4 and IPv6 (``ipaddress``), and for phone
-numbers Google's libphonenumber (the ``phonenumbers`` package) in its "valid" mode,
-which knows every country's numbering plan. The normal form is what a pseudonym is
-made of, so that two writings of one value give one pseudonym.
+numbers Google's libphonenumber (the ``phonenumbers`` package), which knows every
+country's numbering plan: a number read without a country code must be valid in the
+plan and written as numbers are written there; one written with ``+`` or ``00`` and a
+country code need only have a possible length. The normal form is what a pseudonym
+is made of, so that two writings of one value give one pseudonym.
 
 >>> [(f.kind, f.normal) for f in find_all("手机 +86 138-0013-8000，邮箱 Li.Wei@Example.cn", PRIORITY)]
 [('phone', '+8613800138000'), ('email', 'li.wei@example.cn')]
@@ -312,10 +314,12 @@ def phone_finder(regions: Sequence[str] = DEFAULT_PHONE_REGIONS) -> Finder:
     """A finder of phone numbers valid in their country's numbering plan.
 
     The first region is the default for numbers written without a country code. The
-    others are tried only on numbers written with their country's grouping
-    (``090-1234-5678``, ``020 7946 0958``): a bare run of digits read in every
-    country's plan would make phone numbers of timestamps and order numbers. A
-    number valid in two plans is found once, under the first region that reads it.
+    others are tried only on numbers written nationally with separators, starting
+    with the trunk ``0`` (``090-1234-5678``, ``020 7946 0958``) or grouped as the
+    country groups them (``(415) 555-2671``): a bare run of digits read in every
+    country's plan would make phone numbers of timestamps and order numbers. A number
+    valid in two plans is found once, under the first region that reads it (so its
+    pseudonym follows that reading).
 
     >>> find = phone_finder()
     >>> [f.normal for f in sorted(find("座机(021)34818226或8619559665425, JP +81 90-1234-5678"), key=lambda f: f.start)]
