@@ -29,6 +29,7 @@ from typing import Any
 
 from collectors.contract import ALERT_KINDS
 from collectors.errors import ConfigError
+from collectors.redact import DEFAULT_PHONE_REGIONS, PHONE_REGIONS
 from collectors.redact import KINDS as REDACTION_KINDS
 from retrain.badcases import DEFAULT_RULES, PriorityWeights, RuleSet
 
@@ -108,9 +109,22 @@ class CollectSettings:
 class RedactSettings:
     """Personal data removed from everything stored or queued for retraining."""
 
-    kinds: list[str] = _list_key(["email", "cn_id", "bank_card", "phone", "ipv4"],
-                                 "Detectors applied to every string: email, cn_id, bank_card, phone, ipv4.")
+    kinds: list[str] = _list_key(list(REDACTION_KINDS),
+                                 "Finders applied to the scanned strings: " + ", ".join(REDACTION_KINDS) + ".")
     fields: list[str] = _list_key([], "Fields replaced whole, as dotted paths, e.g. features.user_email.")
+    scan: list[str] = _list_key(["*"], "Parts of an event whose strings are searched, as dotted paths (comment, "
+                                       "features.query); * for all but event_id, request_id, type, kind, status, ts.")
+    phone_regions: list[str] = _list_key(list(DEFAULT_PHONE_REGIONS),
+                                         "Countries whose national writing of phone numbers is recognised, the "
+                                         "first for numbers with no country code; +/00 numbers of every country are.")
+    pseudonymise: list[str] = _list_key([], "Kinds replaced by a keyed hash, [PHONE:1a2b3c4d5e], not a placeholder: "
+                                            "one value, one pseudonym. Needs redact.secret or redact.secret_file.")
+    # repr=False: the key never reaches a log line, a repr or the settings fingerprint.
+    secret: str = field(default="", repr=False, metadata={
+        "doc": "Key of the pseudonyms (set it by MONITOR_REDACT_SECRET); shown as <set>, never printed."})
+    secret_file: str = _key("", "File holding the key of the pseudonyms, used when redact.secret is empty.")
+    recognizer: str = _key("", "Your own recogniser for what patterns cannot find (names, addresses), as "
+                               "package.module:factory (see the README); empty for none.")
 
 
 @dataclass
@@ -448,6 +462,7 @@ def _validate(settings: Settings) -> None:
         unknown = [v for v in values if v not in allowed]
         if unknown:
             raise ConfigError(f"{where} has unknown {', '.join(map(repr, unknown))}; choose from {', '.join(allowed)}")
+    _validate_redact(settings.redact)
     d, s = settings.detect, settings.slo
     if d.check_every > d.window_size:
         raise ConfigError(f"detect.check_every ({d.check_every}) must be <= detect.window_size ({d.window_size})")
@@ -489,6 +504,26 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"topics.{name} must not be empty")
     if t.tracking in (t.deadletter, t.retrain, t.alerts) or t.feedback in (t.deadletter, t.retrain, t.alerts):
         raise ConfigError("topics.deadletter, topics.retrain and topics.alerts must differ from the input topics")
+
+
+def _validate_redact(r: RedactSettings) -> None:
+    unknown = [v for v in r.phone_regions if v.upper() not in PHONE_REGIONS]
+    if unknown:
+        raise ConfigError(f"redact.phone_regions has unknown {', '.join(map(repr, unknown))}; use ISO 3166 codes "
+                          "such as CN, US, GB")
+    # A recogniser's own kinds (person, address: lower-case names) may be pseudonymised too.
+    unknown = [v for v in r.pseudonymise if v not in REDACTION_KINDS and not (
+        r.recognizer and v.isidentifier() and v.islower())]
+    if unknown:
+        raise ConfigError(f"redact.pseudonymise has unknown {', '.join(map(repr, unknown))}; choose from "
+                          f"{', '.join(REDACTION_KINDS)}")
+    if r.pseudonymise and not r.secret and not r.secret_file:
+        raise ConfigError("redact.pseudonymise needs a key: set MONITOR_REDACT_SECRET (redact.secret) or "
+                          "redact.secret_file")
+    if r.pseudonymise and not r.secret and not os.path.isfile(r.secret_file):
+        raise ConfigError(f"redact.secret_file {r.secret_file!r} is not a readable file")
+    if r.recognizer and r.recognizer.count(":") != 1:
+        raise ConfigError(f'redact.recognizer must be "package.module:factory", got {r.recognizer!r}')
 
 
 def load_settings(
@@ -561,7 +596,7 @@ def render_toml(settings: Settings, with_docs: bool = True) -> str:
                     tables.append(f"\n[[{section}.{f.name}]]")
                     tables.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
                 continue
-            if f.name in ("sasl_password", "webhook_secret") and value:
+            if f.name in ("sasl_password", "webhook_secret", "secret") and value:
                 value = "<set>"
             doc = f"  # {f.metadata['doc']}" if with_docs else ""
             lines.append(f"{f.name} = {_toml_value(value)}{doc}")

@@ -141,7 +141,7 @@ class Pipeline:
         c = settings.collect
         self.decoder = Decoder(Limits(c.max_message_bytes, c.max_features, c.max_string_length,
                                       c.max_depth, c.max_future_skew_s))
-        self.redactor = Redactor(settings.redact.kinds, settings.redact.fields)
+        self.redactor = Redactor.from_settings(settings.redact)
         j = settings.join
         self.joiner = JoinBuffer(j.ttl_s, j.max_predictions, j.feedback_wait_s, j.max_pending)
         self.factory = DetectorFactory(settings)

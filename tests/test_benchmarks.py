@@ -149,3 +149,39 @@ def test_a_settings_variant_becomes_the_daemons_environment():
     for bad, message in (("detect.sample_rate", "SECTION.KEY=VALUE"), ("detect.nope=1", "unknown key detect.nope")):
         with pytest.raises(ValueError, match=message):
             variants.environ(bad)
+
+
+def test_the_pii_corpus_marks_its_values_and_is_seeded():
+    from benchmarks.pii.corpus import KINDS, LOOKALIKES, corpus  # noqa: PLC0415
+
+    texts = corpus(600, seed=5)
+    assert corpus(600, seed=5) == texts
+    assert corpus(600, seed=6) != texts
+    for t in texts:
+        for span in (*t.values, *t.lookalikes):
+            assert t.text[span.start:span.end] == span.value
+    assert {v.kind for t in texts for v in t.values} == set(KINDS)
+    assert {lk.kind for t in texts for lk in t.lookalikes} == set(LOOKALIKES)
+
+
+def test_pii_redaction_meets_its_targets_on_a_short_corpus():
+    """The PII benchmark, short: recall >= 99.5% for every kind, >= 98% of look-alikes kept."""
+    from benchmarks.pii.__main__ import score  # noqa: PLC0415
+    from benchmarks.pii.corpus import KINDS, corpus  # noqa: PLC0415
+    from benchmarks.pii.peers import ours  # noqa: PLC0415
+
+    result = score(ours(), corpus(2200, seed=31))
+    for kind in KINDS:
+        assert result.values[kind] >= 150
+        assert result.caught[kind] / result.values[kind] >= 0.995, (kind, result.misses)
+    assert sum(result.kept.values()) / sum(result.looks.values()) >= 0.98, result.damaged
+
+
+def test_the_pii_benchmark_command_prints_its_table():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.pii", "--texts", "300", "--peers", "ours", "--no-write"],
+                         check=False, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| kind | values | ours recall |" in out.stdout
+    assert "| phone_cn_fixed |" in out.stdout
+    assert "| **all look-alikes** |" in out.stdout
+    assert "| ours |" in out.stdout
