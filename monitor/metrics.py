@@ -65,7 +65,8 @@ METRICS = (
     Spec("model_monitor_flagged_samples_total", "counter", ("model", "reason"),
          "Samples flagged for retraining, by reason."),
     Spec("model_monitor_redactions_total", "counter", ("kind",),
-         "Personal data replaced (or pseudonymised) before storage, by kind: email, phone, cn_id, cn_passport, hk_id, bank_card, ipv4, ipv6, and the kinds a recogniser of redact.recognizer reports."),
+         "Personal data replaced (or pseudonymised) before storage, by kind: email, phone, cn_id, cn_passport, "
+         "hk_id, bank_card, ipv4, ipv6, and the kinds a recogniser of redact.recognizer reports."),
     Spec("model_monitor_feature_type_mismatches_total", "counter", ("model",),
          "Feature values whose type differs from the feature's first one (treated as missing)."),
     Spec("model_monitor_drift_tested_predictions_total", "counter", ("model",),
