@@ -45,9 +45,10 @@ from monitor import __version__
 from monitor.badcases import ReportPage
 from monitor.config import Settings
 from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
+from monitor.handoff import HandoffStore, StateHandoff
 from monitor.http import Health, StatusServer
 from monitor.metrics import Metrics
-from monitor.pipeline import BatchResult, Pipeline, settings_fingerprint
+from monitor.pipeline import BatchResult, Pipeline
 from retrain import datasets
 from retrain.badcases import RuleSet
 from retrain.datasets import DatasetOptions
@@ -162,12 +163,7 @@ class Service:
         self.jobs: RetrainJobs | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.committed = 0
-        self._restore_tried = False  # a checkpoint is looked for at the first assignment only
-        # Partitions revoked at the last rebalance, with the offset their join state was
-        # saved at: still in the join until the assignment says whether they come back.
-        self._handed_off: dict[TopicPartition, int] = {}
-        self._read_from: dict[TopicPartition, int] = {}  # where reading a partition began, at its assignment
-        self._checkpoint_due = 0.0  # monotonic time of the next periodic save
+        self.handoff: StateHandoff | None = None
         self._fetch_seconds = 0.0  # time in fetch since the last batch (an idle poll counts too)
         # Blocking work (the store, the retraining publishers) runs here, so that at
         # exit it can be abandoned instead of joined: asyncio.to_thread's executor is
@@ -263,6 +259,8 @@ class Service:
             rebalance_timeout_ms=s.kafka.rebalance_timeout_ms, heartbeat_interval_ms=s.kafka.heartbeat_interval_ms,
             max_poll_interval_ms=s.kafka.max_poll_interval_ms, commit_timeout_s=s.kafka.request_timeout_s,
             client_id=s.kafka.client_id, **kafka)
+        self.handoff = StateHandoff(self.pipeline, HandoffStore(self.store.engine, self.store.url), self.source, s,
+                                    self.metrics, self._blocking)
         self.source.on_assigned = self._assigned
         self.source.on_revoked = self._revoked
         await self.source.start(s.kafka.connect_timeout_s)
@@ -385,7 +383,7 @@ class Service:
                                       np.asarray([time.perf_counter() - started]))
         self.committed += committed  # last: whoever sees it committed sees the batch's metrics too
         self._update_lag()
-        if self.settings.service.checkpoint_interval_s and time.monotonic() >= self._checkpoint_due:
+        if self.handoff is not None and self.handoff.enabled and time.monotonic() >= self.handoff.due:
             await self._retry("checkpoint", self._save_checkpoint)
         self._severe(result.alerts)
         for alert in result.alerts:
@@ -396,147 +394,15 @@ class Service:
             observer(result)
         return result
 
-    # -- checkpoints: the pipeline's state with the offsets it covers ---------------------
+    # -- the handoff of the pipeline's state (monitor/handoff.py) ---------------------------
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
-        # No batch is in hand here, nor fetched from these partitions until this returns:
-        # every rebalance revokes all partitions first (aiokafka's eager protocol), a batch
-        # fetched before leaves them to the next fetch, and the source pauses the new ones
-        # and holds the batch lock while this runs.
-        await self._restore_checkpoint()
-        await self._take_join(assigned)
+        await _started(self.handoff, "the state handoff").on_assigned(assigned)
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
-        """Partitions are leaving (between batches, all committed): save what the join holds
-        from them, with the offset it covers, for their next owner (``_take_join``)."""
-        source, store = _started(self.source, "the consumer"), _started(self.store, "the store")
-        if not self.settings.service.checkpoint_interval_s:
-            return  # not saved: their entries stay here until they expire
-        states = self.pipeline.join_entries(revoked)
-        rows = []
-        for tp in revoked:
-            # What this member committed, or (nothing read here since) where it began reading.
-            offset = source.committed[tp] if tp in source.committed else self._read_from.get(tp, -1)
-            if offset >= 0:
-                rows.append((tp.topic, tp.partition, offset, states[tp]))
-                self._handed_off[tp] = offset
-        try:
-            await self._blocking(store.put_join_states, self.settings.kafka.group_id, rows)
-        except MonitorError as exc:  # the rebalance cannot wait for the store: the next owner starts empty
-            log.error("could not save the join of revoked partitions %s (%s): their waiting feedback is "
-                      "flagged unjoined here", sorted(revoked), exc)
-            self._count_join_moves("failed", len(revoked))
-            self.pipeline.drop_join(revoked, flag_waiting=True)
-            for tp in revoked:
-                self._handed_off.pop(tp, None)
-            return
-        self._count_join_moves("saved", len(rows))
-
-    async def _take_join(self, assigned: set[TopicPartition]) -> None:
-        """Partitions arrived: take over the join state their last owner saved, if it covers
-        exactly up to where this member reads them from. Forget what the join still
-        holds from partitions that went elsewhere."""
-        source, store = _started(self.source, "the consumer"), _started(self.store, "the store")
-        handed_off, self._handed_off = self._handed_off, {}
-        gone = [tp for tp in handed_off if tp not in assigned]
-        if gone:
-            self.pipeline.drop_join(gone)
-        if not self.settings.service.checkpoint_interval_s:
-            return
-        positions = {tp: await source.position(tp) for tp in assigned}
-        self._read_from = dict(positions)
-        stale = [tp for tp, offset in handed_off.items() if tp in assigned and offset != positions[tp]]
-        if stale:  # it came back after someone else read on: theirs is the right one
-            self.pipeline.drop_join(stale)
-        wanted = [tp for tp in assigned if tp not in handed_off or tp in stale]
-        try:
-            saved = await self._blocking(store.join_states, self.settings.kafka.group_id,
-                                         [(tp.topic, tp.partition) for tp in wanted])
-        except MonitorError as exc:  # the rebalance cannot wait for the store either
-            log.error("could not read the saved join of partitions %s (%s): it starts empty", sorted(wanted), exc)
-            self._count_join_moves("failed", len(wanted))
-            return
-        moved = {}
-        for tp in wanted:
-            offset, state = saved.get((tp.topic, tp.partition), (-1, b""))
-            if offset < 0:
-                continue
-            if offset != positions[tp]:
-                log.info("the saved join of %s[%d] covers up to offset %d, but reading starts at %d: not used",
-                         tp.topic, tp.partition, offset, positions[tp])
-                self._count_join_moves("stale", 1)
-                continue
-            try:
-                moved[(tp.topic, tp.partition)] = self.pipeline.load_join((tp.topic, tp.partition), state)
-            except ValueError as exc:
-                log.warning("%s", exc)
-                self._count_join_moves("stale", 1)
-        taken = self.pipeline.add_join(moved)  # one merge, however many partitions came
-        self._count_join_moves("taken", len(moved))
-        if taken:
-            log.info("took over %d join entries of partitions %s", taken, sorted(moved))
-
-    def _count_join_moves(self, outcome: str, partitions: int) -> None:
-        if partitions:
-            with self.metrics.lock:
-                self.metrics.inc("model_monitor_join_moves_total", (outcome,), partitions)
-
-    async def _restore_checkpoint(self) -> None:
-        """At the first assignment: take over the state this group saved for exactly these
-        partitions and read them again from where it was saved; failing that, take the
-        detectors of the group's latest state (see ``Pipeline.restore``)."""
-        s = self.settings
-        source, store = _started(self.source, "the consumer"), _started(self.store, "the store")
-        if self._restore_tried or not s.service.checkpoint_interval_s or self.pipeline.position:
-            return
-        self._restore_tried = True
-        assigned = {(tp.topic, tp.partition) for tp in source.assigned}
-        checkpoint = await self._blocking(store.checkpoint, s.kafka.group_id, assigned)
-        exact = checkpoint is not None
-        if checkpoint is None:  # another member's, or these partitions' before the group changed
-            checkpoint = await self._blocking(store.latest_checkpoint, s.kafka.group_id)
-            if checkpoint is None:
-                return
-        if checkpoint["fingerprint"] != settings_fingerprint(s):
-            log.warning("the saved state of group %s was built with other [collect], [redact], [join], [detect] "
-                        "or [slo] settings, or by an older model-monitor: starting afresh", s.kafka.group_id)
-            self._count_checkpoint("discarded")
-            return
-        age = time.time() - checkpoint["saved_at"]
-        if not exact:
-            self.pipeline.restore(checkpoint["state"], detectors_only=True)
-            self._count_checkpoint("seeded")
-            log.info("no saved state for exactly partitions %s: took the detectors (%d models) of the group's "
-                     "latest, saved %.0fs ago (the join comes by partition)", sorted(assigned),
-                     len(self.pipeline.models), age)
-            return
-        self.pipeline.restore(checkpoint["state"])
-        source.seek({(t, p): o for t, p, o in checkpoint["partitions"] if o >= 0})
-        self._count_checkpoint("restored")
-        log.info("restored the pipeline's state saved %.0fs ago (%d models, stream position %d)",
-                 age, len(self.pipeline.models), self.pipeline.position)
+        await _started(self.handoff, "the state handoff").on_revoked(revoked)
 
     async def _save_checkpoint(self) -> None:
-        """Save the pipeline's state with the offsets of everything it has taken in (all of
-        it committed: this runs between batches)."""
-        s = self.settings
-        store, source = _started(self.store, "the store"), _started(self.source, "the consumer")
-        if not source.assigned:  # nothing to resume: the state goes with the partitions it came from
-            return
-        blob = self.pipeline.snapshot()
-        positions = await source.positions()
-        known = [(t, p, offset) for t, p, offset in positions if offset >= 0]
-        joins = self.pipeline.join_entries([(t, p) for t, p, _ in known])
-        await self._blocking(store.put_checkpoint, s.kafka.group_id, positions, settings_fingerprint(s), blob)
-        await self._blocking(store.put_join_states, s.kafka.group_id,
-                             [(t, p, offset, joins[(t, p)]) for t, p, offset in known])
-        self._checkpoint_due = time.monotonic() + s.service.checkpoint_interval_s
-        self._count_checkpoint("saved")
-        with self.metrics.lock:
-            self.metrics.set("model_monitor_checkpoint_bytes", (), float(len(blob)))
-
-    def _count_checkpoint(self, outcome: str) -> None:
-        with self.metrics.lock:
-            self.metrics.inc("model_monitor_checkpoints_total", (outcome,))
+        await _started(self.handoff, "the state handoff").save()
 
     async def _make_durable(self, result: BatchResult) -> None:
         """Dead letters, samples and alerts: acknowledged and committed, retrying transient failures."""

@@ -30,7 +30,6 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Table,
@@ -123,32 +122,6 @@ baselines_table = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("model", "model_version", "feature", name="uq_mm_baselines"),
 )
-#: The pipeline's state (detectors; the join is saved by partition, below) with the input
-#: offsets it has seen up to:
-#: the latest of each consumer-group member, keyed by the partitions it held (see
-#: Service._save_checkpoint).
-checkpoints_table = Table(
-    "mm_checkpoints", metadata,
-    Column("group_id", String(256), primary_key=True),
-    Column("partitions_key", String(64), primary_key=True),  # of the sorted (topic, partition) pairs
-    Column("partitions", _Json, nullable=False),  # [[topic, partition, next offset], ...]
-    Column("fingerprint", String(64), nullable=False),  # of the settings the state was built with
-    Column("state", LargeBinary, nullable=False),
-    Column("saved_at", Float, nullable=False),
-)
-
-#: What a member's join buffer held from one partition and the offset it covers: whoever
-#: reads the partition next, from that offset, takes it over (see Service._take_join).
-join_states_table = Table(
-    "mm_join_states", metadata,
-    Column("group_id", String(256), primary_key=True),
-    Column("topic", String(256), primary_key=True),
-    Column("partition_id", Integer, primary_key=True),
-    Column("next_offset", BigInteger, nullable=False),
-    Column("state", LargeBinary, nullable=False),
-    Column("saved_at", Float, nullable=False),
-)
-
 #: Predictions by model, segment combination and event-time hour: what bad-case
 #: priorities weigh a segment's traffic share by.
 traffic_table = Table(
@@ -183,16 +156,6 @@ meta_table = Table(
     Column("key", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
 )
-
-
-def partitions_key(partitions: Sequence[tuple[str, int, int]]) -> str:
-    """Names a set of partitions (offsets aside), whatever their order.
-
-    >>> partitions_key([("t", 1, 5), ("t", 0, 9)]) == partitions_key([("t", 0, 0), ("t", 1, 0)])
-    True
-    """
-    pairs = sorted({f"{topic}\x00{partition}" for topic, partition, _ in partitions})
-    return hashlib.sha256("\x01".join(pairs).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -243,7 +206,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _translate(exc: SQLAlchemyError, url: str) -> Exception:
+def translate_error(exc: SQLAlchemyError, url: str) -> Exception:
     """Our error for a database error: transient if the database may come back."""
     cause = getattr(exc, "orig", None) or exc
     if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | sa_exc.TimeoutError):
@@ -292,7 +255,7 @@ class SampleStore:
                         f"store {self.url} has schema version {version}; this model-monitor uses "
                         f"{SCHEMA_VERSION}")
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -330,7 +293,7 @@ class SampleStore:
                          "created_at": now} for a in alerts
                     ])
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
 
     def _add_traffic(self, conn: Connection, traffic: Mapping[tuple[str, tuple[tuple[str, str], ...], int], int]
                      ) -> None:
@@ -368,7 +331,7 @@ class SampleStore:
 
                 yield rows, mark_delivered
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
 
     @contextmanager
     def claim_unpushed(self, limit: int, sink: str = "queue") -> Iterator[tuple[list[StoredSample], Any]]:
@@ -396,7 +359,7 @@ class SampleStore:
                     .returning(triggers_table.c.id)).first()
                 return inserted is not None
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
 
     def prune(self, before: float) -> dict[str, int]:
         """Delete what is older than ``before`` and no longer needed: delivered samples and
@@ -414,7 +377,7 @@ class SampleStore:
                         triggers_table.c.created_at < before, triggers_table.c.pushed_at.is_not(None))).rowcount,
                 }
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
 
     # -- reading ----------------------------------------------------------------------
     def _scalar(self, query: Any) -> Any:
@@ -422,14 +385,14 @@ class SampleStore:
             with self.engine.connect() as conn:
                 return conn.execute(query).scalar()
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
 
     def _rows(self, query: Any) -> list[dict[str, Any]]:
         try:
             with self.engine.connect() as conn:
                 return [dict(row._mapping) for row in conn.execute(query)]
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
 
     def put_baselines(self, baselines: dict[tuple[str, str], dict[str, tuple[int, list[Any]]]]) -> int:
         """Replace the reference samples of each (model, version) given; return the features stored."""
@@ -444,7 +407,7 @@ class SampleStore:
                 if rows:
                     conn.execute(insert(baselines_table), rows)
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
         return len(rows)
 
     def baselines(self) -> dict[tuple[str, str], dict[str, list[Any]]]:
@@ -453,77 +416,6 @@ class SampleStore:
         for row in self._rows(select(baselines_table)):
             out.setdefault((row["model"], row["model_version"]), {})[row["feature"]] = row["values"]
         return out
-
-    def put_checkpoint(self, group_id: str, partitions: list[tuple[str, int, int]], fingerprint: str,
-                       state: bytes) -> None:
-        """Save a member's checkpoint; drop the group's older ones that held any of these
-        partitions (they are this member's now)."""
-        key = partitions_key(partitions)
-        mine = {(t, p) for t, p, _ in partitions}
-        row = {"group_id": group_id, "partitions_key": key, "partitions": [list(p) for p in partitions],
-               "fingerprint": fingerprint, "state": state, "saved_at": time.time()}
-        t = checkpoints_table
-        try:
-            with self.engine.begin() as conn:
-                # Write first: on SQLite a transaction that reads and then writes fails at once
-                # (not after the busy timeout) when another connection wrote in between.
-                conn.execute(delete(t).where(t.c.group_id == group_id, t.c.partitions_key == key))
-                others = conn.execute(select(t.c.partitions_key, t.c.partitions).where(t.c.group_id == group_id))
-                stale = [k for k, held in others if mine & {(tp, p) for tp, p, _ in held}]
-                if stale:
-                    conn.execute(delete(t).where(t.c.group_id == group_id, t.c.partitions_key.in_(stale)))
-                conn.execute(insert(t), [row])
-        except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
-
-    def checkpoint(self, group_id: str, partitions: set[tuple[str, int]]) -> dict[str, Any] | None:
-        """The group's checkpoint of exactly these (topic, partition) pairs, or None;
-        ``partitions`` in it are (topic, partition, next offset)."""
-        t = checkpoints_table
-        key = partitions_key([(topic, p, 0) for topic, p in partitions])
-        rows = self._rows(select(t).where(t.c.group_id == group_id, t.c.partitions_key == key))
-        if not rows:
-            return None
-        row = rows[0]
-        row["partitions"] = [(str(topic), int(p), int(o)) for topic, p, o in row["partitions"]]
-        return row
-
-    def put_join_states(self, group_id: str, states: Sequence[tuple[str, int, int, bytes]]) -> None:
-        """Save the join of each (topic, partition, next offset, state), replacing the
-        group's earlier one for that partition."""
-        if not states:
-            return
-        t = join_states_table
-        now = time.time()
-        try:
-            with self.engine.begin() as conn:
-                for topic, partition, _, _ in states:
-                    conn.execute(delete(t).where(t.c.group_id == group_id, t.c.topic == topic,
-                                                 t.c.partition_id == partition))
-                conn.execute(insert(t), [{"group_id": group_id, "topic": topic, "partition_id": partition,
-                                          "next_offset": offset, "state": state, "saved_at": now}
-                                         for topic, partition, offset, state in states])
-        except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
-
-    def join_states(self, group_id: str,
-                    partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, bytes]]:
-        """The group's saved join of each of these (topic, partition) that has one:
-        (next offset, state)."""
-        t = join_states_table
-        wanted = set(partitions)
-        if not wanted:
-            return {}
-        rows = self._rows(select(t.c.topic, t.c.partition_id, t.c.next_offset, t.c.state).where(
-            t.c.group_id == group_id, t.c.topic.in_(sorted({topic for topic, _ in wanted}))))
-        return {(r["topic"], r["partition_id"]): (int(r["next_offset"]), bytes(r["state"])) for r in rows
-                if (r["topic"], r["partition_id"]) in wanted}
-
-    def latest_checkpoint(self, group_id: str) -> dict[str, Any] | None:
-        """The group's most recently saved checkpoint, whatever partitions it covers."""
-        t = checkpoints_table
-        rows = self._rows(select(t).where(t.c.group_id == group_id).order_by(t.c.saved_at.desc()).limit(1))
-        return rows[0] if rows else None
 
     def pending_count(self, sink: str = "queue") -> int:
         """Samples stored but not yet delivered to ``sink``."""
@@ -577,7 +469,7 @@ class SampleStore:
                         changed += conn.execute(update(t).where(t.c.id.in_(ids[start:start + 500]))
                                                 .values(category=category)).rowcount
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
         return changed
 
     def traffic(self, since: float | None = None, until: float | None = None,
@@ -628,7 +520,7 @@ class SampleStore:
         except sa_exc.IntegrityError:
             return False
         except SQLAlchemyError as exc:
-            raise _translate(exc, self.url) from exc
+            raise translate_error(exc, self.url) from exc
         return True
 
     def alerts_of(self, model: str, since: float | None = None, until: float | None = None,

@@ -17,9 +17,10 @@ from sqlalchemy import select
 
 from collectors.contract import RawMessage
 from monitor.config import Settings, load_settings
+from monitor.handoff import join_states_table
 from monitor.pipeline import Pipeline
 from monitor.service import Service
-from retrain.store import SampleStore, join_states_table
+from retrain.store import SampleStore
 
 
 def messages(events: list[dict[str, Any] | bytes]) -> list[RawMessage]:

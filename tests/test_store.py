@@ -15,6 +15,7 @@ from helpers import read_topic
 
 from collectors.contract import Alert, FlaggedSample
 from collectors.errors import ConfigError, PublishFailed, StoreSchemaError, StoreUnavailable
+from monitor.handoff import HandoffStore
 from retrain.jobs import RetrainJobs
 from retrain.publisher import KafkaPublisher, WebhookPublisher
 from retrain.store import SampleStore, meta_table, samples_table
@@ -279,6 +280,7 @@ def test_kafka_and_webhook_publishers_deliver_keyed_records(broker, webhook, sto
 
 
 def test_join_states_are_kept_per_group_and_partition_and_replaced(store):
+    store = HandoffStore(store.engine, store.url)
     store.put_join_states("g", [("t", 0, 10, b"a"), ("t", 1, 20, b"b"), ("f", 0, 5, b"\x00" * 70_000)])
     store.put_join_states("other", [("t", 0, 99, b"x")])
     store.put_join_states("g", [("t", 0, 11, b"a2")])  # a later save of one partition replaces it

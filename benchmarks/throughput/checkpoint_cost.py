@@ -21,9 +21,10 @@ from benchmarks.throughput.workload import events
 from collectors.contract import RawMessage
 from monitor.cli import tune_gc
 from monitor.config import load_settings
+from monitor.handoff import HandoffStore, checkpoints_table, join_states_table
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
-from retrain.store import SampleStore, checkpoints_table, join_states_table
+from retrain.store import SampleStore
 
 PARTITIONS = 4
 
@@ -62,17 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     add_join_s = time.perf_counter() - started
     join_bytes = sum(map(len, joins.values()))
     print(f"after {args.events:,} events ({pipeline.joiner.predictions:,} predictions in the join buffer): "
-          f"detectors {len(blob) / 2**20:.1f} MiB, pickled in {snapshot_s * 1000:.0f} ms, restored in "
-          f"{restore_s * 1000:.0f} ms; join {join_bytes / 2**20:.1f} MiB in {PARTITIONS} partitions, pickled in "
+          f"detectors {len(blob) / 2**20:.1f} MiB, written in {snapshot_s * 1000:.0f} ms, restored in "
+          f"{restore_s * 1000:.0f} ms; join {join_bytes / 2**20:.1f} MiB in {PARTITIONS} partitions, written in "
           f"{join_s * 1000:.0f} ms, taken over in {add_join_s * 1000:.0f} ms")
     with tempfile.TemporaryDirectory() as folder:
         for url in args.store or [f"sqlite:///{folder}/store.db"]:
             store = SampleStore(url)
+            handoff = HandoffStore(store.engine, store.url)
             try:
                 started = time.perf_counter()
-                store.put_checkpoint("checkpoint-cost", [(t, p, args.events) for t, p in shards], "bench", blob)
+                handoff.put_checkpoint("checkpoint-cost", [(t, p, args.events) for t, p in shards], "bench", blob)
                 detectors_s = time.perf_counter() - started
-                store.put_join_states("checkpoint-cost", [(t, p, args.events, joins[(t, p)]) for t, p in shards])
+                handoff.put_join_states("checkpoint-cost", [(t, p, args.events, joins[(t, p)]) for t, p in shards])
                 print(f"written to {store.dialect} in {(time.perf_counter() - started) * 1000:.0f} ms "
                       f"(the detectors' row {detectors_s * 1000:.0f} ms)")
                 with store.engine.begin() as conn:
