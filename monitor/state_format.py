@@ -78,8 +78,8 @@ def _class(name: str) -> type:
     return obj
 
 
-#: Values that keep their identity (two references to one object stay one object).
-_SHARED = (list, dict, deque, OrderedDict, Counter, set, np.ndarray)
+#: Values written as they are, untagged.
+_PLAIN = frozenset({str, float, int, bytes, bool, type(None)})
 
 
 class _Encoder:
@@ -110,6 +110,9 @@ class _Encoder:
 
     def _value(self, obj: Any) -> Any:
         if type(obj) is list:
+            if obj and all(type(v) is tuple and all(type(x) in _PLAIN for x in v) for v in obj):
+                # Rows of plain values (a join buffer's predictions): one array each, untagged.
+                return {"$rows": [list(v) for v in obj]}
             return {"$list": [self.encode(v) for v in obj]}
         if type(obj) is dict:
             return {"$dict": [[self.encode(k), self.encode(v)] for k, v in obj.items()]}
@@ -186,6 +189,9 @@ class _Decoder:
         # Containers and objects are registered before their contents are read: a part of
         # the state may refer back to its owner (a callback).
         out: Any
+        if tag == "$rows":
+            out = self.defined[ref] = [tuple(row) for row in value]
+            return out
         if tag == "$list":
             out = self.defined[ref] = []
             out.extend(self.decode(v) for v in value)
