@@ -617,9 +617,14 @@ class ModelState:
 
     # -- what happened ------------------------------------------------------------------
     def on_prediction(self, version: str, event: Event, position: int, event_time: float) -> None:
-        self.version(version).observe(event, position)
+        state = self.versions.get(version)
+        if state is None or next(reversed(self.versions)) != version:
+            state = self.version(version)
+        state.pending_positions.append(position)
+        state.pending.append(event)
         self.last_version = version
-        self.on_signal("prediction", event_time)
+        for rate, trials, events in self.signals.get("prediction", ()):  # on_signal, inlined: every prediction
+            rate.add(event_time, trials, events)
         self.batch_recent.append((position, event))
         self.last_ts = max(self.last_ts, event["ts"])
 

@@ -159,9 +159,10 @@ class Pipeline:
         self.rules = RuleSet.compile(settings.badcases.rules, settings.slo.latency_threshold_ms)
         #: Each model's recent alerts, (at_event, ts, kind, detector, feature): what was active when a bad case came.
         self._alert_log: dict[str, deque[tuple[int, float, str, str, str | None]]] = {}
-        #: Each model's segment combinations whose traffic is counted (at most badcases.max_slices),
-        #: each with its redacted form: what the store gets (a segment value may hold personal data).
-        self._slices: dict[str, dict[Pairs, Pairs]] = {}
+        #: Each model's segment combinations (as sent) whose traffic is counted (at most
+        #: badcases.max_slices), each with its sorted, redacted form: what the store gets (a
+        #: segment value may hold personal data).
+        self._slices: dict[str, dict[Any, Pairs]] = {}
         self._slice_overflow = 0  # predictions counted under OTHER_SLICE
 
     # -- the batch ------------------------------------------------------------------
@@ -359,12 +360,19 @@ class Pipeline:
         shard = self._intern(message.topic, message.partition)
         waiting = self.joiner.add_prediction(event, keep=message.value, shard=shard)
         segment = event.get("segment")
-        pairs = tuple(sorted(segment_text(segment).items())) if segment else ()
+        # Keyed by the segment as sent (a producer sends its keys in one order): the sorted,
+        # redacted form is worked out once per combination, not once per prediction.
+        sent: Any = tuple(segment.items()) if segment else ()
         slices = self._slices.setdefault(labels[0], {})
-        stored = slices.get(pairs)
+        try:
+            stored = slices.get(sent)
+        except TypeError:  # an unhashable value (the contract allows none): its text form instead
+            sent = tuple(sorted(segment_text(segment).items()))
+            stored = slices.get(sent)
         if stored is None:
             if len(slices) < self.settings.badcases.max_slices:
-                stored = slices[pairs] = tuple((k, self.redactor.redact_text(v)[0]) for k, v in pairs)
+                pairs = sorted(segment_text(segment).items()) if segment else ()
+                stored = slices[sent] = tuple((k, self.redactor.redact_text(v)[0]) for k, v in pairs)
             else:
                 stored = OTHER_SLICE
                 self._slice_overflow += 1
