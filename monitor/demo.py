@@ -32,6 +32,7 @@ from monitor import badcases
 from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import Settings, load_settings
 from monitor.exit_codes import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STARTUP
+from monitor.metrics import FLAGGED_SAMPLES, INVALID_EVENTS, JOIN
 from monitor.pipeline import BatchResult
 from monitor.report import render_html
 from monitor.service import Service
@@ -267,9 +268,9 @@ class Demo:
             samples = sum(v for k, v in self.queue.items() if not k.startswith("trigger:"))
             self.console.line(
                 f"read {read:,} ({(read - last_count) / (now - last_time):,.0f}/s)  "
-                f"bad input {m.total('model_monitor_invalid_events_total'):,.0f}  "
-                f"feedback joined {m.total('model_monitor_join_total', outcome='matched'):,.0f}  "
-                f"flagged {m.total('model_monitor_flagged_samples_total'):,.0f}  "
+                f"bad input {m.total(INVALID_EVENTS):,.0f}  "
+                f"feedback joined {m.total(JOIN, outcome='matched'):,.0f}  "
+                f"flagged {m.total(FLAGGED_SAMPLES):,.0f}  "
                 f"in retraining queue {samples:,}  alerts {self.alerts}", "dim")
             last_count, last_time = read, now
 
@@ -360,7 +361,7 @@ class Demo:
         if service is not None:
             m = service.metrics
             print(f"  messages: {self.produced:,} produced, {service.committed:,} processed and committed; "
-                  f"{m.total('model_monitor_invalid_events_total'):,.0f} bad input dead-lettered")
+                  f"{m.total(INVALID_EVENTS):,.0f} bad input dead-lettered")
             print(f"  alerts: {self.alerts} ({len(self.unexpected)} not tied to an injected fault)")
         samples = {k: v for k, v in self.queue.items() if not k.startswith("trigger:")}
         triggers = {k.removeprefix("trigger:"): v for k, v in self.queue.items() if k.startswith("trigger:")}

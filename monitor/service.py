@@ -46,7 +46,22 @@ from monitor.badcases import ReportPage
 from monitor.config import Settings
 from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
 from monitor.http import Health, StatusServer
-from monitor.metrics import Metrics
+from monitor.metrics import (
+    BATCH_DURATION,
+    BATCHES,
+    CHECKPOINT_BYTES,
+    CHECKPOINTS,
+    COMMITTED_MESSAGES,
+    CONSUMER_LAG,
+    ERRORS,
+    JOIN_MOVES,
+    READY,
+    RETRAIN_PENDING,
+    RETRAIN_PUSHED,
+    RETRAIN_TRIGGERS,
+    STAGE_SECONDS,
+    Metrics,
+)
 from monitor.pipeline import BatchResult, Pipeline, settings_fingerprint
 from retrain import datasets
 from retrain.badcases import RuleSet
@@ -128,12 +143,12 @@ class MetricsListener:
     def pushed(self, sink: str, by_model: dict[str, int], pending: int) -> None:
         with self.metrics.lock:
             for model, n in by_model.items():
-                self.metrics.inc("model_monitor_retrain_pushed_total", (model, sink), n)
-            self.metrics.set("model_monitor_retrain_pending_samples", (sink,), pending)
+                self.metrics.inc(RETRAIN_PUSHED, (model, sink), n)
+            self.metrics.set(RETRAIN_PENDING, (sink,), pending)
 
     def triggered(self, model: str, reason: str) -> None:
         with self.metrics.lock:
-            self.metrics.inc("model_monitor_retrain_triggers_total", (model, reason))
+            self.metrics.inc(RETRAIN_TRIGGERS, (model, reason))
 
 
 class Service:
@@ -145,7 +160,7 @@ class Service:
         self.metrics = metrics or Metrics(__version__)
         self.observers = observers
         self.health = Health(settings.http.liveness_timeout_s)
-        self.metrics.probe("model_monitor_ready", lambda: float(self.health.ready()[0]))
+        self.metrics.probe(READY, lambda: float(self.health.ready()[0]))
         self.pipeline = Pipeline(settings, self.metrics)
         self.recent_alerts: deque[Alert] = deque(maxlen=50)
         self.should_exit = False
@@ -324,7 +339,7 @@ class Service:
                 transient = isinstance(exc, TransientError)
                 log.error("%s failed (%s): %s", stage, "will retry" if transient else "fatal", exc)
                 with self.metrics.lock:
-                    self.metrics.inc("model_monitor_errors_total", (stage, str(transient).lower()))
+                    self.metrics.inc(ERRORS, (stage, str(transient).lower()))
                 self.health.problem(stage, str(exc))
                 if not transient and self.failure is None:
                     self.failure = exc
@@ -378,11 +393,10 @@ class Service:
                   "commit": time.perf_counter() - durable}
         self._fetch_seconds = 0.0
         with self.metrics.lock:
-            self.metrics.inc_many("model_monitor_stage_seconds_total", {(k,): v for k, v in stages.items()})
-            self.metrics.inc("model_monitor_batches_total")
-            self.metrics.inc("model_monitor_committed_messages_total", (), committed)
-            self.metrics.observe_many("model_monitor_batch_duration_seconds", (),
-                                      np.asarray([time.perf_counter() - started]))
+            self.metrics.inc_many(STAGE_SECONDS, {(k,): v for k, v in stages.items()})
+            self.metrics.inc(BATCHES, ())
+            self.metrics.inc(COMMITTED_MESSAGES, (), committed)
+            self.metrics.observe_many(BATCH_DURATION, (), np.asarray([time.perf_counter() - started]))
         self.committed += committed  # last: whoever sees it committed sees the batch's metrics too
         self._update_lag()
         if self.settings.service.checkpoint_interval_s and time.monotonic() >= self._checkpoint_due:
@@ -478,7 +492,7 @@ class Service:
     def _count_join_moves(self, outcome: str, partitions: int) -> None:
         if partitions:
             with self.metrics.lock:
-                self.metrics.inc("model_monitor_join_moves_total", (outcome,), partitions)
+                self.metrics.inc(JOIN_MOVES, (outcome,), partitions)
 
     async def _restore_checkpoint(self) -> None:
         """At the first assignment: take over the state this group saved for exactly these
@@ -532,11 +546,11 @@ class Service:
         self._checkpoint_due = time.monotonic() + s.service.checkpoint_interval_s
         self._count_checkpoint("saved")
         with self.metrics.lock:
-            self.metrics.set("model_monitor_checkpoint_bytes", (), float(len(blob)))
+            self.metrics.set(CHECKPOINT_BYTES, (), float(len(blob)))
 
     def _count_checkpoint(self, outcome: str) -> None:
         with self.metrics.lock:
-            self.metrics.inc("model_monitor_checkpoints_total", (outcome,))
+            self.metrics.inc(CHECKPOINTS, (outcome,))
 
     async def _make_durable(self, result: BatchResult) -> None:
         """Dead letters, samples and alerts: acknowledged and committed, retrying transient failures."""
@@ -560,7 +574,7 @@ class Service:
                 result = await step()
             except TransientError as exc:
                 with self.metrics.lock:
-                    self.metrics.inc("model_monitor_errors_total", (stage, "true"))
+                    self.metrics.inc(ERRORS, (stage, "true"))
                 self.health.problem(stage, str(exc))
                 if self.should_exit and self._remaining() < delay:
                     raise FatalError(f"{stage} still failing at shutdown; the batch stays uncommitted and will "
@@ -571,7 +585,7 @@ class Service:
                 delay = min(delay * 2, 5.0)
             except FatalError:
                 with self.metrics.lock:
-                    self.metrics.inc("model_monitor_errors_total", (stage, "false"))
+                    self.metrics.inc(ERRORS, (stage, "false"))
                 raise
             else:
                 self.health.problem(stage, None)
@@ -591,7 +605,7 @@ class Service:
             return
         lag = {(topic, str(partition)): float(n) for (topic, partition), n in self.source.lag().items()}
         with self.metrics.lock:  # partitions this member lost must not keep their last lag
-            self.metrics.replace("model_monitor_consumer_lag_messages", lag)
+            self.metrics.replace(CONSUMER_LAG, lag)
 
     async def shutdown(self) -> None:
         """Stop everything that started, within the time left of the shutdown timeout;
