@@ -7,7 +7,8 @@ anything that decides an alert: the same messages in the same order give the sam
 alerts, however they are cut into batches.
 
 What comes out is the batch's *effects*: dead letters, alerts and flagged samples
-(already redacted). The runner makes them durable before it commits offsets.
+(already redacted). The runner hands them to its chain of sinks (``monitor.sinks``),
+whose durable ones succeed before it commits offsets.
 Metrics are folded in at the end of each batch.
 """
 
@@ -76,7 +77,7 @@ _TOTALLED: dict[str, CounterSpec[Any]] = {
 
 @dataclass
 class BatchResult:
-    """The effects of one batch, for the runner to make durable."""
+    """The effects of one batch, for the runner's chain of sinks (``monitor.sinks``)."""
 
     messages: int = 0
     events: int = 0

@@ -28,12 +28,11 @@ import signal
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
-import orjson
 from aiokafka import TopicPartition
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -63,6 +62,16 @@ from monitor.metrics import (
     Metrics,
 )
 from monitor.pipeline import BatchResult, Pipeline, settings_fingerprint
+from monitor.sinks import (
+    AlertLog,
+    AlertTopic,
+    DeadLetterTopic,
+    EffectSink,
+    Observer,
+    SevereTrigger,
+    Store,
+    run_chain,
+)
 from retrain import datasets
 from retrain.badcases import RuleSet
 from retrain.datasets import DatasetOptions
@@ -155,10 +164,16 @@ class Service:
     """One daemon process: consume, detect, store, push; serve metrics and health."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None,
-                 observers: tuple[BatchObserver, ...] = ()) -> None:
+                 observers: tuple[BatchObserver, ...] = (), sinks: Sequence[EffectSink] = ()) -> None:
+        """``observers`` are called after each batch is committed; ``sinks`` are more
+        sinks for the effect chain (``monitor.sinks``): the durable ones run before the
+        commit, after the dead-letter topic, the store and the alert topic; the others
+        after the commit, after the severe trigger and the alert log, before the observers."""
         self.settings = settings
         self.metrics = metrics or Metrics(__version__)
-        self.observers = observers
+        self.extra_sinks = (*sinks, *(Observer(observe) for observe in observers))
+        #: Where each batch's effects go (``monitor.sinks``), in order; built at start-up.
+        self.chain: tuple[EffectSink, ...] = ()
         self.health = Health(settings.http.liveness_timeout_s)
         self.metrics.probe(READY, lambda: float(self.health.ready()[0]))
         self.pipeline = Pipeline(settings, self.metrics)
@@ -282,6 +297,7 @@ class Service:
         self.source.on_revoked = self._revoked
         await self.source.start(s.kafka.connect_timeout_s)
         self._start_retraining(kafka)
+        self.chain = self._effect_chain()
         self.health.problem("startup", "joining the consumer group")
         log.info("model-monitor %s consuming %s and %s as group %s", __version__, s.topics.tracking,
                  s.topics.feedback, s.kafka.group_id)
@@ -328,6 +344,24 @@ class Service:
         self.scheduler.add_job(self._job("store_prune", self.jobs.prune), "interval", seconds=PRUNE_INTERVAL_S,
                                id="prune", name="prune the store")
         self.scheduler.start()
+
+    def _effect_chain(self) -> tuple[EffectSink, ...]:
+        """Dead letters, the store and the alert topic before the commit; the severe retrain
+        trigger, the alert log line, then the extra sinks and observers after it."""
+        s = self.settings
+        producer, store = _started(self.sink, "the producer"), _started(self.store, "the store")
+        chain: list[EffectSink] = [DeadLetterTopic(producer, s.topics.deadletter), Store(store, self._blocking)]
+        if s.topics.alerts:
+            chain.append(AlertTopic(producer, s.topics.alerts))
+        chain += [SevereTrigger(_started(self.jobs, "the retraining jobs"), s.retrain.severe_kinds, self._schedule),
+                  AlertLog(log), *self.extra_sinks]
+        return tuple(chain)
+
+    def _schedule(self, job: Callable[[Alert], Any], alert: Alert) -> None:
+        """Run ``job(alert)`` (a severe trigger) as a scheduler job, off the event loop."""
+        if self.scheduler is not None:
+            self.scheduler.add_job(self._job("retrain_severe", job), args=[alert],
+                                   name=f"severe drift trigger for {alert.model}")
 
     def _job(self, stage: str, func: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap a scheduled job: its errors are logged, counted and shown on /readyz; a
@@ -376,16 +410,23 @@ class Service:
             drained = self.pipeline.drain()
             if drained.samples:
                 log.info("storing %d feedback samples still waiting for their prediction", len(drained.samples))
-                await self._make_durable(drained)
+                await run_chain([sink for sink in self.chain if sink.durable], drained, retry=self._retry)
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
-        """One batch: pipeline, durable effects, commit, metrics, observers."""
+        """One batch: the pipeline, then its effect chain: the durable sinks, the commit
+        (with metrics and a checkpoint when due), the sinks after the commit."""
         source = _started(self.source, "the consumer")
         started = time.perf_counter()
         result = await asyncio.get_running_loop().run_in_executor(self._pipeline_thread, self.pipeline.process,
                                                                   messages)
         processed = time.perf_counter()
-        await self._make_durable(result)
+        await run_chain(self.chain, result, retry=self._retry,
+                        commit=functools.partial(self._commit, source, messages, result, started, processed))
+        return result
+
+    async def _commit(self, source: KafkaSource, messages: list[RawMessage], result: BatchResult, started: float,
+                      processed: float) -> None:
+        """The batch's effects are durable: commit its offsets, count it, save a checkpoint when due."""
         durable = time.perf_counter()
         committed = await self._retry("commit", lambda: source.commit(messages))
         self.recent_alerts.extend(result.alerts)
@@ -401,14 +442,6 @@ class Service:
         self._update_lag()
         if self.settings.service.checkpoint_interval_s and time.monotonic() >= self._checkpoint_due:
             await self._retry("checkpoint", self._save_checkpoint)
-        self._severe(result.alerts)
-        for alert in result.alerts:
-            log.warning("ALERT %s model=%s version=%s feature=%s detector=%s score=%.4g threshold=%.4g at_event=%d",
-                        alert.kind, alert.model, alert.model_version, alert.feature, alert.detector,
-                        alert.score, alert.threshold, alert.at_event)
-        for observer in self.observers:
-            observer(result)
-        return result
 
     # -- checkpoints: the pipeline's state with the offsets it covers ---------------------
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
@@ -552,19 +585,6 @@ class Service:
         with self.metrics.lock:
             self.metrics.inc(CHECKPOINTS, (outcome,))
 
-    async def _make_durable(self, result: BatchResult) -> None:
-        """Dead letters, samples and alerts: acknowledged and committed, retrying transient failures."""
-        s = self.settings
-        store, sink = _started(self.store, "the store"), _started(self.sink, "the producer")
-        if result.dead_letters:
-            await self._retry("deadletter", lambda: sink.send_dead_letters(s.topics.deadletter, result.dead_letters))
-        if result.samples or result.alerts or result.traffic:
-            await self._retry("store", lambda: self._blocking(store.put, result.samples, result.alerts,
-                                                              result.traffic))
-        if result.alerts and s.topics.alerts:
-            records = [(a.key.encode(), orjson.dumps(a.to_dict()), None) for a in result.alerts]
-            await self._retry("alerts", lambda: sink.send_all(s.topics.alerts, records))
-
     async def _retry(self, stage: str, step: Callable[[], Awaitable[T]]) -> T:
         """Run ``step`` until it succeeds, backing off on transient errors; give up (fatal)
         when the shutdown deadline has passed."""
@@ -590,15 +610,6 @@ class Service:
             else:
                 self.health.problem(stage, None)
                 return result
-
-    def _severe(self, alerts: list[Alert]) -> None:
-        r = self.settings.retrain
-        if self.scheduler is None or self.jobs is None:
-            return
-        for alert in alerts:
-            if self.jobs.is_severe(alert, r.severe_kinds):
-                self.scheduler.add_job(self._job("retrain_severe", self.jobs.severe), args=[alert],
-                                       name=f"severe drift trigger for {alert.model}")
 
     def _update_lag(self) -> None:
         if self.source is None:
