@@ -93,6 +93,8 @@ class Demo:
         self.detections = [Detection(f) for f in self.faults]
         self.unexpected: list[Alert] = []
         self.alerts = 0
+        #: Messages the daemon processed and committed, counted by ``_on_batch``.
+        self.read = 0
         self.stopping = asyncio.Event()
         self.produced = 0
         self.queue: Counter[str] = Counter()
@@ -264,7 +266,7 @@ class Demo:
         while service is not None:
             await asyncio.sleep(every_s)
             m, now = service.metrics, time.monotonic()
-            read = service.pipeline.position
+            read = self.read
             samples = sum(v for k, v in self.queue.items() if not k.startswith("trigger:"))
             self.console.line(
                 f"read {read:,} ({(read - last_count) / (now - last_time):,.0f}/s)  "
@@ -276,6 +278,8 @@ class Demo:
 
     # -- what the daemon saw --------------------------------------------------------
     def _on_batch(self, result: BatchResult) -> None:
+        """The daemon's observer (an ``Observer`` sink, after each commit): what it read and raised."""
+        self.read += result.messages
         for alert in result.alerts:
             self.alerts += 1
             where = f"{alert.model} {alert.model_version or ''} {alert.feature or ''}".strip()
