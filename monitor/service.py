@@ -2,7 +2,8 @@
 
 Each turn of the main loop fetches a batch, runs it through the pipeline, makes its
 effects durable (dead letters and alerts acknowledged by Kafka, flagged samples and
-alerts committed to the store), and only then commits the batch's offsets. A crash
+alerts committed to the store), and only then commits the batch's offsets: the
+durable sinks of its effect chain, the commit, then the others (``monitor.sinks``). A crash
 at any point loses nothing: the uncommitted batch is read again, and every sink is
 idempotent by event id. A rebalance waits for the batch in hand to be committed.
 
