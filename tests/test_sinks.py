@@ -134,3 +134,36 @@ def test_a_new_alert_sink_gets_exactly_the_daemons_alerts_before_or_after_the_co
             store.close()
     finally:
         assert d.stop() == 0
+
+
+class SampleList:
+    """A durable sink of flagged samples."""
+
+    stage, durable = "sample_list", True
+
+    def __init__(self) -> None:
+        self.samples: list = []
+
+    def wants(self, result: BatchResult) -> bool:
+        return bool(result.samples)
+
+    async def apply(self, result: BatchResult) -> None:
+        self.samples.extend(result.samples)
+
+
+@pytest.mark.kafka
+def test_the_shutdown_drain_goes_through_the_durable_sinks_only(broker, tmp_path):
+    settings = make_settings(broker, tmp_path, service={"checkpoint_interval_s": 0},
+                             join={"feedback_wait_s": 600})
+    durable, results = SampleList(), []
+    d = DaemonThread(settings, sinks=(durable, Observer(results.append))).start()
+    waiting = {"event_id": "f-1", "type": "feedback", "ts": 1_790_000_000.0, "model": "m", "request_id": "r-1",
+               "kind": "thumbs_down"}
+    try:
+        produce(broker, settings.topics.feedback, [waiting])
+        wait_for(lambda: results, 30, "the feedback's batch observed")
+        assert durable.samples == [], "still waiting for its prediction"
+    finally:
+        assert d.stop() == 0
+    assert [(s.event_id, s.reason, s.payload["joined"]) for s in durable.samples] == [("f-1", "thumbs_down", False)]
+    assert len(results) == 1, "no observer call for the drain: nothing is committed with it"
