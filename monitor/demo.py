@@ -32,6 +32,7 @@ from monitor import badcases
 from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import Settings, load_settings
 from monitor.exit_codes import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STARTUP
+from monitor.metrics import FLAGGED_SAMPLES, INVALID_EVENTS, JOIN
 from monitor.pipeline import BatchResult
 from monitor.report import render_html
 from monitor.service import Service
@@ -92,6 +93,8 @@ class Demo:
         self.detections = [Detection(f) for f in self.faults]
         self.unexpected: list[Alert] = []
         self.alerts = 0
+        #: Messages the daemon processed and committed, counted by ``_on_batch``.
+        self.read = 0
         self.stopping = asyncio.Event()
         self.produced = 0
         self.queue: Counter[str] = Counter()
@@ -263,18 +266,20 @@ class Demo:
         while service is not None:
             await asyncio.sleep(every_s)
             m, now = service.metrics, time.monotonic()
-            read = service.pipeline.position
+            read = self.read
             samples = sum(v for k, v in self.queue.items() if not k.startswith("trigger:"))
             self.console.line(
                 f"read {read:,} ({(read - last_count) / (now - last_time):,.0f}/s)  "
-                f"bad input {m.total('model_monitor_invalid_events_total'):,.0f}  "
-                f"feedback joined {m.total('model_monitor_join_total', outcome='matched'):,.0f}  "
-                f"flagged {m.total('model_monitor_flagged_samples_total'):,.0f}  "
+                f"bad input {m.total(INVALID_EVENTS):,.0f}  "
+                f"feedback joined {m.total(JOIN, outcome='matched'):,.0f}  "
+                f"flagged {m.total(FLAGGED_SAMPLES):,.0f}  "
                 f"in retraining queue {samples:,}  alerts {self.alerts}", "dim")
             last_count, last_time = read, now
 
     # -- what the daemon saw --------------------------------------------------------
     def _on_batch(self, result: BatchResult) -> None:
+        """The daemon's observer (an ``Observer`` sink, after each commit): what it read and raised."""
+        self.read += result.messages
         for alert in result.alerts:
             self.alerts += 1
             where = f"{alert.model} {alert.model_version or ''} {alert.feature or ''}".strip()
@@ -360,7 +365,7 @@ class Demo:
         if service is not None:
             m = service.metrics
             print(f"  messages: {self.produced:,} produced, {service.committed:,} processed and committed; "
-                  f"{m.total('model_monitor_invalid_events_total'):,.0f} bad input dead-lettered")
+                  f"{m.total(INVALID_EVENTS):,.0f} bad input dead-lettered")
             print(f"  alerts: {self.alerts} ({len(self.unexpected)} not tied to an injected fault)")
         samples = {k: v for k, v in self.queue.items() if not k.startswith("trigger:")}
         triggers = {k.removeprefix("trigger:"): v for k, v in self.queue.items() if k.startswith("trigger:")}

@@ -52,7 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from collectors.errors import MonitorError
 from monitor.config import Settings
-from monitor.metrics import Metrics
+from monitor.metrics import CHECKPOINT_BYTES, CHECKPOINTS, JOIN_MOVES, Metrics
 from monitor.pipeline import Pipeline, settings_fingerprint
 from retrain.store import translate_error
 
@@ -369,16 +369,16 @@ class StateHandoff:
         self.due = time.monotonic() + s.service.checkpoint_interval_s
         self._count_checkpoint("saved")
         with self.metrics.lock:
-            self.metrics.set("model_monitor_checkpoint_bytes", (), float(len(blob)))
+            self.metrics.set(CHECKPOINT_BYTES, (), float(len(blob)))
 
     def _count_checkpoint(self, outcome: str) -> None:
         with self.metrics.lock:
-            self.metrics.inc("model_monitor_checkpoints_total", (outcome,))
+            self.metrics.inc(CHECKPOINTS, (outcome,))
 
     def _count_join_moves(self, outcome: str, partitions: int) -> None:
         if partitions:
             with self.metrics.lock:
-                self.metrics.inc("model_monitor_join_moves_total", (outcome,), partitions)
+                self.metrics.inc(JOIN_MOVES, (outcome,), partitions)
 
 
 def _names(partitions: Any) -> list[tuple[str, int]]:

@@ -3,9 +3,28 @@
 The hot path must not pay a lock and a label lookup per event, so the pipeline
 counts a batch in plain dicts and numpy arrays and folds it in here once, under one
 lock. A scrape reads the same state under that lock through a custom collector on
-our own ``CollectorRegistry`` (nothing global). The names below are the contract
-that dashboards and alert rules use: ``METRICS`` lists them, the README table is
-made from it.
+our own ``CollectorRegistry`` (nothing global).
+
+Each metric is a typed handle, one row of the table below: its name, labels and help
+(and a histogram's buckets) are declared once, here. The handles are the contract
+that dashboards and alert rules use: ``METRICS`` lists them, the README table is made
+from it. Call sites name a handle, not a string, so a misspelt metric fails at import
+(and in mypy, which also checks the number of labels where it can); a wrong number
+of labels raises ``ValueError`` naming the metric when the handle is used:
+
+>>> metrics = Metrics()
+>>> with metrics.lock:
+...     metrics.inc(EVENTS, ("recsys", "prediction"), 3)
+...     metrics.inc_many(EVENTS, {("recsys", "click"): 1.0})
+>>> metrics.total(EVENTS, model="recsys")
+4.0
+>>> with metrics.lock:
+...     metrics.inc(EVENTS, ("recsys",))
+Traceback (most recent call last):
+ValueError: model_monitor_events_total takes labels ('model', 'type'), got ('recsys',)
+
+A new metric is one more row: ``NAME = CounterSpec("model_monitor_..._total", ("label",),
+"help")`` listed in ``METRICS``, then ``scripts/update_readme.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +32,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import numpy as np
 from prometheus_client import ProcessCollector
@@ -29,86 +48,124 @@ from prometheus_client.registry import Collector, CollectorRegistry
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 OTHER = "__other__"
-#: Label values of one series (any tuple of strings: ``Mapping`` is invariant in its keys).
+#: Label values of one series: a handle's label names fix how many (``Mapping`` is invariant in its keys).
 Labels = TypeVar("Labels", bound=tuple[str, ...])
 
 
 @dataclass(frozen=True)
-class Spec:
-    """A metric's name, type, labels and help: one row of the README's table."""
+class Spec(Generic[Labels]):
+    """A metric's name, labels and help: one row of the README's table, and the handle
+    that call sites update it by (``CounterSpec``, ``GaugeSpec`` or ``HistogramSpec``)."""
 
     name: str
-    type: str
-    labels: tuple[str, ...]
+    labels: Labels
     help: str
+    type: ClassVar[str]
 
 
-METRICS = (
-    Spec("model_monitor_events_total", "counter", ("model", "type"),
-         "Valid events read, by model and event type."),
-    Spec("model_monitor_invalid_events_total", "counter", ("reason",),
-         "Messages rejected as bad input and sent to the dead-letter topic, by reason."),
-    Spec("model_monitor_predictions_total", "counter", ("model", "model_version", "status"),
-         "Predictions by status (ok, error): the success-rate SLO."),
-    Spec("model_monitor_prediction_latency_seconds", "histogram", ("model", "model_version"),
-         "Prediction latency; a bucket edge at 0.1 s makes the 100 ms SLO exact."),
-    Spec("model_monitor_feedback_total", "counter", ("model", "kind"),
-         "Feedback events by kind: the negative-feedback-rate SLO."),
-    Spec("model_monitor_join_total", "counter", ("outcome",),
-         "Feedback-to-prediction join outcomes: matched, matched_waiting, expired, evicted, orphaned."),
-    Spec("model_monitor_alerts_total", "counter", ("model", "kind", "detector"),
-         "Alerts raised, by alert kind and detector."),
-    Spec("model_monitor_detector_score", "gauge", ("model", "model_version", "kind", "feature", "detector"),
-         "Each detector's latest statistic."),
-    Spec("model_monitor_detector_threshold", "gauge", ("model", "model_version", "kind", "feature", "detector"),
-         "The value each detector's score must pass to fire."),
-    Spec("model_monitor_flagged_samples_total", "counter", ("model", "reason"),
-         "Samples flagged for retraining, by reason."),
-    Spec("model_monitor_redactions_total", "counter", ("kind",),
-         "Personal data replaced (or pseudonymised) before storage, by kind: email, phone, cn_id, cn_passport, "
-         "hk_id, bank_card, ipv4, ipv6, and the kinds a recogniser of redact.recognizer reports."),
-    Spec("model_monitor_feature_type_mismatches_total", "counter", ("model",),
-         "Feature values whose type differs from the feature's first one (treated as missing)."),
-    Spec("model_monitor_drift_tested_predictions_total", "counter", ("model",),
-         "Predictions whose features and outputs went through the drift tests: all of them, or the sample "
-         "of detect.sample_rate (compare model_monitor_predictions_total)."),
-    Spec("model_monitor_bound_entries", "gauge", ("bound",),
-         "Entries held in each bounded buffer or table."),
-    Spec("model_monitor_bound_capacity", "gauge", ("bound",),
-         "Capacity of each bounded buffer or table."),
-    Spec("model_monitor_bound_overflow_total", "counter", ("bound",),
-         "Entries dropped, or lumped under __other__, because a bound was full."),
-    Spec("model_monitor_batches_total", "counter", (), "Batches processed."),
-    Spec("model_monitor_checkpoints_total", "counter", ("outcome",),
-         "Pipeline state checkpoints: saved; restored at start-up (for the same partitions); seeded (another "
-         "member's detectors taken; the join comes by partition); or discarded (built with other settings, "
-         "or by an older version)."),
-    Spec("model_monitor_checkpoint_bytes", "gauge", (), "Size of the last checkpoint saved."),
-    Spec("model_monitor_join_moves_total", "counter", ("outcome",),
-         "Partitions whose join state moved through the store: saved (at a revocation), taken (by the member "
-         "now reading the partition from the saved offset), stale (saved for another offset: not used), or "
-         "failed (could not be saved, and the waiting feedback is flagged unjoined; or could not be read)."),
-    Spec("model_monitor_stage_seconds_total", "counter", ("stage",),
-         "Time spent in each stage of the hot path: fetch, decode (parse and validate), route (join, "
-         "feed), detect, metrics, store (durable effects), commit."),
-    Spec("model_monitor_batch_duration_seconds", "histogram", (),
-         "Time to process one batch, from decode to durable effects."),
-    Spec("model_monitor_committed_messages_total", "counter", (),
-         "Messages whose offsets were committed after their effects were durable."),
-    Spec("model_monitor_consumer_lag_messages", "gauge", ("topic", "partition"),
-         "Messages behind the end of each assigned partition."),
-    Spec("model_monitor_last_event_timestamp_seconds", "gauge", ("model",),
-         "Event time of the newest event of each model."),
-    Spec("model_monitor_retrain_pushed_total", "counter", ("model", "sink"),
-         "Flagged samples a retraining sink (queue, webhook) acknowledged."),
-    Spec("model_monitor_retrain_pending_samples", "gauge", ("sink",),
-         "Flagged samples stored but not yet delivered to a sink."),
-    Spec("model_monitor_retrain_triggers_total", "counter", ("model", "reason"),
-         "Retrain triggers sent: weekly, severe_drift, volume."),
-    Spec("model_monitor_errors_total", "counter", ("stage", "transient"),
-         "Errors by pipeline stage; transient ones are retried."),
-    Spec("model_monitor_ready", "gauge", (), "1 when /readyz answers ready, else 0."),
-    Spec("model_monitor_build_info", "gauge", ("version",), "Always 1; the version running."),
+@dataclass(frozen=True)
+class CounterSpec(Spec[Labels]):
+    """A counter: ``Metrics.inc``, ``Metrics.inc_many``."""
+
+    type: ClassVar[str] = "counter"
+
+
+@dataclass(frozen=True)
+class GaugeSpec(Spec[Labels]):
+    """A gauge: ``Metrics.set``, ``Metrics.replace``, ``Metrics.probe``."""
+
+    type: ClassVar[str] = "gauge"
+
+
+@dataclass(frozen=True)
+class HistogramSpec(Spec[Labels]):
+    """A histogram with its bucket edges: ``Metrics.observe_many``."""
+
+    buckets: tuple[float, ...]
+    type: ClassVar[str] = "histogram"
+
+
+EVENTS = CounterSpec("model_monitor_events_total", ("model", "type"),
+                 "Valid events read, by model and event type.")
+INVALID_EVENTS = CounterSpec("model_monitor_invalid_events_total", ("reason",),
+                         "Messages rejected as bad input and sent to the dead-letter topic, by reason.")
+PREDICTIONS = CounterSpec("model_monitor_predictions_total", ("model", "model_version", "status"),
+                      "Predictions by status (ok, error): the success-rate SLO.")
+PREDICTION_LATENCY = HistogramSpec("model_monitor_prediction_latency_seconds", ("model", "model_version"),
+                               "Prediction latency; a bucket edge at 0.1 s makes the 100 ms SLO exact.",
+                               buckets=LATENCY_BUCKETS)
+FEEDBACK = CounterSpec("model_monitor_feedback_total", ("model", "kind"),
+                   "Feedback events by kind: the negative-feedback-rate SLO.")
+JOIN = CounterSpec("model_monitor_join_total", ("outcome",),
+               "Feedback-to-prediction join outcomes: matched, matched_waiting, expired, evicted, orphaned.")
+ALERTS = CounterSpec("model_monitor_alerts_total", ("model", "kind", "detector"),
+                 "Alerts raised, by alert kind and detector.")
+DETECTOR_SCORE = GaugeSpec("model_monitor_detector_score", ("model", "model_version", "kind", "feature", "detector"),
+                       "Each detector's latest statistic.")
+DETECTOR_THRESHOLD = GaugeSpec("model_monitor_detector_threshold",
+                           ("model", "model_version", "kind", "feature", "detector"),
+                           "The value each detector's score must pass to fire.")
+FLAGGED_SAMPLES = CounterSpec("model_monitor_flagged_samples_total", ("model", "reason"),
+                          "Samples flagged for retraining, by reason.")
+REDACTIONS = CounterSpec("model_monitor_redactions_total", ("kind",),
+                     "Personal data replaced (or pseudonymised) before storage, by kind: email, phone, cn_id, "
+                     "cn_passport, hk_id, bank_card, ipv4, ipv6, and the kinds a recogniser of redact.recognizer "
+                     "reports.")
+FEATURE_TYPE_MISMATCHES = CounterSpec(
+    "model_monitor_feature_type_mismatches_total", ("model",),
+    "Feature values whose type differs from the feature's first one (treated as missing).")
+DRIFT_TESTED_PREDICTIONS = CounterSpec(
+    "model_monitor_drift_tested_predictions_total", ("model",),
+    "Predictions whose features and outputs went through the drift tests: all of them, or the sample "
+    "of detect.sample_rate (compare model_monitor_predictions_total).")
+BOUND_ENTRIES = GaugeSpec("model_monitor_bound_entries", ("bound",),
+                      "Entries held in each bounded buffer or table.")
+BOUND_CAPACITY = GaugeSpec("model_monitor_bound_capacity", ("bound",),
+                       "Capacity of each bounded buffer or table.")
+BOUND_OVERFLOW = CounterSpec("model_monitor_bound_overflow_total", ("bound",),
+                         "Entries dropped, or lumped under __other__, because a bound was full.")
+BATCHES = CounterSpec("model_monitor_batches_total", (), "Batches processed.")
+CHECKPOINTS = CounterSpec(
+    "model_monitor_checkpoints_total", ("outcome",),
+    "Pipeline state checkpoints: saved; restored at start-up (for the same partitions); seeded (another "
+    "member's detectors taken; the join comes by partition); or discarded (built with other settings, "
+    "or by an older version).")
+CHECKPOINT_BYTES = GaugeSpec("model_monitor_checkpoint_bytes", (), "Size of the last checkpoint saved.")
+JOIN_MOVES = CounterSpec(
+    "model_monitor_join_moves_total", ("outcome",),
+    "Partitions whose join state moved through the store: saved (at a revocation), taken (by the member "
+    "now reading the partition from the saved offset), stale (saved for another offset: not used), or "
+    "failed (could not be saved, and the waiting feedback is flagged unjoined; or could not be read).")
+STAGE_SECONDS = CounterSpec(
+    "model_monitor_stage_seconds_total", ("stage",),
+    "Time spent in each stage of the hot path: fetch, decode (parse and validate), route (join, "
+    "feed), detect, metrics, store (durable effects), commit.")
+BATCH_DURATION = HistogramSpec("model_monitor_batch_duration_seconds", (),
+                           "Time to process one batch, from decode to durable effects.", buckets=BATCH_BUCKETS)
+COMMITTED_MESSAGES = CounterSpec("model_monitor_committed_messages_total", (),
+                             "Messages whose offsets were committed after their effects were durable.")
+CONSUMER_LAG = GaugeSpec("model_monitor_consumer_lag_messages", ("topic", "partition"),
+                     "Messages behind the end of each assigned partition.")
+LAST_EVENT_TIMESTAMP = GaugeSpec("model_monitor_last_event_timestamp_seconds", ("model",),
+                             "Event time of the newest event of each model.")
+RETRAIN_PUSHED = CounterSpec("model_monitor_retrain_pushed_total", ("model", "sink"),
+                         "Flagged samples a retraining sink (queue, webhook) acknowledged.")
+RETRAIN_PENDING = GaugeSpec("model_monitor_retrain_pending_samples", ("sink",),
+                        "Flagged samples stored but not yet delivered to a sink.")
+RETRAIN_TRIGGERS = CounterSpec("model_monitor_retrain_triggers_total", ("model", "reason"),
+                           "Retrain triggers sent: weekly, severe_drift, volume.")
+ERRORS = CounterSpec("model_monitor_errors_total", ("stage", "transient"),
+                 "Errors by pipeline stage; transient ones are retried.")
+READY = GaugeSpec("model_monitor_ready", (), "1 when /readyz answers ready, else 0.")
+BUILD_INFO = GaugeSpec("model_monitor_build_info", ("version",), "Always 1; the version running.")
+
+#: Every metric, in the order of the README's table and of the exposition.
+METRICS: tuple[Spec[Any], ...] = (
+    EVENTS, INVALID_EVENTS, PREDICTIONS, PREDICTION_LATENCY, FEEDBACK, JOIN, ALERTS, DETECTOR_SCORE,
+    DETECTOR_THRESHOLD, FLAGGED_SAMPLES, REDACTIONS, FEATURE_TYPE_MISMATCHES, DRIFT_TESTED_PREDICTIONS,
+    BOUND_ENTRIES, BOUND_CAPACITY, BOUND_OVERFLOW, BATCHES, CHECKPOINTS, CHECKPOINT_BYTES, JOIN_MOVES,
+    STAGE_SECONDS, BATCH_DURATION, COMMITTED_MESSAGES, CONSUMER_LAG, LAST_EVENT_TIMESTAMP, RETRAIN_PUSHED,
+    RETRAIN_PENDING, RETRAIN_TRIGGERS, ERRORS, READY, BUILD_INFO,
 )
 SPECS = {s.name: s for s in METRICS}
 
@@ -125,15 +182,15 @@ def metrics_markdown() -> str:
 class _Series:
     """Values of one metric by label tuple."""
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec[Any]) -> None:
         self.spec = spec
         self.values: dict[tuple[str, ...], float] = {}
 
 
 class _Histogram:
-    def __init__(self, spec: Spec, buckets: tuple[float, ...]) -> None:
+    def __init__(self, spec: HistogramSpec[Any]) -> None:
         self.spec = spec
-        self.bounds = np.asarray(buckets, dtype=np.float64)
+        self.bounds = np.asarray(spec.buckets, dtype=np.float64)
         self.values: dict[tuple[str, ...], tuple[np.ndarray, float]] = {}
 
     def observe_many(self, labels: tuple[str, ...], values: np.ndarray) -> None:
@@ -149,15 +206,10 @@ class Metrics(Collector):
 
     def __init__(self, version: str = "") -> None:
         self.lock = threading.Lock()
-        self._series: dict[str, _Series | _Histogram] = {}
-        for spec in METRICS:
-            if spec.type == "histogram":
-                buckets = LATENCY_BUCKETS if "latency" in spec.name else BATCH_BUCKETS
-                self._series[spec.name] = _Histogram(spec, buckets)
-            else:
-                self._series[spec.name] = _Series(spec)
-        self.set("model_monitor_build_info", (version,), 1)
-        self._probes: dict[str, Callable[[], float]] = {}
+        self._series: dict[str, _Series | _Histogram] = {
+            spec.name: _Histogram(spec) if isinstance(spec, HistogramSpec) else _Series(spec) for spec in METRICS}
+        self.set(BUILD_INFO, (version,), 1)
+        self._probes: dict[GaugeSpec[tuple[()]], Callable[[], float]] = {}
 
     def registry(self) -> CollectorRegistry:
         """A fresh registry holding these metrics and the process's (and nothing global)."""
@@ -166,74 +218,77 @@ class Metrics(Collector):
         ProcessCollector(registry=registry)  # process_resident_memory_bytes, process_start_time_seconds, ...
         return registry
 
-    def probe(self, name: str, read: Callable[[], float]) -> None:
+    def probe(self, gauge: GaugeSpec[tuple[()]], read: Callable[[], float]) -> None:
         """Read a label-less gauge from ``read`` at each scrape (e.g. readiness)."""
-        self._probes[name] = read
+        self._probes[gauge] = read
 
     # -- updates: call with self.lock held ------------------------------------------
-    def _values(self, name: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], Any]:
-        series = self._series[name]
-        if len(labels) != len(series.spec.labels):
-            raise ValueError(f"{name} takes labels {series.spec.labels}, got {labels}")
+    def _values(self, spec: Spec[Any], labels: tuple[str, ...]) -> dict[tuple[str, ...], Any]:
+        series = self._series[spec.name]
+        if len(labels) != len(spec.labels):
+            raise ValueError(f"{spec.name} takes labels {spec.labels}, got {labels}")
         return series.values
 
-    def inc(self, name: str, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
-        values = self._values(name, labels)
+    def inc(self, counter: CounterSpec[Labels], labels: Labels, amount: float = 1.0) -> None:
+        """Add ``amount`` to one series of a counter."""
+        values = self._values(counter, labels)
         values[labels] = values.get(labels, 0.0) + amount
 
-    def inc_many(self, name: str, counts: Mapping[Labels, float]) -> None:
+    def inc_many(self, counter: CounterSpec[Labels], counts: Mapping[Labels, float]) -> None:
+        """Add each of ``counts`` (a batch's, by labels) to a counter."""
         for labels, amount in counts.items():
-            values = self._values(name, labels)
+            values = self._values(counter, labels)
             values[labels] = values.get(labels, 0.0) + amount
 
-    def set(self, name: str, labels: tuple[str, ...], value: float) -> None:
-        self._values(name, labels)[labels] = value
+    def set(self, gauge: GaugeSpec[Labels], labels: Labels, value: float) -> None:
+        """Set one series of a gauge."""
+        self._values(gauge, labels)[labels] = value
 
-    def replace(self, name: str, values: Mapping[Labels, float]) -> None:
+    def replace(self, gauge: GaugeSpec[Labels], values: Mapping[Labels, float]) -> None:
         """Set a gauge's series to exactly ``values``, dropping the others (e.g. lost partitions)."""
-        self._series[name].values = dict(cast(Mapping[tuple[str, ...], float], values))
+        for labels in values:
+            self._values(gauge, labels)
+        self._series[gauge.name].values = dict(cast(Mapping[tuple[str, ...], float], values))
 
-    def remove_where(self, names: Iterable[str], **match: str) -> None:
+    def remove_where(self, specs: Iterable[Spec[Any]], **match: str) -> None:
         """Drop the series whose labels match, e.g. those of an evicted model version."""
-        for name in names:
-            series = self._series[name]
-            idx = {label: series.spec.labels.index(label) for label in match}
+        for spec in specs:
+            series = self._series[spec.name]
+            idx = {label: spec.labels.index(label) for label in match}
             for labels in [k for k in series.values if all(k[i] == match[lab] for lab, i in idx.items())]:
                 del series.values[labels]
 
-    def observe_many(self, name: str, labels: tuple[str, ...], values: np.ndarray) -> None:
-        series = self._series[name]
-        if not isinstance(series, _Histogram):
-            raise TypeError(f"{name} is not a histogram")
-        self._values(name, labels)
-        series.observe_many(labels, values)
+    def observe_many(self, histogram: HistogramSpec[Labels], labels: Labels, values: np.ndarray) -> None:
+        """Count ``values`` into one series of a histogram."""
+        self._values(histogram, labels)
+        cast(_Histogram, self._series[histogram.name]).observe_many(labels, values)
 
     # -- reads ----------------------------------------------------------------------
-    def value(self, name: str, labels: tuple[str, ...] = ()) -> float:
-        """Current value of a counter or gauge (0.0 if never set); for tests and the demo."""
+    def value(self, spec: Spec[Any] | str, labels: tuple[str, ...] = ()) -> float:
+        """Current value of a counter or gauge (0.0 if never set); for tests and the demo.
+        A name works too: tests speak the exposition's names."""
         with self.lock:
-            series = self._series[name]
+            series = self._series[spec if isinstance(spec, str) else spec.name]
             return float(series.values.get(labels, 0.0)) if isinstance(series, _Series) else 0.0
 
-    def total(self, name: str, **match: str) -> float:
-        """Sum of a counter over the series whose labels match."""
+    def total(self, spec: Spec[Any] | str, **match: str) -> float:
+        """Sum of a counter over the series whose labels match (a name works too, as in ``value``)."""
         with self.lock:
-            series = self._series[name]
+            series = self._series[spec if isinstance(spec, str) else spec.name]
             idx = {label: series.spec.labels.index(label) for label in match}
             return float(sum(v for k, v in series.values.items()
                              if isinstance(v, float | int) and all(k[i] == match[lab] for lab, i in idx.items())))
 
     def collect(self) -> Iterator[Metric]:
-        probed = {name: read() for name, read in self._probes.items()}
+        probed = {gauge: read() for gauge, read in self._probes.items()}
         # Copy under the lock, build the families outside it: a scrape of a large
         # exposition must not hold up the batch that waits to fold in its counts.
         with self.lock:
-            for name, value in probed.items():
-                self.set(name, (), value)
+            for gauge, value in probed.items():
+                self.set(gauge, (), value)
             copies = [_copy(series) for series in self._series.values()]
         for series in copies:
             yield _family(series)
-
 
 def _copy(series: _Series | _Histogram) -> _Series | _Histogram:
     copy = object.__new__(type(series))

@@ -7,7 +7,8 @@ anything that decides an alert: the same messages in the same order give the sam
 alerts, however they are cut into batches.
 
 What comes out is the batch's *effects*: dead letters, alerts and flagged samples
-(already redacted). The runner makes them durable before it commits offsets.
+(already redacted). The runner hands them to its chain of sinks (``monitor.sinks``),
+whose durable ones succeed before it commits offsets.
 Metrics are folded in at the end of each batch.
 """
 
@@ -35,7 +36,29 @@ from collectors.join import JoinBuffer, JoinEntries
 from collectors.redact import Redactor
 from monitor import state_format
 from monitor.config import Settings
-from monitor.metrics import OTHER, LabelGuard, Metrics
+from monitor.metrics import (
+    ALERTS,
+    BOUND_CAPACITY,
+    BOUND_ENTRIES,
+    BOUND_OVERFLOW,
+    DETECTOR_SCORE,
+    DETECTOR_THRESHOLD,
+    DRIFT_TESTED_PREDICTIONS,
+    EVENTS,
+    FEATURE_TYPE_MISMATCHES,
+    FEEDBACK,
+    FLAGGED_SAMPLES,
+    INVALID_EVENTS,
+    JOIN,
+    LAST_EVENT_TIMESTAMP,
+    OTHER,
+    PREDICTION_LATENCY,
+    PREDICTIONS,
+    REDACTIONS,
+    CounterSpec,
+    LabelGuard,
+    Metrics,
+)
 from monitor.model_state import WATCHES, Baselines, DetectorFactory, GaugeRow, ModelState, Watch
 from retrain.badcases import Facts, RuleSet, segment_text
 
@@ -44,12 +67,17 @@ Event = dict[str, Any]
 Shard = tuple[str, int]
 DRIFT_KINDS = frozenset({"data_drift", "prediction_drift"})
 _NO_TIME = -math.inf
-_GAUGE_METRICS = ("model_monitor_detector_score", "model_monitor_detector_threshold")
+#: The series of a model version, dropped when the version is evicted.
+_VERSION_METRICS = (DETECTOR_SCORE, DETECTOR_THRESHOLD, PREDICTIONS, PREDICTION_LATENCY)
+#: The counters ``Pipeline._totals`` keeps, by name: the totals are keyed by name because
+#: checkpoints pickle them.
+_TOTALLED: dict[str, CounterSpec[Any]] = {
+    c.name: c for c in (JOIN, BOUND_OVERFLOW, FEATURE_TYPE_MISMATCHES, DRIFT_TESTED_PREDICTIONS)}
 
 
 @dataclass
 class BatchResult:
-    """The effects of one batch, for the runner to make durable."""
+    """The effects of one batch, for the runner's chain of sinks (``monitor.sinks``)."""
 
     messages: int = 0
     events: int = 0
@@ -480,10 +508,10 @@ class Pipeline:
     def _totals(self) -> dict[tuple[str, tuple[str, ...]], float]:
         """Running totals kept by the pipeline's parts, as counter name and labels."""
         totals: dict[tuple[str, tuple[str, ...]], float] = {
-            ("model_monitor_join_total", (k,)): v for k, v in self.joiner.counts.items()
+            (JOIN.name, (k,)): v for k, v in self.joiner.counts.items()
             if k != "evicted_waiting"  # a cause of "orphaned", shown as a bound overflow
         }
-        overflow = "model_monitor_bound_overflow_total"
+        overflow = BOUND_OVERFLOW.name
         totals[(overflow, ("models",))] = self.model_labels.overflowed
         totals[(overflow, ("join_predictions",))] = self.joiner.counts["evicted"]
         totals[(overflow, ("join_feedback",))] = self.joiner.counts["evicted_waiting"]
@@ -492,8 +520,8 @@ class Pipeline:
         for state in self.models.values():
             dropped, mismatches, sampled = state.counts()
             features += dropped
-            totals[("model_monitor_feature_type_mismatches_total", (state.name,))] = mismatches
-            totals[("model_monitor_drift_tested_predictions_total", (state.name,))] = sampled
+            totals[(FEATURE_TYPE_MISMATCHES.name, (state.name,))] = mismatches
+            totals[(DRIFT_TESTED_PREDICTIONS.name, (state.name,))] = sampled
         totals[(overflow, ("features",))] = features
         return totals
 
@@ -507,30 +535,28 @@ class Pipeline:
         features = sum(len(v.features) for s in self.models.values() for v in s.versions.values())
         m = self.metrics
         with m.lock:
-            m.inc_many("model_monitor_events_total", batch.events)
-            m.inc_many("model_monitor_invalid_events_total", batch.invalid)
-            m.inc_many("model_monitor_predictions_total", batch.predictions)
-            m.inc_many("model_monitor_feedback_total", batch.feedback)
-            m.inc_many("model_monitor_flagged_samples_total", batch.flagged)
-            m.inc_many("model_monitor_redactions_total", batch.redactions)
-            m.inc_many("model_monitor_alerts_total", alerts)
+            m.inc_many(EVENTS, batch.events)
+            m.inc_many(INVALID_EVENTS, batch.invalid)
+            m.inc_many(PREDICTIONS, batch.predictions)
+            m.inc_many(FEEDBACK, batch.feedback)
+            m.inc_many(FLAGGED_SAMPLES, batch.flagged)
+            m.inc_many(REDACTIONS, batch.redactions)
+            m.inc_many(ALERTS, alerts)
             for (name, labels), delta in deltas.items():
                 if delta:
-                    m.inc(name, labels, delta)
+                    m.inc(_TOTALLED[name], labels, delta)
             for state in self.models.values():
                 for version in state.take_evicted():
-                    m.remove_where((*_GAUGE_METRICS, "model_monitor_predictions_total",
-                                    "model_monitor_prediction_latency_seconds"),
-                                   model=state.name, model_version=version)
+                    m.remove_where(_VERSION_METRICS, model=state.name, model_version=version)
             for model, (version, kind, feature, detector, score, threshold) in gauges:
                 labels = (model, version, kind, feature, detector)
-                m.set("model_monitor_detector_score", labels, score)
-                m.set("model_monitor_detector_threshold", labels, threshold)
+                m.set(DETECTOR_SCORE, labels, score)
+                m.set(DETECTOR_THRESHOLD, labels, threshold)
             for state in batch.touched.values():
                 for version, latencies in state.take_latencies().items():
-                    m.observe_many("model_monitor_prediction_latency_seconds", (state.name, version), latencies)
+                    m.observe_many(PREDICTION_LATENCY, (state.name, version), latencies)
                 if state.last_ts:
-                    m.set("model_monitor_last_event_timestamp_seconds", (state.name,), state.last_ts)
+                    m.set(LAST_EVENT_TIMESTAMP, (state.name,), state.last_ts)
             for bound, entries, capacity in (
                 ("join_predictions", self.joiner.predictions, j.max_predictions),
                 ("join_feedback", self.joiner.pending, j.max_pending),
@@ -540,5 +566,5 @@ class Pipeline:
                 ("traffic_slices", sum(map(len, self._slices.values())),
                  d.max_models * self.settings.badcases.max_slices),
             ):
-                m.set("model_monitor_bound_entries", (bound,), entries)
-                m.set("model_monitor_bound_capacity", (bound,), capacity)
+                m.set(BOUND_ENTRIES, (bound,), entries)
+                m.set(BOUND_CAPACITY, (bound,), capacity)

@@ -9,15 +9,15 @@ post-mortem.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
-import orjson
 from prometheus_client.exposition import generate_latest
 
 from collectors.contract import RawMessage
@@ -26,6 +26,7 @@ from monitor import __version__
 from monitor.config import Settings
 from monitor.metrics import Metrics
 from monitor.pipeline import BatchResult, Pipeline
+from monitor.sinks import AlertFile, EffectSink, Observer, Store, run_chain
 from retrain.store import SampleStore
 
 
@@ -39,6 +40,14 @@ class ReplaySummary:
     alerts: Counter[str] = field(default_factory=Counter)
     samples: int = 0
     seconds: float = 0.0
+
+    def add(self, result: BatchResult) -> None:
+        """Count one batch's effects in."""
+        self.lines += result.messages
+        self.events += result.events
+        self.samples += len(result.samples)
+        self.dead_letters.update(d.reason for d in result.dead_letters)
+        self.alerts.update(a.kind for a in result.alerts)
 
     def describe(self) -> str:
         rate = self.lines / self.seconds if self.seconds else 0.0
@@ -67,8 +76,13 @@ def read_messages(stream: BinaryIO, batch_size: int, source: str = "file") -> It
 
 def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: str | None = None,
            batch_size: int = 5000, metrics_out: str | None = None,
-           progress: IO[str] | None = sys.stderr, progress_every_s: float = 2.0) -> ReplaySummary:
-    """Run the pipeline over ``path`` (``-`` for stdin); write alerts as JSON lines."""
+           progress: IO[str] | None = sys.stderr, progress_every_s: float = 2.0,
+           sinks: Sequence[EffectSink] = ()) -> ReplaySummary:
+    """Run the pipeline over ``path`` (``-`` for stdin); write alerts as JSON lines.
+
+    Each batch's effects go through a chain of sinks (``monitor.sinks``): the store (with
+    ``store_url``), the alert file, then ``sinks``, then the summary.
+    """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     metrics = Metrics(__version__)
@@ -80,27 +94,24 @@ def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: s
         stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    def record(result: BatchResult) -> None:
-        summary.lines += result.messages
-        summary.events += result.events
-        summary.samples += len(result.samples)
-        summary.dead_letters.update(d.reason for d in result.dead_letters)
-        summary.alerts.update(a.kind for a in result.alerts)
-        if store is not None:
-            store.put(result.samples, result.alerts, result.traffic)
-        for alert in result.alerts:
-            alerts_out.write(orjson.dumps(alert.to_dict()) + b"\n")
+    chain: list[EffectSink] = [Store(store)] if store is not None else []
+    chain += [AlertFile(alerts_out), *sinks, Observer(summary.add, "summary")]
 
-    try:
+    async def run() -> None:
+        nonlocal last_report
         for batch in read_messages(stream, batch_size, Path(path).name):
-            record(pipeline.process(batch))
+            await run_chain(chain, pipeline.process(batch))
             now = time.perf_counter()
             if progress is not None and now - last_report >= progress_every_s:
                 last_report = now
                 progress.write(f"  {summary.lines:,} lines, {summary.lines / (now - started):,.0f}/s, "
                                f"{sum(summary.alerts.values())} alerts\n")
                 progress.flush()
-        record(pipeline.drain())  # feedback still waiting: a replay has no next run to hand it to
+        # Feedback still waiting: a replay has no next run to hand it to.
+        await run_chain(chain, pipeline.drain())
+
+    try:
+        asyncio.run(run())  # one event loop for the whole file: the sinks are coroutines
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

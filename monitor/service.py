@@ -2,7 +2,8 @@
 
 Each turn of the main loop fetches a batch, runs it through the pipeline, makes its
 effects durable (dead letters and alerts acknowledged by Kafka, flagged samples and
-alerts committed to the store), and only then commits the batch's offsets. A crash
+alerts committed to the store), and only then commits the batch's offsets: the
+durable sinks of its effect chain, the commit, then the others (``monitor.sinks``). A crash
 at any point loses nothing: the uncommitted batch is read again, and every sink is
 idempotent by event id. A rebalance waits for the batch in hand to be committed.
 
@@ -28,12 +29,11 @@ import signal
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
-import orjson
 from aiokafka import TopicPartition
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -47,8 +47,30 @@ from monitor.config import Settings
 from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_STARTUP
 from monitor.handoff import HandoffStore, StateHandoff
 from monitor.http import Health, StatusServer
-from monitor.metrics import Metrics
+from monitor.metrics import (
+    BATCH_DURATION,
+    BATCHES,
+    COMMITTED_MESSAGES,
+    CONSUMER_LAG,
+    ERRORS,
+    READY,
+    RETRAIN_PENDING,
+    RETRAIN_PUSHED,
+    RETRAIN_TRIGGERS,
+    STAGE_SECONDS,
+    Metrics,
+)
 from monitor.pipeline import BatchResult, Pipeline
+from monitor.sinks import (
+    AlertLog,
+    AlertTopic,
+    DeadLetterTopic,
+    EffectSink,
+    Observer,
+    SevereTrigger,
+    Store,
+    run_chain,
+)
 from retrain import datasets
 from retrain.badcases import RuleSet
 from retrain.datasets import DatasetOptions
@@ -129,24 +151,30 @@ class MetricsListener:
     def pushed(self, sink: str, by_model: dict[str, int], pending: int) -> None:
         with self.metrics.lock:
             for model, n in by_model.items():
-                self.metrics.inc("model_monitor_retrain_pushed_total", (model, sink), n)
-            self.metrics.set("model_monitor_retrain_pending_samples", (sink,), pending)
+                self.metrics.inc(RETRAIN_PUSHED, (model, sink), n)
+            self.metrics.set(RETRAIN_PENDING, (sink,), pending)
 
     def triggered(self, model: str, reason: str) -> None:
         with self.metrics.lock:
-            self.metrics.inc("model_monitor_retrain_triggers_total", (model, reason))
+            self.metrics.inc(RETRAIN_TRIGGERS, (model, reason))
 
 
 class Service:
     """One daemon process: consume, detect, store, push; serve metrics and health."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None,
-                 observers: tuple[BatchObserver, ...] = ()) -> None:
+                 observers: tuple[BatchObserver, ...] = (), sinks: Sequence[EffectSink] = ()) -> None:
+        """``observers`` are called after each batch is committed; ``sinks`` are more
+        sinks for the effect chain (``monitor.sinks``): the durable ones run before the
+        commit, after the dead-letter topic, the store and the alert topic; the others
+        after the commit, after the severe trigger and the alert log, before the observers."""
         self.settings = settings
         self.metrics = metrics or Metrics(__version__)
-        self.observers = observers
+        self.extra_sinks = (*sinks, *(Observer(observe) for observe in observers))
+        #: Where each batch's effects go (``monitor.sinks``), in order; built at start-up.
+        self.chain: tuple[EffectSink, ...] = ()
         self.health = Health(settings.http.liveness_timeout_s)
-        self.metrics.probe("model_monitor_ready", lambda: float(self.health.ready()[0]))
+        self.metrics.probe(READY, lambda: float(self.health.ready()[0]))
         self.pipeline = Pipeline(settings, self.metrics)
         self.recent_alerts: deque[Alert] = deque(maxlen=50)
         self.should_exit = False
@@ -265,6 +293,7 @@ class Service:
         self.source.on_revoked = self._revoked
         await self.source.start(s.kafka.connect_timeout_s)
         self._start_retraining(kafka)
+        self.chain = self._effect_chain()
         self.health.problem("startup", "joining the consumer group")
         log.info("model-monitor %s consuming %s and %s as group %s", __version__, s.topics.tracking,
                  s.topics.feedback, s.kafka.group_id)
@@ -312,6 +341,24 @@ class Service:
                                id="prune", name="prune the store")
         self.scheduler.start()
 
+    def _effect_chain(self) -> tuple[EffectSink, ...]:
+        """Dead letters, the store and the alert topic before the commit; the severe retrain
+        trigger, the alert log line, then the extra sinks and observers after it."""
+        s = self.settings
+        producer, store = _started(self.sink, "the producer"), _started(self.store, "the store")
+        chain: list[EffectSink] = [DeadLetterTopic(producer, s.topics.deadletter), Store(store, self._blocking)]
+        if s.topics.alerts:
+            chain.append(AlertTopic(producer, s.topics.alerts))
+        chain += [SevereTrigger(_started(self.jobs, "the retraining jobs"), s.retrain.severe_kinds, self._schedule),
+                  AlertLog(log), *self.extra_sinks]
+        return tuple(chain)
+
+    def _schedule(self, job: Callable[[Alert], Any], alert: Alert) -> None:
+        """Run ``job(alert)`` (a severe trigger) as a scheduler job, off the event loop."""
+        if self.scheduler is not None:
+            self.scheduler.add_job(self._job("retrain_severe", job), args=[alert],
+                                   name=f"severe drift trigger for {alert.model}")
+
     def _job(self, stage: str, func: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap a scheduled job: its errors are logged, counted and shown on /readyz; a
         transient one is retried at the next run, a fatal one stops the service."""
@@ -322,7 +369,7 @@ class Service:
                 transient = isinstance(exc, TransientError)
                 log.error("%s failed (%s): %s", stage, "will retry" if transient else "fatal", exc)
                 with self.metrics.lock:
-                    self.metrics.inc("model_monitor_errors_total", (stage, str(transient).lower()))
+                    self.metrics.inc(ERRORS, (stage, str(transient).lower()))
                 self.health.problem(stage, str(exc))
                 if not transient and self.failure is None:
                     self.failure = exc
@@ -359,16 +406,23 @@ class Service:
             drained = self.pipeline.drain()
             if drained.samples:
                 log.info("storing %d feedback samples still waiting for their prediction", len(drained.samples))
-                await self._make_durable(drained)
+                await run_chain([sink for sink in self.chain if sink.durable], drained, retry=self._retry)
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
-        """One batch: pipeline, durable effects, commit, metrics, observers."""
+        """One batch: the pipeline, then its effect chain: the durable sinks, the commit
+        (with metrics and a checkpoint when due), the sinks after the commit."""
         source = _started(self.source, "the consumer")
         started = time.perf_counter()
         result = await asyncio.get_running_loop().run_in_executor(self._pipeline_thread, self.pipeline.process,
                                                                   messages)
         processed = time.perf_counter()
-        await self._make_durable(result)
+        await run_chain(self.chain, result, retry=self._retry,
+                        commit=functools.partial(self._commit, source, messages, result, started, processed))
+        return result
+
+    async def _commit(self, source: KafkaSource, messages: list[RawMessage], result: BatchResult, started: float,
+                      processed: float) -> None:
+        """The batch's effects are durable: commit its offsets, count it, save a checkpoint when due."""
         durable = time.perf_counter()
         committed = await self._retry("commit", lambda: source.commit(messages))
         self.recent_alerts.extend(result.alerts)
@@ -376,23 +430,14 @@ class Service:
                   "commit": time.perf_counter() - durable}
         self._fetch_seconds = 0.0
         with self.metrics.lock:
-            self.metrics.inc_many("model_monitor_stage_seconds_total", {(k,): v for k, v in stages.items()})
-            self.metrics.inc("model_monitor_batches_total")
-            self.metrics.inc("model_monitor_committed_messages_total", (), committed)
-            self.metrics.observe_many("model_monitor_batch_duration_seconds", (),
-                                      np.asarray([time.perf_counter() - started]))
+            self.metrics.inc_many(STAGE_SECONDS, {(k,): v for k, v in stages.items()})
+            self.metrics.inc(BATCHES, ())
+            self.metrics.inc(COMMITTED_MESSAGES, (), committed)
+            self.metrics.observe_many(BATCH_DURATION, (), np.asarray([time.perf_counter() - started]))
         self.committed += committed  # last: whoever sees it committed sees the batch's metrics too
         self._update_lag()
         if self.handoff is not None and self.handoff.enabled and time.monotonic() >= self.handoff.due:
             await self._retry("checkpoint", self._save_checkpoint)
-        self._severe(result.alerts)
-        for alert in result.alerts:
-            log.warning("ALERT %s model=%s version=%s feature=%s detector=%s score=%.4g threshold=%.4g at_event=%d",
-                        alert.kind, alert.model, alert.model_version, alert.feature, alert.detector,
-                        alert.score, alert.threshold, alert.at_event)
-        for observer in self.observers:
-            observer(result)
-        return result
 
     # -- the handoff of the pipeline's state (monitor/handoff.py) ---------------------------
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
@@ -404,18 +449,6 @@ class Service:
     async def _save_checkpoint(self) -> None:
         await _started(self.handoff, "the state handoff").save()
 
-    async def _make_durable(self, result: BatchResult) -> None:
-        """Dead letters, samples and alerts: acknowledged and committed, retrying transient failures."""
-        s = self.settings
-        store, sink = _started(self.store, "the store"), _started(self.sink, "the producer")
-        if result.dead_letters:
-            await self._retry("deadletter", lambda: sink.send_dead_letters(s.topics.deadletter, result.dead_letters))
-        if result.samples or result.alerts or result.traffic:
-            await self._retry("store", lambda: self._blocking(store.put, result.samples, result.alerts,
-                                                              result.traffic))
-        if result.alerts and s.topics.alerts:
-            records = [(a.key.encode(), orjson.dumps(a.to_dict()), None) for a in result.alerts]
-            await self._retry("alerts", lambda: sink.send_all(s.topics.alerts, records))
 
     async def _retry(self, stage: str, step: Callable[[], Awaitable[T]]) -> T:
         """Run ``step`` until it succeeds, backing off on transient errors; give up (fatal)
@@ -426,7 +459,7 @@ class Service:
                 result = await step()
             except TransientError as exc:
                 with self.metrics.lock:
-                    self.metrics.inc("model_monitor_errors_total", (stage, "true"))
+                    self.metrics.inc(ERRORS, (stage, "true"))
                 self.health.problem(stage, str(exc))
                 if self.should_exit and self._remaining() < delay:
                     raise FatalError(f"{stage} still failing at shutdown; the batch stays uncommitted and will "
@@ -437,27 +470,18 @@ class Service:
                 delay = min(delay * 2, 5.0)
             except FatalError:
                 with self.metrics.lock:
-                    self.metrics.inc("model_monitor_errors_total", (stage, "false"))
+                    self.metrics.inc(ERRORS, (stage, "false"))
                 raise
             else:
                 self.health.problem(stage, None)
                 return result
-
-    def _severe(self, alerts: list[Alert]) -> None:
-        r = self.settings.retrain
-        if self.scheduler is None or self.jobs is None:
-            return
-        for alert in alerts:
-            if self.jobs.is_severe(alert, r.severe_kinds):
-                self.scheduler.add_job(self._job("retrain_severe", self.jobs.severe), args=[alert],
-                                       name=f"severe drift trigger for {alert.model}")
 
     def _update_lag(self) -> None:
         if self.source is None:
             return
         lag = {(topic, str(partition)): float(n) for (topic, partition), n in self.source.lag().items()}
         with self.metrics.lock:  # partitions this member lost must not keep their last lag
-            self.metrics.replace("model_monitor_consumer_lag_messages", lag)
+            self.metrics.replace(CONSUMER_LAG, lag)
 
     async def shutdown(self) -> None:
         """Stop everything that started, within the time left of the shutdown timeout;

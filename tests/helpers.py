@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from monitor.config import Settings, load_settings
 from monitor.handoff import join_states_table
 from monitor.pipeline import Pipeline
 from monitor.service import Service
+from monitor.sinks import EffectSink
 from retrain.store import SampleStore
 
 
@@ -62,9 +63,9 @@ def make_settings(bootstrap: str, tmp_path: Path, **sections: dict[str, Any]) ->
 class DaemonThread:
     """The real Service, run on its own event loop in a thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sinks: Sequence[EffectSink] = ()) -> None:
         self.settings = settings
-        self.service = Service(settings)
+        self.service = Service(settings, sinks=sinks)
         self.exit_code: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="daemon", daemon=True)

@@ -30,7 +30,40 @@ from prometheus_client import ProcessCollector
 
 from monitor.config import load_settings
 from monitor.http import Health, StatusServer
-from monitor.metrics import METRICS, Metrics
+from monitor.metrics import (
+    ALERTS,
+    BATCH_DURATION,
+    BATCHES,
+    BOUND_CAPACITY,
+    BOUND_ENTRIES,
+    BOUND_OVERFLOW,
+    CHECKPOINT_BYTES,
+    CHECKPOINTS,
+    COMMITTED_MESSAGES,
+    CONSUMER_LAG,
+    DETECTOR_SCORE,
+    DETECTOR_THRESHOLD,
+    DRIFT_TESTED_PREDICTIONS,
+    ERRORS,
+    EVENTS,
+    FEATURE_TYPE_MISMATCHES,
+    FEEDBACK,
+    FLAGGED_SAMPLES,
+    INVALID_EVENTS,
+    JOIN,
+    JOIN_MOVES,
+    LAST_EVENT_TIMESTAMP,
+    METRICS,
+    PREDICTION_LATENCY,
+    PREDICTIONS,
+    READY,
+    REDACTIONS,
+    RETRAIN_PENDING,
+    RETRAIN_PUSHED,
+    RETRAIN_TRIGGERS,
+    STAGE_SECONDS,
+    Metrics,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -506,42 +539,42 @@ def traffic() -> Iterator[StatusServer]:
 
     def tick() -> None:
         with metrics.lock:
-            metrics.inc("model_monitor_predictions_total", ("recsys", "v1", "ok"), 99)
-            metrics.inc("model_monitor_predictions_total", ("recsys", "v1", "error"), 1)
-            metrics.inc("model_monitor_drift_tested_predictions_total", ("recsys",), 25)  # sample_rate 0.25
-            metrics.observe_many("model_monitor_prediction_latency_seconds", ("recsys", "v1"),
+            metrics.inc(PREDICTIONS, ("recsys", "v1", "ok"), 99)
+            metrics.inc(PREDICTIONS, ("recsys", "v1", "error"), 1)
+            metrics.inc(DRIFT_TESTED_PREDICTIONS, ("recsys",), 25)  # sample_rate 0.25
+            metrics.observe_many(PREDICTION_LATENCY, ("recsys", "v1"),
                                  np.array([0.02] * 8 + [0.1, 0.3]))
-            metrics.inc("model_monitor_events_total", ("recsys", "prediction"), 100)
-            metrics.inc("model_monitor_events_total", ("recsys", "impression"), 100)
-            metrics.inc("model_monitor_events_total", ("recsys", "click"), 5)
-            metrics.inc("model_monitor_feedback_total", ("recsys", "thumbs_down"), 1)
-            metrics.inc("model_monitor_feedback_total", ("recsys", "complaint"), 1)
-            metrics.inc("model_monitor_feedback_total", ("recsys", "thumbs_up"), 3)
-            metrics.inc("model_monitor_invalid_events_total", ("not_json",), 2)
-            metrics.inc("model_monitor_committed_messages_total", (), 100)
-            metrics.inc("model_monitor_batches_total")
-            metrics.observe_many("model_monitor_batch_duration_seconds", (), np.array([0.004]))
-            metrics.set("model_monitor_bound_entries", ("join_predictions",), 1000)
-            metrics.set("model_monitor_bound_capacity", ("join_predictions",), 200000)
-            metrics.set("model_monitor_detector_score", ("recsys", "v1", "data_drift", "price", "ks"), 0.1)
-            metrics.set("model_monitor_detector_threshold", ("recsys", "v1", "data_drift", "price", "ks"), 0.3)
-            metrics.inc("model_monitor_alerts_total", ("recsys", "data_drift", "ks"))
-            metrics.inc("model_monitor_join_total", ("matched",))
-            metrics.inc("model_monitor_flagged_samples_total", ("recsys", "thumbs_down"))
-            metrics.inc("model_monitor_retrain_pushed_total", ("recsys", "queue"))
-            metrics.set("model_monitor_retrain_pending_samples", ("queue",), 10)
-            metrics.set("model_monitor_ready", (), 1)
-            metrics.inc("model_monitor_retrain_triggers_total", ("recsys", "weekly"))
-            metrics.inc("model_monitor_redactions_total", ("email",))
-            metrics.inc("model_monitor_feature_type_mismatches_total", ("recsys",))
-            metrics.set("model_monitor_consumer_lag_messages", ("monitor.tracking", "0"), 5)
-            metrics.inc("model_monitor_bound_overflow_total", ("join_predictions",))
-            metrics.inc("model_monitor_errors_total", ("store", "true"))
-            metrics.inc("model_monitor_stage_seconds_total", ("decode",), 0.01)
-            metrics.inc("model_monitor_checkpoints_total", ("saved",))
-            metrics.set("model_monitor_checkpoint_bytes", (), 2**20)
-            metrics.inc("model_monitor_join_moves_total", ("taken",))
-            metrics.set("model_monitor_last_event_timestamp_seconds", ("recsys",), time.time())
+            metrics.inc(EVENTS, ("recsys", "prediction"), 100)
+            metrics.inc(EVENTS, ("recsys", "impression"), 100)
+            metrics.inc(EVENTS, ("recsys", "click"), 5)
+            metrics.inc(FEEDBACK, ("recsys", "thumbs_down"), 1)
+            metrics.inc(FEEDBACK, ("recsys", "complaint"), 1)
+            metrics.inc(FEEDBACK, ("recsys", "thumbs_up"), 3)
+            metrics.inc(INVALID_EVENTS, ("not_json",), 2)
+            metrics.inc(COMMITTED_MESSAGES, (), 100)
+            metrics.inc(BATCHES, ())
+            metrics.observe_many(BATCH_DURATION, (), np.array([0.004]))
+            metrics.set(BOUND_ENTRIES, ("join_predictions",), 1000)
+            metrics.set(BOUND_CAPACITY, ("join_predictions",), 200000)
+            metrics.set(DETECTOR_SCORE, ("recsys", "v1", "data_drift", "price", "ks"), 0.1)
+            metrics.set(DETECTOR_THRESHOLD, ("recsys", "v1", "data_drift", "price", "ks"), 0.3)
+            metrics.inc(ALERTS, ("recsys", "data_drift", "ks"))
+            metrics.inc(JOIN, ("matched",))
+            metrics.inc(FLAGGED_SAMPLES, ("recsys", "thumbs_down"))
+            metrics.inc(RETRAIN_PUSHED, ("recsys", "queue"))
+            metrics.set(RETRAIN_PENDING, ("queue",), 10)
+            metrics.set(READY, (), 1)
+            metrics.inc(RETRAIN_TRIGGERS, ("recsys", "weekly"))
+            metrics.inc(REDACTIONS, ("email",))
+            metrics.inc(FEATURE_TYPE_MISMATCHES, ("recsys",))
+            metrics.set(CONSUMER_LAG, ("monitor.tracking", "0"), 5)
+            metrics.inc(BOUND_OVERFLOW, ("join_predictions",))
+            metrics.inc(ERRORS, ("store", "true"))
+            metrics.inc(STAGE_SECONDS, ("decode",), 0.01)
+            metrics.inc(CHECKPOINTS, ("saved",))
+            metrics.set(CHECKPOINT_BYTES, (), 2**20)
+            metrics.inc(JOIN_MOVES, ("taken",))
+            metrics.set(LAST_EVENT_TIMESTAMP, ("recsys",), time.time())
 
     def loop() -> None:
         while not stop.wait(0.05):

@@ -7,8 +7,21 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor import metrics as metrics_module
 from monitor.http import Health, StatusServer
-from monitor.metrics import LATENCY_BUCKETS, METRICS, Metrics
+from monitor.metrics import (
+    BATCH_BUCKETS,
+    BOUND_ENTRIES,
+    EVENTS,
+    LATENCY_BUCKETS,
+    METRICS,
+    PREDICTION_LATENCY,
+    PREDICTIONS,
+    CounterSpec,
+    HistogramSpec,
+    Metrics,
+    Spec,
+)
 
 
 def test_every_metric_is_exposed_with_its_type_and_help():
@@ -34,10 +47,10 @@ def test_metric_names_follow_prometheus_conventions():
 def test_counters_gauges_and_histograms_fold_in_batches():
     metrics = Metrics()
     with metrics.lock:
-        metrics.inc_many("model_monitor_events_total", {("a", "prediction"): 3, ("b", "click"): 1})
-        metrics.inc("model_monitor_events_total", ("a", "prediction"), 2)
-        metrics.set("model_monitor_bound_entries", ("models",), 7)
-        metrics.observe_many("model_monitor_prediction_latency_seconds", ("a", "v1"),
+        metrics.inc_many(EVENTS, {("a", "prediction"): 3, ("b", "click"): 1})
+        metrics.inc(EVENTS, ("a", "prediction"), 2)
+        metrics.set(BOUND_ENTRIES, ("models",), 7)
+        metrics.observe_many(PREDICTION_LATENCY, ("a", "v1"),
                              np.array([0.05, 0.1, 0.2, 9.0]))
     registry = metrics.registry()
     assert registry.get_sample_value("model_monitor_events_total", {"model": "a", "type": "prediction"}) == 5
@@ -55,15 +68,35 @@ def test_counters_gauges_and_histograms_fold_in_batches():
 def test_label_arity_is_checked():
     metrics = Metrics()
     with metrics.lock, pytest.raises(ValueError, match="model_monitor_events_total takes labels"):
-        metrics.inc("model_monitor_events_total", ("only-model",))
+        metrics.inc(EVENTS, ("only-model",))
+
+
+def test_every_handle_is_in_the_table_and_histograms_declare_their_buckets():
+    handles = [v for k, v in vars(metrics_module).items() if k.isupper() and isinstance(v, Spec)]
+    assert sorted(h.name for h in handles) == sorted(s.name for s in METRICS)
+    assert len({s.name for s in METRICS}) == len(METRICS)
+    buckets = {s.name: s.buckets for s in METRICS if isinstance(s, HistogramSpec)}
+    assert buckets == {"model_monitor_prediction_latency_seconds": LATENCY_BUCKETS,
+                       "model_monitor_batch_duration_seconds": BATCH_BUCKETS}
+
+
+def test_a_handle_not_in_the_table_is_refused_and_reads_take_names_too():
+    metrics = Metrics()
+    stray = CounterSpec("model_monitor_stray_total", (), "not in METRICS")
+    with metrics.lock, pytest.raises(KeyError):
+        metrics.inc(stray, ())
+    with metrics.lock:
+        metrics.inc(EVENTS, ("a", "click"), 2)
+    assert metrics.value(EVENTS, ("a", "click")) == metrics.value("model_monitor_events_total", ("a", "click")) == 2
+    assert metrics.total(EVENTS) == metrics.total("model_monitor_events_total") == 2
 
 
 def test_remove_where_drops_only_matching_series():
     metrics = Metrics()
     with metrics.lock:
         for v in ("v1", "v2"):
-            metrics.inc("model_monitor_predictions_total", ("m", v, "ok"))
-        metrics.remove_where(["model_monitor_predictions_total"], model="m", model_version="v1")
+            metrics.inc(PREDICTIONS, ("m", v, "ok"))
+        metrics.remove_where([PREDICTIONS], model="m", model_version="v1")
     assert metrics.total("model_monitor_predictions_total") == 1
     assert metrics.total("model_monitor_predictions_total", model_version="v2") == 1
 
