@@ -21,7 +21,7 @@ from river.drift import ADWIN
 from river.drift.binary import DDM
 from scipy import stats
 
-from detectors import BurnRate, ChiSquareDrift, Detector, Fire, KSDrift, RateIncrease, RiverAdapter
+from detectors import BurnRate, ChiSquareDrift, Detector, Fire, KSDrift, NumericDrift, RateIncrease, RiverAdapter
 from detectors.base import Window
 from detectors.categorical import chi_square_homogeneity
 from detectors.numeric import ks_critical_value, ks_statistic
@@ -871,3 +871,76 @@ def test_rising_only_needs_an_estimation():
 
     with pytest.raises(ValueError, match="estimation"):
         RiverAdapter(DDM(), rising_only=True)
+
+
+# -- thresholds pinned to the last digit ----------------------------------------------------------
+# Critical values are computed in one place and cached; these pin what they were before
+# that move (exact float equality: a threshold that moves by one ulp moves a fire).
+
+
+def _pinned_numbers():
+    rng = np.random.default_rng(12)
+    return np.concatenate([rng.normal(0, 1, 3000), rng.normal(0.3, 1.3, 3000), rng.integers(0, 5, 3000),
+                           rng.normal(0, 1, 3000), rng.normal(0.2, 1, 6000), rng.normal(0.2, 1.15, 6000)])
+
+
+def _pinned_codes():
+    rng = np.random.default_rng(13)
+    return np.concatenate([
+        rng.choice(3, 3000, p=[0.5, 0.3, 0.2]), rng.choice(6, 3000), rng.choice(2, 3000),
+        rng.choice(3, 3000, p=[0.5, 0.3, 0.2]), rng.choice(3, 6000, p=[0.46, 0.32, 0.22]),
+        rng.choice(8, 6000, p=[0.3, 0.4, 0.1, 0.1, 0.025, 0.025, 0.025, 0.025]),
+    ]).astype(np.float64)
+
+
+def _fires_and_gauges(detector, values, chunk=250):
+    """Fires (index, threshold), and every threshold the gauge showed between chunks."""
+    fires, shown = [], set()
+    for start in range(0, len(values), chunk):
+        fires += [(start + f.index, f.threshold) for f in detector.update_many(values[start:start + chunk])]
+        shown.add(detector.threshold)
+    return fires, sorted(shown)
+
+
+def test_ks_critical_values_are_pinned():
+    assert ks_critical_value(1000, 500, 1e-6) == 0.14752283419113915
+    assert ks_critical_value(2000, 300, 2.5e-7) == 0.17454318908983876
+    assert ks_critical_value(100, 50, 0.05) == 0.23523008270990564
+
+
+PINNED_NUMERIC = [
+    (("ks",), [(3649, 0.17730038099264142), (6149, 0.17730038099264142), (9099, 0.17730038099264142),
+               (19849, 0.09835860343441029)],
+     [0.09835860343441029, 0.17730038099264142]),
+    (("rank_sum",), [(3349, 4.89163847571478), (6099, 4.89163847571478), (9099, 4.89163847571478),
+                     (14099, 4.56478773027951)],
+     [4.56478773027951, 4.89163847571478]),
+    (("folded_ks",), [(3499, 0.17730038099264142), (6199, 0.17730038099264142)], [0.17730038099264142]),
+    (("binned_chi2",), [(3299, 44.81093787068782), (6099, 44.81093787068782), (9049, 35.888186879672865),
+                        (21049, 41.000927204439165)],
+     [33.37684158171984, 35.888186879672865, 41.000927204439165, 44.81093787068782]),
+    (("ks", "rank_sum", "folded_ks", "binned_chi2"),
+     [(3499, 48.04971424037498), (6149, 48.04971424037498), (9049, 38.88916431753304), (20299, 0.10350910897311168)],
+     [0.10350910897311168, 0.18557764650561293, 5.157701312172701, 38.88916431753304, 48.04971424037498]),
+]
+
+
+@pytest.mark.parametrize(("tests", "fires", "shown"), PINNED_NUMERIC, ids=["+".join(t) for t, *_ in PINNED_NUMERIC])
+def test_numeric_drift_thresholds_are_pinned(tests, fires, shown):
+    detector = NumericDrift(1000, 300, 50, tests=tests, long_window=2000, long_check_every=250)
+    assert _fires_and_gauges(detector, _pinned_numbers()) == (fires, [*shown, math.inf])
+
+
+@pytest.mark.parametrize(("rate", "fires", "shown"), [
+    (None, [(3049, 35.888186879672865), (6099, 35.888186879672865), (9049, 27.631021115928547),
+            (18049, 38.25833637720969)],
+     [23.928126976934827, 27.631021115928547, 35.888186879672865, 38.25833637720969, 40.521831234179864]),
+    (1e-7, [(3049, 33.893596716341186), (6099, 33.893596716341186), (9049, 25.79843965218024),
+            (18049, 36.2182821061793)],
+     [22.166485420361727, 25.79843965218024, 33.893596716341186, 36.2182821061793, 38.43903200898059]),
+], ids=["alpha", "rate"])
+def test_chi_square_drift_thresholds_are_pinned(rate, fires, shown):
+    detector = ChiSquareDrift(1000, 300, 50, max_categories=8, long_window=2000, long_check_every=250)
+    if rate is not None:
+        detector.set_false_alarm_rate(rate)
+    assert _fires_and_gauges(detector, _pinned_codes()) == (fires, [*shown, math.inf])
