@@ -18,10 +18,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from river import base as river_base
 from river.drift import ADWIN
-from river.drift.binary import DDM
+from river.drift.binary import DDM, FHDDM, HDDMA
 from scipy import stats
 
-from detectors import BurnRate, ChiSquareDrift, Detector, Fire, KSDrift, NumericDrift, RateIncrease, RiverAdapter
+from detectors import (
+    BurnRate,
+    ChiSquareDrift,
+    Detector,
+    DriftShare,
+    Fire,
+    KSDrift,
+    NumericDrift,
+    RateIncrease,
+    RiverAdapter,
+)
 from detectors.base import Window
 from detectors.categorical import chi_square_homogeneity
 from detectors.numeric import ks_critical_value, ks_statistic
@@ -33,8 +43,23 @@ def _ks():
     return KSDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3)
 
 
+def _numeric():
+    return NumericDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3)
+
+
+def _numeric_long():
+    # As the daemon runs it: a long window beside the short one.
+    return NumericDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3, long_window=200,
+                        long_check_every=40)
+
+
 def _chi():
     return ChiSquareDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3, max_categories=6)
+
+
+def _chi_long():
+    return ChiSquareDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3, max_categories=6,
+                          long_window=200, long_check_every=40)
 
 
 def _rate():
@@ -46,8 +71,27 @@ def _burn():
     return BurnRate(objective=0.75, long_window=60, short_window=12, factor=2.0)
 
 
+def _burn_slow():
+    # With the slow tier, as the daemon runs it.
+    return BurnRate(objective=0.75, long_window=60, short_window=12, factor=2.0,
+                    slow_long_window=200, slow_short_window=40, slow_factor=1.5)
+
+
 def _ddm():
     return RiverAdapter(DDM())
+
+
+# The daemon's other choices of decay detector (monitor/model_state.py), each as it builds it.
+def _adwin_rising():
+    return RiverAdapter(ADWIN(), rising_only=True)
+
+
+def _fhddm():
+    return RiverAdapter(FHDDM(), invert=True)
+
+
+def _hddma():
+    return RiverAdapter(HDDMA())
 
 
 def _ks_stream(rng):
@@ -77,11 +121,19 @@ def _ddm_stream(rng):
 
 CASES = {
     "ks": (_ks, _ks_stream, 3.7),
+    "numeric": (_numeric, _ks_stream, 3.7),
+    "numeric_long": (_numeric_long, _ks_stream, 3.7),
     "chi_square": (_chi, _chi_stream, 2.0),
+    "chi_square_long": (_chi_long, _chi_stream, 2.0),
     "rate": (_rate, _rate_stream, 0.0),
     "burn_rate": (_burn, _burn_stream, 0.0),
+    "burn_rate_slow": (_burn_slow, _burn_stream, 0.0),
     "river_ddm": (_ddm, _ddm_stream, 0.0),
+    "river_adwin_rising": (_adwin_rising, _ddm_stream, 0.0),
+    "river_fhddm": (_fhddm, _ddm_stream, 0.0),
+    "river_hddma": (_hddma, _ddm_stream, 0.0),
 }
+RIVER = ("river_ddm", "river_adwin_rising", "river_fhddm", "river_hddma")
 NAMES = list(CASES)
 SEEDS = range(4)
 
@@ -224,9 +276,10 @@ def test_clone_of_the_adapter_clones_the_river_detector():
     assert (clone.detector.warm_start, clone.detector.drift_threshold) == (50, 2.5)
 
 
-def test_clone_of_ks_keeps_a_given_reference():
+@pytest.mark.parametrize("cls", [KSDrift, NumericDrift])
+def test_clone_keeps_a_given_reference(cls):
     reference = np.random.default_rng(0).normal(0, 1, 200)
-    clone = KSDrift(reference_size=100, window_size=50, check_every=10, reference=reference).clone()
+    clone = cls(reference_size=100, window_size=50, check_every=10, reference=reference).clone()
     assert clone.ready is False  # a reference, but no window yet
     np.testing.assert_array_equal(clone.reference, reference)
     assert len(clone.update_many(np.full(50, 5.0))) == 1
@@ -260,7 +313,7 @@ def test_score_and_threshold_are_floats_and_fires_pass_the_threshold(name):
         assert type(fire.index) is int
         assert isinstance(fire.score, float)
         assert isinstance(fire.threshold, float)
-        if name in ("burn_rate", "river_ddm"):  # fires at the threshold; the adapter reports 1.0 of 1.0
+        if name.startswith("burn_rate") or name in RIVER:  # fires at the threshold; the adapter reports 1.0 of 1.0
             assert fire.score >= fire.threshold
         else:
             assert fire.score > fire.threshold
@@ -273,6 +326,15 @@ INVALID = [
     (KSDrift, {"check_every": 0}, "0"),
     (KSDrift, {"alpha": 0.0}, "0.0"),
     (KSDrift, {"alpha": 1.5}, "1.5"),
+    (NumericDrift, {"reference_size": 5}, "5"),
+    (NumericDrift, {"window_size": 20, "check_every": 21}, "21"),
+    (NumericDrift, {"alpha": 1.0}, "1.0"),
+    (NumericDrift, {"tests": ("ks", "t_test")}, "t_test"),
+    (NumericDrift, {"tests": ()}, "()"),
+    (NumericDrift, {"long_window": 400}, "400"),
+    (NumericDrift, {"long_check_every": 0, "long_window": 1000}, "0"),
+    (NumericDrift, {"long_check_every": 1001, "long_window": 1000}, "1001"),
+    (ChiSquareDrift, {"long_window": 300}, "300"),
     (ChiSquareDrift, {"max_categories": 1}, "1"),
     (ChiSquareDrift, {"reference_size": 3}, "3"),
     (ChiSquareDrift, {"alpha": -0.1}, "-0.1"),
@@ -292,6 +354,10 @@ INVALID = [
     (BurnRate, {"short_window": 0}, "0"),
     (BurnRate, {"long_window": 100, "short_window": 101}, "101"),
     (BurnRate, {"factor": 0.0}, "0.0"),
+    (DriftShare, {"share": 0.0}, "0.0"),
+    (DriftShare, {"share": 1.5}, "1.5"),
+    (DriftShare, {"window": 0}, "0"),
+    (DriftShare, {"min_features": 0}, "0"),
 ]
 
 
@@ -305,6 +371,8 @@ def test_invalid_hyperparameters_raise_value_error_naming_the_value(cls, kwargs,
 
 HYPERPARAMETERS = [
     (KSDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001, "reference": None}),
+    (NumericDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001, "reference": None,
+                    "tests": ("ks", "binned_chi2"), "long_window": 480, "long_check_every": 120}),
     (ChiSquareDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001,
                       "max_categories": 7, "long_window": 480, "long_check_every": 120, "reference": None}),
     (RateIncrease, {"warmup": 321, "odds_ratio": 2.5, "threshold": 7.5, "p0": None, "p0_confidence": 0.9,
@@ -341,6 +409,55 @@ def test_adapter_score_does_not_depend_on_batching():
     for x in values:
         single.update(float(x))
     assert whole.score == single.score
+
+
+# -- DriftShare -----------------------------------------------------------------------------------
+# It counts the alerts of the feature detectors rather than values, so it is not a river
+# detector and the suite above does not apply; what does (checkpointing, validation) is here.
+
+
+def _feature_alerts():
+    """(position, feature) of feature alerts: bursts of 3 of 4 features, and stray ones."""
+    rng = np.random.default_rng(8)
+    alerts = [(int(p), f"f{rng.integers(4)}") for p in np.sort(rng.choice(100_000, 60, replace=False))]
+    for start in (20_000, 21_000, 60_000):
+        alerts += [(start + 10 * i, f"f{i}") for i in range(3)]
+    return sorted(alerts)
+
+
+def _observe(share, alerts):
+    return [f for p, feature in alerts if (f := share.observe(p, feature, n_features=4)) is not None]
+
+
+def test_drift_share_fires_once_a_window_when_enough_features_drift():
+    alerts = [(100, "a"), (200, "a"), (300, "b"), (400, "c"), (900, "d"), (1_200, "a"), (1_301, "b")]
+    fires = _observe(DriftShare(share=0.5, window=1_000), alerts)
+    # Quiet until 1,300; at 1,301 the window holds c (400), d (900), a (1,200) and b: all four.
+    assert fires == [Fire(300, 0.5, 0.5), Fire(1_301, 1.0, 0.5)]
+
+
+def test_drift_share_needs_min_features():
+    share = DriftShare(share=0.1, window=1_000, min_features=3)
+    assert _observe(share, [(1, "a"), (2, "b")]) == []
+    assert _observe(share, [(3, "c")]) == [Fire(3, 0.75, 0.1)]
+
+
+def test_drift_share_pickle_round_trip_mid_stream_gives_identical_later_fires():
+    alerts = _feature_alerts()
+    expected = _observe(DriftShare(share=0.5, window=5_000), alerts)
+    assert len(expected) >= 2
+    share = DriftShare(share=0.5, window=5_000)
+    middle = next(i for i, (p, _) in enumerate(alerts) if p > 20_500)  # inside a quiet period
+    first = _observe(share, alerts[:middle])
+    restored = pickle.loads(pickle.dumps(share))
+    assert first + _observe(restored, alerts[middle:]) == expected
+    assert first + _observe(share, alerts[middle:]) == expected
+
+
+def test_drift_share_hyperparameters_are_public_attributes_named_like_the_arguments():
+    kwargs = {"share": 0.3, "window": 777, "min_features": 4}
+    share = DriftShare(**kwargs)
+    assert {k: getattr(share, k) for k in kwargs} == kwargs
 
 
 # -- Window ---------------------------------------------------------------------------------------
