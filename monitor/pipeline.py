@@ -67,7 +67,9 @@ class BatchResult:
 #: 2: the join is saved by partition, not in the snapshot. 3: a binned drift test keeps
 #: its window's bins in one array. 4: versions count the predictions their drift tests took.
 #: 5: the recent alerts of each model (for bad cases) and the segment combinations counted.
-STATE_FORMAT = 5
+#: 6: drift tests keep no critical values of their own (detectors.critical caches them),
+#: which a version before 6 cannot restore.
+STATE_FORMAT = 6
 #: Recent alerts kept per model for the bad cases that arrive after them.
 ALERT_LOG_SIZE = 32
 #: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.

@@ -34,7 +34,8 @@ from detectors import (
 )
 from detectors.base import Window
 from detectors.categorical import chi_square_homogeneity
-from detectors.numeric import ks_critical_value, ks_statistic
+from detectors.critical import chi_square_critical_value, ks_critical_value, normal_critical_value
+from detectors.numeric import ks_statistic
 
 # -- the detectors under the conformance suite, with small, fast parameters --------------------
 
@@ -507,6 +508,26 @@ def test_ks_critical_value_matches_the_textbook_constant():
     # c(0.05) = 1.358, c(0.01) = 1.628 (Smirnov's table), times sqrt((n + m) / (n m)).
     assert ks_critical_value(1000, 500, 0.05) == pytest.approx(1.358 * math.sqrt(1500 / 500_000), rel=1e-3)
     assert ks_critical_value(200, 200, 0.01) == pytest.approx(1.628 * math.sqrt(400 / 40_000), rel=1e-3)
+
+
+@pytest.mark.parametrize("level", [0.05, 1e-3, 1e-6, 2.5e-8])
+@pytest.mark.parametrize("dof", [1, 2, 9, 49])
+def test_chi_square_critical_value_equals_scipy(dof, level):
+    assert chi_square_critical_value(dof, level) == pytest.approx(stats.chi2.isf(level, dof), rel=1e-9)
+
+
+def test_chi_square_critical_value_without_freedom_never_fires():
+    assert chi_square_critical_value(0, 1e-6) == chi_square_critical_value(-1, 1e-6) == math.inf
+
+
+def test_chi_square_critical_values_are_cached_in_a_bounded_cache():
+    # Levels change with every re-budget: an unbounded cache would grow for ever.
+    assert chi_square_critical_value.cache_info().maxsize is not None
+
+
+@pytest.mark.parametrize("level", [0.05, 1e-3, 1e-6, 2.5e-8])
+def test_normal_critical_value_equals_scipy(level):
+    assert normal_critical_value(level) == pytest.approx(stats.norm.isf(level / 2), rel=1e-9)
 
 
 def test_ks_critical_value_decreases_with_sample_size():
