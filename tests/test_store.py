@@ -14,7 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 from helpers import read_topic
 
 from collectors.contract import Alert, FlaggedSample
-from collectors.errors import ConfigError, PublishFailed, StoreSchemaError, StoreUnavailable
+from common.errors import ConfigError, PublishFailed, StoreSchemaError, StoreUnavailable
 from retrain.jobs import RetrainJobs
 from retrain.publisher import KafkaPublisher, WebhookPublisher
 from retrain.store import SampleStore, meta_table, samples_table
