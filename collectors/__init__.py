@@ -1,4 +1,4 @@
 """Collectors: the event contract, decoding and validation, PII redaction, the join.
 
-Nothing here imports the rest of model-monitor.
+Nothing here imports the rest of model-monitor but ``common`` (the errors).
 """

@@ -41,7 +41,7 @@ from aiokafka.errors import (
 )
 
 from collectors.contract import DeadLetter, RawMessage
-from collectors.errors import BrokerRejected, BrokerUnavailable, StartupError
+from common.errors import BrokerRejected, BrokerUnavailable, StartupError
 
 #: Kafka's error code for "the topic already exists", in CreateTopics answers.
 TOPIC_ALREADY_EXISTS = 36

@@ -35,7 +35,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from collectors.errors import ConfigError
 from collectors.pii import (
     DEFAULT_PHONE_REGIONS,
     FINDERS,
@@ -48,6 +47,7 @@ from collectors.pii import (
     luhn_valid,
     phone_finder,
 )
+from common.errors import ConfigError
 
 __all__ = ["DEFAULT_PHONE_REGIONS", "FIELD_PLACEHOLDER", "KINDS", "PHONE_REGIONS", "PLACEHOLDERS", "Recognizer",
            "Redactor", "cn_id_valid", "hk_id_valid", "load_recognizer", "luhn_valid"]
@@ -102,7 +102,7 @@ def load_recognizer(spec: str) -> Recognizer:
     >>> load_recognizer("collectors.redact")
     Traceback (most recent call last):
     ...
-    collectors.errors.ConfigError: redact.recognizer must be "package.module:factory", got 'collectors.redact'
+    common.errors.ConfigError: redact.recognizer must be "package.module:factory", got 'collectors.redact'
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:

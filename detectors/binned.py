@@ -25,13 +25,12 @@ The choice of tests was measured (``python -m benchmarks.detection.numeric_tests
 from __future__ import annotations
 
 import abc
-import math
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from detectors.base import Fire, Window, require
+from detectors.critical import chi_square_critical_value, ks_critical_value, normal_critical_value
 from detectors.windowed import WindowTest
 
 NUMERIC_TESTS = ("ks", "rank_sum", "folded_ks", "binned_chi2")
@@ -245,12 +244,8 @@ class NumericDrift(BinnedWindowTest):
 
     def _reset(self) -> None:
         super()._reset()
-        self._on_alpha()
         if self.reference is not None:
             self._set_reference(np.asarray(self.reference, dtype=np.float64))
-
-    def _on_alpha(self) -> None:
-        self._chi2_critical: dict[tuple[int, float], float] = {}
 
     def _learn(self, reference: np.ndarray) -> list[int]:
         n = len(reference)
@@ -282,20 +277,20 @@ class NumericDrift(BinnedWindowTest):
         main, folded, deciles = counts
         m = size
         level /= len(self.tests)
-        ks_critical = math.sqrt(-0.5 * math.log(level / 2.0)) * math.sqrt((self._n + m) / (self._n * m))
+        ks_critical = ks_critical_value(self._n, m, level)
         candidates: list[tuple[np.ndarray, np.ndarray]] = []
         if "ks" in self.tests:
             d = np.abs(np.cumsum(main, axis=1) / m - self._ref_cdf).max(axis=1)
             candidates.append((d, np.full(len(d), ks_critical)))
         if "rank_sum" in self.tests:
             z = self._rank_sum_z(main, m)
-            candidates.append((np.abs(z), np.full(len(z), float(special.ndtri(1.0 - level / 2.0)))))
+            candidates.append((np.abs(z), np.full(len(z), normal_critical_value(level))))
         if "folded_ks" in self.tests:
             d = np.abs(np.cumsum(folded, axis=1) / m - self._ref_folded_cdf).max(axis=1)
             candidates.append((d, np.full(len(d), ks_critical)))
         if "binned_chi2" in self.tests:
             stat, dof = chi_square_rows(self._ref_deciles, deciles)
-            candidates.append((stat, np.array([self._chi2(int(k), level) for k in dof])))
+            candidates.append((stat, np.array([chi_square_critical_value(int(k), level) for k in dof])))
         ratios = np.stack([s / t for s, t in candidates])
         best = ratios.argmax(axis=0)
         cols = np.arange(ratios.shape[1])
@@ -315,14 +310,6 @@ class NumericDrift(BinnedWindowTest):
         variance = n * m / 12.0 * ((total + 1) - correction)
         z: np.ndarray = (u - n * m / 2.0) / np.sqrt(np.maximum(variance, 1e-12))
         return z
-
-    def _chi2(self, dof: int, level: float) -> float:
-        if dof <= 0:
-            return math.inf
-        value = self._chi2_critical.get((dof, level))
-        if value is None:
-            value = self._chi2_critical[(dof, level)] = float(special.chdtri(dof, level))
-        return value
 
 
 class ChiSquareDrift(BinnedWindowTest):
@@ -363,12 +350,8 @@ class ChiSquareDrift(BinnedWindowTest):
 
     def _reset(self) -> None:
         super()._reset()
-        self._on_alpha()
         if self.reference is not None:
             self._set_reference(self._prepare(np.asarray(self.reference, dtype=np.float64)))
-
-    def _on_alpha(self) -> None:
-        self._critical: dict[tuple[int, float], float] = {}
 
     def _prepare(self, values: np.ndarray) -> np.ndarray:
         if not np.all(values >= 0):  # also catches NaN
@@ -385,13 +368,5 @@ class ChiSquareDrift(BinnedWindowTest):
     def _statistics(self, counts: list[np.ndarray], size: int, level: float) -> tuple[
             np.ndarray, np.ndarray, list[str]]:
         stat, dof = chi_square_rows(self._ref_counts, counts[0])
-        thresholds = np.array([self._critical_value(int(k), level) for k in dof])
+        thresholds = np.array([chi_square_critical_value(int(k), level) for k in dof])
         return stat, thresholds, [""] * len(stat)
-
-    def _critical_value(self, dof: int, level: float) -> float:
-        if dof <= 0:
-            return math.inf
-        value = self._critical.get((dof, level))
-        if value is None:
-            value = self._critical[(dof, level)] = float(special.chdtri(dof, level))
-        return value

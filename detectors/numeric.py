@@ -9,14 +9,13 @@ from the right.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from detectors.binned import NumericDrift
+from detectors.critical import ks_critical_value
 from detectors.windowed import ReferenceWindowTest
 
-__all__ = ["KSDrift", "NumericDrift", "ks_critical_value", "ks_statistic"]
+__all__ = ["KSDrift", "NumericDrift", "ks_statistic"]
 
 
 def ks_statistic(reference_sorted: np.ndarray, sample: np.ndarray) -> float:
@@ -32,15 +31,6 @@ def ks_statistic(reference_sorted: np.ndarray, sample: np.ndarray) -> float:
     cdf_ref = np.searchsorted(reference_sorted, points, side="right") / len(reference_sorted)
     cdf_s = np.searchsorted(s, points, side="right") / len(s)
     return float(np.max(np.abs(cdf_ref - cdf_s)))
-
-
-def ks_critical_value(n: int, m: int, alpha: float) -> float:
-    """The asymptotic two-sample KS critical value at level ``alpha``.
-
-    >>> round(ks_critical_value(1000, 500, 0.05), 4)
-    0.0744
-    """
-    return math.sqrt(-0.5 * math.log(alpha / 2.0)) * math.sqrt((n + m) / (n * m))
 
 
 class KSDrift(ReferenceWindowTest):
@@ -77,12 +67,7 @@ class KSDrift(ReferenceWindowTest):
 
     def _learn(self, reference: np.ndarray) -> None:
         self._ref_sorted = np.sort(reference)
-        self._critical: float | None = None
-
-    def _on_alpha(self) -> None:
-        self._critical = None
 
     def _test(self, window: np.ndarray) -> tuple[float, float]:
-        if self._critical is None:
-            self._critical = ks_critical_value(len(self._ref_sorted), self.window_size, self.alpha)
-        return ks_statistic(self._ref_sorted, window), self._critical
+        critical = ks_critical_value(len(self._ref_sorted), self.window_size, self.alpha)
+        return ks_statistic(self._ref_sorted, window), critical

@@ -33,13 +33,10 @@ class WindowTest(Detector):
         self.alpha = alpha
 
     def set_alpha(self, alpha: float) -> None:
-        """Change the per-check false-alarm probability (the thresholds follow at the next check)."""
+        """Change the per-check false-alarm probability (the thresholds follow at the next
+        check: critical values are looked up by level, see ``detectors.critical``)."""
         require(0.0 < alpha < 1.0, f"alpha must be in (0, 1), got {alpha}")
         self.alpha = alpha
-        self._on_alpha()
-
-    def _on_alpha(self) -> None:
-        """Forget thresholds cached for the old alpha."""
 
     def set_false_alarm_rate(self, rate: float) -> None:
         """A test every ``check_every`` values at level alpha makes alpha / check_every false

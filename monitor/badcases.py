@@ -20,7 +20,7 @@ from typing import IO
 
 import orjson
 
-from collectors.errors import ConfigError
+from common.errors import ConfigError
 from monitor.config import Settings
 from monitor.report import Report, build_report, render_html
 from retrain.badcases import BADCASE_KINDS, BAND_MEANING, Case, Facts, RuleSet, representatives
@@ -45,7 +45,7 @@ def parse_time(text: str, *, now: float, what: str = "time") -> float:
     >>> parse_time("last week", now=0, what="--since")
     Traceback (most recent call last):
     ...
-    collectors.errors.ConfigError: --since 'last week' is not a time: ...
+    common.errors.ConfigError: --since 'last week' is not a time: ...
     """
     value = text.strip()
     relative = _RELATIVE.match(value)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from collectors.decode import Decoder, Limits
-from collectors.errors import ConfigError
+from common.errors import ConfigError
 from monitor.config import Settings
 from monitor.replay import read_messages
 

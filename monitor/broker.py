@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from collectors.errors import StartupError
+from common.errors import StartupError
 
 
 def free_port(host: str = "127.0.0.1") -> int:

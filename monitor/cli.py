@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from collectors.errors import ConfigError, FatalError, OutputError, TransientError
+from common.errors import ConfigError, FatalError, OutputError, TransientError
 from monitor import __version__
 from monitor.config import ENV_PREFIX, Settings, load_settings, reference_markdown, render_toml
 from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STARTUP

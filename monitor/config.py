@@ -11,7 +11,7 @@ known one. ``monitor config`` prints the effective settings.
 >>> load_settings(toml_text='[slo]\\nlatency_treshold_ms = 250', environ={})
 Traceback (most recent call last):
 ...
-collectors.errors.ConfigError: unknown key slo.latency_treshold_ms (did you mean slo.latency_threshold_ms?)
+common.errors.ConfigError: unknown key slo.latency_treshold_ms (did you mean slo.latency_threshold_ms?)
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from collectors.contract import ALERT_KINDS
-from collectors.errors import ConfigError
 from collectors.redact import DEFAULT_PHONE_REGIONS, PHONE_REGIONS
 from collectors.redact import KINDS as REDACTION_KINDS
+from common.errors import ConfigError
 from retrain.badcases import DEFAULT_RULES, PriorityWeights, RuleSet
 
 ENV_PREFIX = "MONITOR_"

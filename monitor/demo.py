@@ -26,8 +26,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from collectors.contract import Alert
-from collectors.errors import MonitorError
 from collectors.kafka import KafkaSink
+from common.errors import MonitorError
 from monitor import badcases
 from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import Settings, load_settings

@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
-from collectors.errors import MonitorError
+from common.errors import MonitorError
 from monitor.config import Settings
 from monitor.metrics import CHECKPOINT_BYTES, CHECKPOINTS, JOIN_MOVES, Metrics
 from monitor.pipeline import Pipeline, settings_fingerprint

@@ -18,7 +18,7 @@ import orjson
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
-from collectors.errors import StartupError
+from common.errors import StartupError
 
 log = logging.getLogger(__name__)
 

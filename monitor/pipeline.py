@@ -97,7 +97,8 @@ class BatchResult:
 #: 5: the recent alerts of each model (for bad cases) and the segment combinations counted.
 #: 6: the watched streams in a registry (``WATCHES``); a model keeps its detect settings only.
 #: 7: plain data (``monitor.state_format``), not a pickle.
-STATE_FORMAT = 7
+#: 8: drift tests keep no critical values of their own (detectors.critical caches them).
+STATE_FORMAT = 8
 #: Recent alerts kept per model for the bad cases that arrive after them.
 ALERT_LOG_SIZE = 32
 #: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.

@@ -15,8 +15,8 @@ from typing import IO, Any
 
 import orjson
 
-from collectors.errors import ConfigError
 from collectors.kafka import KafkaSink, ensure_topics
+from common.errors import ConfigError
 
 
 def message_key(line: bytes, field: str) -> bytes | None:

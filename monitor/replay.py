@@ -21,7 +21,7 @@ from typing import IO, BinaryIO
 from prometheus_client.exposition import generate_latest
 
 from collectors.contract import RawMessage
-from collectors.errors import ConfigError
+from common.errors import ConfigError
 from monitor import __version__
 from monitor.config import Settings
 from monitor.metrics import Metrics

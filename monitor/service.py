@@ -39,8 +39,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from collectors.contract import Alert, RawMessage
-from collectors.errors import ConfigError, FatalError, MonitorError, OutputError, TransientError
 from collectors.kafka import KafkaSink, KafkaSource, ensure_topics
+from common.errors import ConfigError, FatalError, MonitorError, OutputError, TransientError
 from monitor import __version__
 from monitor.badcases import ReportPage
 from monitor.config import Settings

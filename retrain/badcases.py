@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from collectors.errors import ConfigError
+from common.errors import ConfigError
 
 #: The flagged-sample reasons that are bad cases (feedback, not drift-window samples).
 BADCASE_KINDS = ("thumbs_down", "complaint", "correction", "wrong_label")

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from collectors.errors import ConfigError, OutputError, StoreFailed
+from common.errors import ConfigError, OutputError, StoreFailed
 from retrain.badcases import BADCASE_KINDS, Case, PriorityWeights, RuleSet, group, rank, sort_key
 from retrain.store import SampleStore
 

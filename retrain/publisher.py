@@ -23,7 +23,7 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from collectors.errors import PublishFailed
+from common.errors import PublishFailed
 from retrain.webhook import idempotency_key, signed_headers
 
 log = logging.getLogger(__name__)

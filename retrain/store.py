@@ -57,7 +57,7 @@ from sqlalchemy.exc import (
 )
 
 from collectors.contract import Alert, FlaggedSample
-from collectors.errors import ConfigError, StoreFailed, StoreSchemaError, StoreUnavailable
+from common.errors import ConfigError, StoreFailed, StoreSchemaError, StoreUnavailable
 
 #: 1: the first. 2: bad-case categories, segment traffic, datasets (a version-1 store is upgraded in place).
 SCHEMA_VERSION = "2"

@@ -53,6 +53,7 @@ def make_settings(bootstrap: str, tmp_path: Path, **sections: dict[str, Any]) ->
         "store": {"url": f"sqlite:///{tmp_path / f'store-{tag}.db'}"},
         "http": {"host": "127.0.0.1", "port": 0},
         "retrain": {"push_interval_s": 0.5, "trigger_cron": ""},
+        "datasets": {"dir": str(tmp_path / f"datasets-{tag}")},
         "service": {"shutdown_timeout_s": 10.0},
     }
     for section, values in sections.items():

@@ -18,7 +18,7 @@ import pytest
 from helpers import messages
 
 from collectors.contract import Alert
-from collectors.errors import ConfigError
+from common.errors import ConfigError
 from monitor.badcases import Selection, load_cases, recategorise
 from monitor.config import load_settings
 from monitor.metrics import Metrics

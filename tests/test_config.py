@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from collectors.errors import ConfigError
+from common.errors import ConfigError
 from monitor.config import Settings, load_settings, reference_markdown, render_toml
 
 

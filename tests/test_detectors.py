@@ -18,13 +18,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from river import base as river_base
 from river.drift import ADWIN
-from river.drift.binary import DDM
+from river.drift.binary import DDM, FHDDM, HDDMA
 from scipy import stats
 
-from detectors import BurnRate, ChiSquareDrift, Detector, Fire, KSDrift, RateIncrease, RiverAdapter
+from detectors import (
+    BurnRate,
+    ChiSquareDrift,
+    Detector,
+    DriftShare,
+    Fire,
+    KSDrift,
+    NumericDrift,
+    RateIncrease,
+    RiverAdapter,
+)
 from detectors.base import Window
 from detectors.categorical import chi_square_homogeneity
-from detectors.numeric import ks_critical_value, ks_statistic
+from detectors.critical import chi_square_critical_value, ks_critical_value, normal_critical_value
+from detectors.numeric import ks_statistic
 
 # -- the detectors under the conformance suite, with small, fast parameters --------------------
 
@@ -33,8 +44,23 @@ def _ks():
     return KSDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3)
 
 
+def _numeric():
+    return NumericDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3)
+
+
+def _numeric_long():
+    # As the daemon runs it: a long window beside the short one.
+    return NumericDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3, long_window=200,
+                        long_check_every=40)
+
+
 def _chi():
     return ChiSquareDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3, max_categories=6)
+
+
+def _chi_long():
+    return ChiSquareDrift(reference_size=100, window_size=50, check_every=10, alpha=1e-3, max_categories=6,
+                          long_window=200, long_check_every=40)
 
 
 def _rate():
@@ -46,8 +72,27 @@ def _burn():
     return BurnRate(objective=0.75, long_window=60, short_window=12, factor=2.0)
 
 
+def _burn_slow():
+    # With the slow tier, as the daemon runs it.
+    return BurnRate(objective=0.75, long_window=60, short_window=12, factor=2.0,
+                    slow_long_window=200, slow_short_window=40, slow_factor=1.5)
+
+
 def _ddm():
     return RiverAdapter(DDM())
+
+
+# The daemon's other choices of decay detector (monitor/model_state.py), each as it builds it.
+def _adwin_rising():
+    return RiverAdapter(ADWIN(), rising_only=True)
+
+
+def _fhddm():
+    return RiverAdapter(FHDDM(), invert=True)
+
+
+def _hddma():
+    return RiverAdapter(HDDMA())
 
 
 def _ks_stream(rng):
@@ -77,11 +122,19 @@ def _ddm_stream(rng):
 
 CASES = {
     "ks": (_ks, _ks_stream, 3.7),
+    "numeric": (_numeric, _ks_stream, 3.7),
+    "numeric_long": (_numeric_long, _ks_stream, 3.7),
     "chi_square": (_chi, _chi_stream, 2.0),
+    "chi_square_long": (_chi_long, _chi_stream, 2.0),
     "rate": (_rate, _rate_stream, 0.0),
     "burn_rate": (_burn, _burn_stream, 0.0),
+    "burn_rate_slow": (_burn_slow, _burn_stream, 0.0),
     "river_ddm": (_ddm, _ddm_stream, 0.0),
+    "river_adwin_rising": (_adwin_rising, _ddm_stream, 0.0),
+    "river_fhddm": (_fhddm, _ddm_stream, 0.0),
+    "river_hddma": (_hddma, _ddm_stream, 0.0),
 }
+RIVER = ("river_ddm", "river_adwin_rising", "river_fhddm", "river_hddma")
 NAMES = list(CASES)
 SEEDS = range(4)
 
@@ -224,9 +277,10 @@ def test_clone_of_the_adapter_clones_the_river_detector():
     assert (clone.detector.warm_start, clone.detector.drift_threshold) == (50, 2.5)
 
 
-def test_clone_of_ks_keeps_a_given_reference():
+@pytest.mark.parametrize("cls", [KSDrift, NumericDrift])
+def test_clone_keeps_a_given_reference(cls):
     reference = np.random.default_rng(0).normal(0, 1, 200)
-    clone = KSDrift(reference_size=100, window_size=50, check_every=10, reference=reference).clone()
+    clone = cls(reference_size=100, window_size=50, check_every=10, reference=reference).clone()
     assert clone.ready is False  # a reference, but no window yet
     np.testing.assert_array_equal(clone.reference, reference)
     assert len(clone.update_many(np.full(50, 5.0))) == 1
@@ -260,7 +314,7 @@ def test_score_and_threshold_are_floats_and_fires_pass_the_threshold(name):
         assert type(fire.index) is int
         assert isinstance(fire.score, float)
         assert isinstance(fire.threshold, float)
-        if name in ("burn_rate", "river_ddm"):  # fires at the threshold; the adapter reports 1.0 of 1.0
+        if name.startswith("burn_rate") or name in RIVER:  # fires at the threshold; the adapter reports 1.0 of 1.0
             assert fire.score >= fire.threshold
         else:
             assert fire.score > fire.threshold
@@ -273,6 +327,15 @@ INVALID = [
     (KSDrift, {"check_every": 0}, "0"),
     (KSDrift, {"alpha": 0.0}, "0.0"),
     (KSDrift, {"alpha": 1.5}, "1.5"),
+    (NumericDrift, {"reference_size": 5}, "5"),
+    (NumericDrift, {"window_size": 20, "check_every": 21}, "21"),
+    (NumericDrift, {"alpha": 1.0}, "1.0"),
+    (NumericDrift, {"tests": ("ks", "t_test")}, "t_test"),
+    (NumericDrift, {"tests": ()}, "()"),
+    (NumericDrift, {"long_window": 400}, "400"),
+    (NumericDrift, {"long_check_every": 0, "long_window": 1000}, "0"),
+    (NumericDrift, {"long_check_every": 1001, "long_window": 1000}, "1001"),
+    (ChiSquareDrift, {"long_window": 300}, "300"),
     (ChiSquareDrift, {"max_categories": 1}, "1"),
     (ChiSquareDrift, {"reference_size": 3}, "3"),
     (ChiSquareDrift, {"alpha": -0.1}, "-0.1"),
@@ -292,6 +355,10 @@ INVALID = [
     (BurnRate, {"short_window": 0}, "0"),
     (BurnRate, {"long_window": 100, "short_window": 101}, "101"),
     (BurnRate, {"factor": 0.0}, "0.0"),
+    (DriftShare, {"share": 0.0}, "0.0"),
+    (DriftShare, {"share": 1.5}, "1.5"),
+    (DriftShare, {"window": 0}, "0"),
+    (DriftShare, {"min_features": 0}, "0"),
 ]
 
 
@@ -305,6 +372,8 @@ def test_invalid_hyperparameters_raise_value_error_naming_the_value(cls, kwargs,
 
 HYPERPARAMETERS = [
     (KSDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001, "reference": None}),
+    (NumericDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001, "reference": None,
+                    "tests": ("ks", "binned_chi2"), "long_window": 480, "long_check_every": 120}),
     (ChiSquareDrift, {"reference_size": 300, "window_size": 120, "check_every": 40, "alpha": 0.001,
                       "max_categories": 7, "long_window": 480, "long_check_every": 120, "reference": None}),
     (RateIncrease, {"warmup": 321, "odds_ratio": 2.5, "threshold": 7.5, "p0": None, "p0_confidence": 0.9,
@@ -341,6 +410,55 @@ def test_adapter_score_does_not_depend_on_batching():
     for x in values:
         single.update(float(x))
     assert whole.score == single.score
+
+
+# -- DriftShare -----------------------------------------------------------------------------------
+# It counts the alerts of the feature detectors rather than values, so it is not a river
+# detector and the suite above does not apply; what does (checkpointing, validation) is here.
+
+
+def _feature_alerts():
+    """(position, feature) of feature alerts: bursts of 3 of 4 features, and stray ones."""
+    rng = np.random.default_rng(8)
+    alerts = [(int(p), f"f{rng.integers(4)}") for p in np.sort(rng.choice(100_000, 60, replace=False))]
+    for start in (20_000, 21_000, 60_000):
+        alerts += [(start + 10 * i, f"f{i}") for i in range(3)]
+    return sorted(alerts)
+
+
+def _observe(share, alerts):
+    return [f for p, feature in alerts if (f := share.observe(p, feature, n_features=4)) is not None]
+
+
+def test_drift_share_fires_once_a_window_when_enough_features_drift():
+    alerts = [(100, "a"), (200, "a"), (300, "b"), (400, "c"), (900, "d"), (1_200, "a"), (1_301, "b")]
+    fires = _observe(DriftShare(share=0.5, window=1_000), alerts)
+    # Quiet until 1,300; at 1,301 the window holds c (400), d (900), a (1,200) and b: all four.
+    assert fires == [Fire(300, 0.5, 0.5), Fire(1_301, 1.0, 0.5)]
+
+
+def test_drift_share_needs_min_features():
+    share = DriftShare(share=0.1, window=1_000, min_features=3)
+    assert _observe(share, [(1, "a"), (2, "b")]) == []
+    assert _observe(share, [(3, "c")]) == [Fire(3, 0.75, 0.1)]
+
+
+def test_drift_share_pickle_round_trip_mid_stream_gives_identical_later_fires():
+    alerts = _feature_alerts()
+    expected = _observe(DriftShare(share=0.5, window=5_000), alerts)
+    assert len(expected) >= 2
+    share = DriftShare(share=0.5, window=5_000)
+    middle = next(i for i, (p, _) in enumerate(alerts) if p > 20_500)  # inside a quiet period
+    first = _observe(share, alerts[:middle])
+    restored = pickle.loads(pickle.dumps(share))
+    assert first + _observe(restored, alerts[middle:]) == expected
+    assert first + _observe(share, alerts[middle:]) == expected
+
+
+def test_drift_share_hyperparameters_are_public_attributes_named_like_the_arguments():
+    kwargs = {"share": 0.3, "window": 777, "min_features": 4}
+    share = DriftShare(**kwargs)
+    assert {k: getattr(share, k) for k in kwargs} == kwargs
 
 
 # -- Window ---------------------------------------------------------------------------------------
@@ -390,6 +508,26 @@ def test_ks_critical_value_matches_the_textbook_constant():
     # c(0.05) = 1.358, c(0.01) = 1.628 (Smirnov's table), times sqrt((n + m) / (n m)).
     assert ks_critical_value(1000, 500, 0.05) == pytest.approx(1.358 * math.sqrt(1500 / 500_000), rel=1e-3)
     assert ks_critical_value(200, 200, 0.01) == pytest.approx(1.628 * math.sqrt(400 / 40_000), rel=1e-3)
+
+
+@pytest.mark.parametrize("level", [0.05, 1e-3, 1e-6, 2.5e-8])
+@pytest.mark.parametrize("dof", [1, 2, 9, 49])
+def test_chi_square_critical_value_equals_scipy(dof, level):
+    assert chi_square_critical_value(dof, level) == pytest.approx(stats.chi2.isf(level, dof), rel=1e-9)
+
+
+def test_chi_square_critical_value_without_freedom_never_fires():
+    assert chi_square_critical_value(0, 1e-6) == chi_square_critical_value(-1, 1e-6) == math.inf
+
+
+def test_chi_square_critical_values_are_cached_in_a_bounded_cache():
+    # Levels change with every re-budget: an unbounded cache would grow for ever.
+    assert chi_square_critical_value.cache_info().maxsize is not None
+
+
+@pytest.mark.parametrize("level", [0.05, 1e-3, 1e-6, 2.5e-8])
+def test_normal_critical_value_equals_scipy(level):
+    assert normal_critical_value(level) == pytest.approx(stats.norm.isf(level / 2), rel=1e-9)
 
 
 def test_ks_critical_value_decreases_with_sample_size():
@@ -871,3 +1009,76 @@ def test_rising_only_needs_an_estimation():
 
     with pytest.raises(ValueError, match="estimation"):
         RiverAdapter(DDM(), rising_only=True)
+
+
+# -- thresholds pinned to the last digit ----------------------------------------------------------
+# Critical values are computed in one place and cached; these pin what they were before
+# that move (exact float equality: a threshold that moves by one ulp moves a fire).
+
+
+def _pinned_numbers():
+    rng = np.random.default_rng(12)
+    return np.concatenate([rng.normal(0, 1, 3000), rng.normal(0.3, 1.3, 3000), rng.integers(0, 5, 3000),
+                           rng.normal(0, 1, 3000), rng.normal(0.2, 1, 6000), rng.normal(0.2, 1.15, 6000)])
+
+
+def _pinned_codes():
+    rng = np.random.default_rng(13)
+    return np.concatenate([
+        rng.choice(3, 3000, p=[0.5, 0.3, 0.2]), rng.choice(6, 3000), rng.choice(2, 3000),
+        rng.choice(3, 3000, p=[0.5, 0.3, 0.2]), rng.choice(3, 6000, p=[0.46, 0.32, 0.22]),
+        rng.choice(8, 6000, p=[0.3, 0.4, 0.1, 0.1, 0.025, 0.025, 0.025, 0.025]),
+    ]).astype(np.float64)
+
+
+def _fires_and_gauges(detector, values, chunk=250):
+    """Fires (index, threshold), and every threshold the gauge showed between chunks."""
+    fires, shown = [], set()
+    for start in range(0, len(values), chunk):
+        fires += [(start + f.index, f.threshold) for f in detector.update_many(values[start:start + chunk])]
+        shown.add(detector.threshold)
+    return fires, sorted(shown)
+
+
+def test_ks_critical_values_are_pinned():
+    assert ks_critical_value(1000, 500, 1e-6) == 0.14752283419113915
+    assert ks_critical_value(2000, 300, 2.5e-7) == 0.17454318908983876
+    assert ks_critical_value(100, 50, 0.05) == 0.23523008270990564
+
+
+PINNED_NUMERIC = [
+    (("ks",), [(3649, 0.17730038099264142), (6149, 0.17730038099264142), (9099, 0.17730038099264142),
+               (19849, 0.09835860343441029)],
+     [0.09835860343441029, 0.17730038099264142]),
+    (("rank_sum",), [(3349, 4.89163847571478), (6099, 4.89163847571478), (9099, 4.89163847571478),
+                     (14099, 4.56478773027951)],
+     [4.56478773027951, 4.89163847571478]),
+    (("folded_ks",), [(3499, 0.17730038099264142), (6199, 0.17730038099264142)], [0.17730038099264142]),
+    (("binned_chi2",), [(3299, 44.81093787068782), (6099, 44.81093787068782), (9049, 35.888186879672865),
+                        (21049, 41.000927204439165)],
+     [33.37684158171984, 35.888186879672865, 41.000927204439165, 44.81093787068782]),
+    (("ks", "rank_sum", "folded_ks", "binned_chi2"),
+     [(3499, 48.04971424037498), (6149, 48.04971424037498), (9049, 38.88916431753304), (20299, 0.10350910897311168)],
+     [0.10350910897311168, 0.18557764650561293, 5.157701312172701, 38.88916431753304, 48.04971424037498]),
+]
+
+
+@pytest.mark.parametrize(("tests", "fires", "shown"), PINNED_NUMERIC, ids=["+".join(t) for t, *_ in PINNED_NUMERIC])
+def test_numeric_drift_thresholds_are_pinned(tests, fires, shown):
+    detector = NumericDrift(1000, 300, 50, tests=tests, long_window=2000, long_check_every=250)
+    assert _fires_and_gauges(detector, _pinned_numbers()) == (fires, [*shown, math.inf])
+
+
+@pytest.mark.parametrize(("rate", "fires", "shown"), [
+    (None, [(3049, 35.888186879672865), (6099, 35.888186879672865), (9049, 27.631021115928547),
+            (18049, 38.25833637720969)],
+     [23.928126976934827, 27.631021115928547, 35.888186879672865, 38.25833637720969, 40.521831234179864]),
+    (1e-7, [(3049, 33.893596716341186), (6099, 33.893596716341186), (9049, 25.79843965218024),
+            (18049, 36.2182821061793)],
+     [22.166485420361727, 25.79843965218024, 33.893596716341186, 36.2182821061793, 38.43903200898059]),
+], ids=["alpha", "rate"])
+def test_chi_square_drift_thresholds_are_pinned(rate, fires, shown):
+    detector = ChiSquareDrift(1000, 300, 50, max_categories=8, long_window=2000, long_check_every=250)
+    if rate is not None:
+        detector.set_false_alarm_rate(rate)
+    assert _fires_and_gauges(detector, _pinned_codes()) == (fires, [*shown, math.inf])

@@ -631,7 +631,7 @@ def test_the_secret_comes_from_the_environment_or_a_file(tmp_path):
 
 
 def test_pseudonymise_settings_are_checked():
-    from collectors.errors import ConfigError  # noqa: PLC0415
+    from common.errors import ConfigError  # noqa: PLC0415
     from monitor.config import load_settings  # noqa: PLC0415
 
     with pytest.raises(ConfigError, match="MONITOR_REDACT_SECRET"):
@@ -682,8 +682,8 @@ def test_a_recognizer_kind_can_be_pseudonymised():
 
 
 def test_recognizer_is_loaded_from_its_spec():
-    from collectors.errors import ConfigError  # noqa: PLC0415
     from collectors.redact import load_recognizer  # noqa: PLC0415
+    from common.errors import ConfigError  # noqa: PLC0415
 
     assert load_recognizer("collectors.redact:_NoRecognizer").find("Li Wei") == []
     with pytest.raises(ConfigError, match="cannot be loaded"):
@@ -746,8 +746,8 @@ def test_a_failing_recognizer_fails_closed(caplog):
 
 
 def test_a_recognizer_factory_that_fails_is_a_config_error(tmp_path, monkeypatch):
-    from collectors.errors import ConfigError  # noqa: PLC0415
     from collectors.redact import load_recognizer  # noqa: PLC0415
+    from common.errors import ConfigError  # noqa: PLC0415
 
     (tmp_path / "brokenrec.py").write_text("def factory():\n    raise OSError('no model file')\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -25,7 +25,7 @@ from helpers import (
     waiting_in_saved_join,
 )
 
-from collectors.errors import StartupError
+from common.errors import StartupError
 from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import load_settings, render_toml
 from monitor.http import Health, StatusServer

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from helpers import DaemonThread, make_settings, produce, wait_for
 
-from collectors.errors import BrokerUnavailable
+from common.errors import BrokerUnavailable
 from monitor.config import load_settings
 from monitor.metrics import ERRORS
 from monitor.pipeline import BatchResult

@@ -14,7 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 from helpers import read_topic
 
 from collectors.contract import Alert, FlaggedSample
-from collectors.errors import ConfigError, PublishFailed, StoreSchemaError, StoreUnavailable
+from common.errors import ConfigError, PublishFailed, StoreSchemaError, StoreUnavailable
 from monitor.handoff import HandoffStore
 from retrain.jobs import RetrainJobs
 from retrain.publisher import KafkaPublisher, WebhookPublisher

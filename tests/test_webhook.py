@@ -18,7 +18,7 @@ import pytest
 from helpers import make_settings, produce, wait_for
 
 from collectors.contract import FlaggedSample
-from collectors.errors import ConfigError, PublishFailed
+from common.errors import ConfigError, PublishFailed
 from monitor.config import load_settings, render_toml
 from monitor.exit_codes import EXIT_CONFIG
 from monitor.service import Service, open_store

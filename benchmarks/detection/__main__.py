@@ -26,7 +26,7 @@ from typing import Any
 from benchmarks.detection import detectors as D
 from benchmarks.detection.score import StreamScore, Summary, score_stream, summarise
 from benchmarks.detection.streams import catalog
-from collectors.errors import ConfigError
+from common.errors import ConfigError
 from monitor.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from collectors.errors import ConfigError
+from common.errors import ConfigError
 from monitor.config import load_settings
 
 HELP = ("settings of one run, SECTION.KEY=VALUE[,...], e.g. detect.sample_rate=0.25 (repeatable: one run each; "
