@@ -506,6 +506,9 @@ class ModelState:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["on_evict"]  # the pipeline's: a restored state is given its new owner's
+        # The settings hold secrets (the SASL password, the store URL's password) that must
+        # not reach the checkpoint in the store: a restored state is given its owner's.
+        del state["settings"]
         return state
 
     def rebudget(self) -> None:

@@ -67,7 +67,8 @@ class BatchResult:
 #: 2: the join is saved by partition, not in the snapshot. 3: a binned drift test keeps
 #: its window's bins in one array. 4: versions count the predictions their drift tests took.
 #: 5: the recent alerts of each model (for bad cases) and the segment combinations counted.
-STATE_FORMAT = 5
+#: 6: a model's state no longer holds the settings (they hold secrets): the pipeline's are given back.
+STATE_FORMAT = 6
 #: Recent alerts kept per model for the bad cases that arrive after them.
 ALERT_LOG_SIZE = 32
 #: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.
@@ -274,6 +275,7 @@ class Pipeline:
         self.models = state["models"]
         for model in self.models.values():
             model.on_evict = self._on_evict
+            model.settings = self.settings
         self.model_labels = state["model_labels"]
         self._slices = state["slices"]
         if detectors_only:
