@@ -33,6 +33,7 @@ WEBHOOK = "webhook-S3CRET-2c3d"
 TOKEN = "token-S3CRET-4e5f"
 DB = "dbpw-S3CRET-6a7b"
 SECRETS = (SASL, WEBHOOK, TOKEN, DB)
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -67,8 +68,10 @@ def dump_store(url: str) -> bytes:
 
 def monitor(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    # Run from another folder (the files it writes land there): the checkout must stay importable.
+    path = os.pathsep.join(p for p in (str(ROOT), clean.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, "-m", "monitor", *args], capture_output=True, timeout=180,
-                          env={**clean, "PYTHONPATH": os.getcwd(), **env}, cwd=cwd, check=False)
+                          env={**clean, "PYTHONPATH": path, **env}, cwd=cwd, check=False)
 
 
 def traffic(n: int) -> tuple[list[dict], list[dict]]:
