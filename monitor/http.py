@@ -196,8 +196,10 @@ class StatusServer:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             # compare_digest: the time taken must not tell how much of a guess was right.
             allowed = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
-            log.info("http: %s from %s %s", path, client, "allowed (token)" if allowed else "refused: no valid token")
-            if not allowed:
+            if allowed:
+                log.info("http: %s from %s allowed (token)", path, client)
+            else:
+                log.warning("http: %s from %s refused: no valid bearer token", path, client)
                 request.send_response(401)
                 request.send_header("WWW-Authenticate", 'Bearer realm="model-monitor"')
                 body = f"{path} needs the header Authorization: Bearer <http.token>\n".encode()

@@ -242,10 +242,11 @@ class Service:
 
     async def startup(self) -> None:
         s = self.settings
+        token = s.http.bearer_token()
         self.http = StatusServer(s.http.host, s.http.port, self.metrics.registry(), self.health, self.status,
-                                 pages={"/report": ReportPage(lambda: self.store, s)}, token=s.http.bearer_token())
+                                 pages={"/report": ReportPage(lambda: self.store, s)}, token=token)
         self.http.start()
-        if not s.http.bearer_token() and not self.http.loopback:
+        if not token and not self.http.loopback:
             log.warning("/report (what users wrote) answers 403 on %s: set MONITOR_HTTP_TOKEN or http.token_file to "
                         "serve it with a bearer token, or bind http.host to 127.0.0.1", s.http.host)
         log.info("metrics and health on %s (/metrics, /healthz, /readyz, /status); bad-case report on %s/report",
