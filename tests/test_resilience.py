@@ -51,11 +51,11 @@ def test_a_member_joining_while_a_slow_batch_is_in_hand_waits_for_its_commit(bro
     store_put = first.service.store.put
     slow = {"calls": 0}
 
-    def slow_put(samples, alerts=()):
+    def slow_put(samples, alerts=(), traffic=None):
         slow["calls"] += 1
         if slow["calls"] == 2:
             time.sleep(3)  # the second member joins while this batch is in hand
-        store_put(samples, alerts)
+        store_put(samples, alerts, traffic)
 
     first.service.store.put = slow_put
     s = settings
