@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -38,6 +39,14 @@ from collectors.contract import (
 MIN_TS = 946_684_800.0
 #: Longest feature, prediction or segment name: it becomes a metric label and a column.
 MAX_KEY_LENGTH = 256
+#: The control (Unicode category Cc) and format (Cf) characters, as of Unicode 15.1: NUL, escapes,
+#: bidirectional overrides (U+202E), zero-width characters (U+200B..U+200F), the BOM. A name that
+#: becomes a metric label, a store column or a file name must not hold one: it would hide or
+#: reorder what a person reads. (tests/test_decode.py checks this against ``unicodedata``.)
+UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
 _SCALARS = (str, int, float, bool, type(None))
 _NUMBERS = (int, float)
 #: Top-level fields the validator checks itself, by event kind; any other field is
@@ -123,6 +132,10 @@ class Decoder:
             obj = usual
             try:
                 obj["ts"] = _timestamp(obj, now + self.limits.max_future_skew_s)
+                # ASCII without escapes or DEL holds no control or format character: most
+                # messages skip the search of their names (a scan of the bytes in C).
+                if not value.isascii() or b"\\" in value or b"\x7f" in value:
+                    _check_names(obj)
             except _Invalid as bad:
                 return None, bad.reason, bad.detail
             return obj, None, ""
@@ -186,6 +199,7 @@ class Decoder:
                     _check_depth(extra, lim.max_depth, name)
             elif type(extra) is str and len(extra) > lim.max_string_length and name not in known:
                 raise _Invalid("too_large", f"{name} is {len(extra)} characters; at most {lim.max_string_length}")
+        _check_names(obj, tracking=typ != FEEDBACK_TYPE)
         return obj
 
 
@@ -247,6 +261,33 @@ def _flat_object(obj: dict[str, Any], name: str, max_items: int, max_len: int) -
                 "wrong_type",
                 f"{name}.{key} is {_json_type(item)}; values must be numbers, strings, booleans or null",
             )
+
+
+def _unprintable(where: str, text: str) -> None:
+    found = UNPRINTABLE.search(text)
+    if found is not None:  # the detail names the character, never shows it (it may be a bidi override)
+        raise _Invalid("bad_value", f"{where} holds U+{ord(found.group()):04X}, a control or format character; "
+                                    "names must be printable")
+
+
+def _check_names(obj: dict[str, Any], tracking: bool = True) -> None:
+    """Names that become metric labels, store columns or file names must be printable:
+    ``model``, ``model_version`` and, of a tracking event (already validated), the names in
+    ``features``, ``prediction`` and ``segment``, and the segment's string values. Free
+    text (a comment) is not searched."""
+    for name in ("model", "model_version"):
+        value = obj.get(name)
+        if type(value) is str:
+            _unprintable(name, value)
+    if not tracking:
+        return
+    for name in ("features", "prediction", "segment"):
+        names = obj.get(name)
+        if names:
+            _unprintable(f"a name in {name}", "".join(names))  # one search over all of them
+    segment = obj.get("segment")
+    if segment:
+        _unprintable("a value in segment", "".join(v for v in segment.values() if type(v) is str))
 
 
 def _timestamp(obj: dict[str, Any], latest: float) -> float:

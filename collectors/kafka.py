@@ -23,6 +23,7 @@ messages again, which the idempotent sinks make harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -52,28 +53,42 @@ DEADLETTER_MAX_BYTES = 900_000
 log = logging.getLogger(__name__)
 
 
-async def _retry_until(deadline: float, what: str, bootstrap: str, attempt: Callable[[], Any]) -> Any:
-    """Run ``attempt`` (a coroutine factory) until it succeeds or ``deadline`` passes."""
+async def _retry_until(timeout_s: float, what: str, bootstrap: str, attempt: Callable[[], Any],
+                       close: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``attempt`` (a coroutine factory) until it succeeds or ``timeout_s`` passes; then
+    ``close`` the client (it would be left unclosed) and raise ``BrokerUnavailable``.
+
+    One line says that the wait began; aiokafka's own error line on every failed attempt
+    is held back meanwhile (the final error says the same, once)."""
+    deadline = time.monotonic() + timeout_s
     delay = 0.1
-    while True:
-        try:
-            return await attempt()
-        except (KafkaConnectionError, KafkaError, OSError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise BrokerUnavailable(
-                    f"could not {what} at {bootstrap}: {exc}. Check kafka.bootstrap_servers and that the "
-                    "broker is running (kafka.connect_timeout_s bounds this wait)") from exc
-            log.info("waiting for Kafka at %s (%s); retrying in %.1fs", bootstrap, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        while True:
+            try:
+                return await attempt()
+            except (KafkaConnectionError, KafkaError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    with contextlib.suppress(Exception):
+                        await close()
+                    raise BrokerUnavailable(
+                        f"could not {what} at {bootstrap} within {timeout_s:g}s (kafka.connect_timeout_s): {exc}. "
+                        "Check kafka.bootstrap_servers and that the broker is running") from exc
+                (log.debug if delay > 0.1 else log.info)(
+                    "waiting up to %gs for Kafka at %s (%s)", timeout_s, bootstrap, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+    finally:
+        quiet.setLevel(level)
 
 
 async def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float, replication: int = 1,
                         **kafka_config: Any) -> dict[str, int]:
     """Create missing topics (name -> partitions); return every topic's partition count."""
-    deadline = time.monotonic() + timeout_s
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_config)
-    await _retry_until(deadline, "connect to Kafka", bootstrap, admin.start)
+    await _retry_until(timeout_s, "connect to Kafka", bootstrap, admin.start, admin.close)
     try:
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, n, replication) for name, n in topics.items() if name not in existing]
@@ -173,8 +188,7 @@ class KafkaSource:
 
     async def start(self, timeout_s: float) -> None:
         """Connect and subscribe, waiting at most ``timeout_s`` for the broker."""
-        deadline = time.monotonic() + timeout_s
-        await _retry_until(deadline, "connect to Kafka", self.bootstrap, self._consumer.start)
+        await _retry_until(timeout_s, "connect to Kafka", self.bootstrap, self._consumer.start, self._consumer.stop)
         self._started = True
         self._consumer.subscribe(self.topics, listener=_Rebalance(self))
 
@@ -316,8 +330,8 @@ class KafkaSink:
         self._started = False
 
     async def start(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        await _retry_until(deadline, "connect the producer to Kafka", self.bootstrap, self._producer.start)
+        await _retry_until(timeout_s, "connect the producer to Kafka", self.bootstrap, self._producer.start,
+                           self._producer.stop)
         self._started = True
 
     async def send_all(self, topic: str, records: Sequence[tuple[bytes | None, bytes | None,

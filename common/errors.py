@@ -14,6 +14,7 @@ caller is whether trying again can help::
         ├── BrokerRejected      Kafka refused a record for good (too large, not authorised)
         ├── StoreFailed         the database refused an operation (not a lost connection)
         ├── StoreSchemaError    the database is not one of ours
+        ├── InputError          a file we were asked to read cannot be read
         └── OutputError         a file or folder we were asked to write cannot be written
 
 Bad *input* is not an exception in the hot path: ``collectors.decode`` returns a
@@ -65,6 +66,10 @@ class StoreFailed(FatalError):
 
 class StoreSchemaError(FatalError):
     """The store's database holds tables that are not ours, or an unknown version."""
+
+
+class InputError(FatalError):
+    """A file we were asked to read (events, a training set) cannot be read."""
 
 
 class OutputError(FatalError):

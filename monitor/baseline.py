@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from collectors.decode import Decoder, Limits
-from common.errors import ConfigError
+from common.errors import InputError
 from monitor.config import Settings
 from monitor.replay import read_messages
 
@@ -85,7 +85,7 @@ def build(path: str, settings: Settings, progress: IO[str] | None = sys.stderr, 
     try:
         stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
     try:
         now = time.time()
         for batch in read_messages(stream, 10_000):

@@ -16,10 +16,17 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from common.errors import ConfigError, FatalError, OutputError, TransientError
+from common.errors import ConfigError, FatalError, InputError, OutputError, TransientError
 from monitor import __version__
 from monitor.config import ENV_PREFIX, Settings, load_settings, reference_markdown, render_toml
-from monitor.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STARTUP
+from monitor.exit_codes import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STARTUP,
+)
 
 if TYPE_CHECKING:
     from retrain.store import SampleStore
@@ -210,6 +217,22 @@ def _setup_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code (see the module docstring)."""
+    try:
+        try:
+            code = _main(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit: a closed pipe must be caught below
+    except BrokenPipeError:
+        # The reader went away (`monitor config --markdown | head -3`): stop quietly, as
+        # a tool killed by SIGPIPE does, and let nothing flush to the dead pipe at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -221,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as exc:
         print(f"monitor: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InputError as exc:  # the user's mistake, not the configuration's
+        print(f"monitor: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except FatalError as exc:
         print(f"monitor: {exc}", file=sys.stderr)
@@ -261,7 +287,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(render_toml(settings), end="")
         return EXIT_OK
     settings = load_settings(args.config)
-    _setup_logging(args.log_level or settings.service.log_level)
+    # produce says what it did on stderr itself: its log shows only what went wrong.
+    _setup_logging(args.log_level or ("warning" if args.command == "produce" else settings.service.log_level))
     if args.command == "run":
         from monitor.service import run_daemon  # noqa: PLC0415
 
@@ -269,7 +296,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "replay":
         from monitor.replay import replay  # noqa: PLC0415
 
-        out = sys.stdout.buffer if args.alerts_out == "-" else open(args.alerts_out, "wb")  # noqa: SIM115
+        # Checked before any work: a wrong path must not cost a whole replay.
+        if args.alerts_out != "-":
+            _check_writable_file(args.alerts_out, "--alerts-out")
+        if args.metrics_out:
+            _check_writable_file(args.metrics_out, "--metrics-out")
+        try:
+            out = sys.stdout.buffer if args.alerts_out == "-" else open(args.alerts_out, "wb")  # noqa: SIM115
+        except OSError as exc:
+            raise OutputError(f"cannot write {args.alerts_out}: {exc.strerror}") from None
         try:
             summary = replay(args.file, settings, out, store_url=args.store, batch_size=args.batch_size,
                              metrics_out=args.metrics_out)

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
+import math
 import os
+import re
+import ssl
 import tomllib
 import types
 import typing
@@ -26,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from collectors.contract import ALERT_KINDS
 from collectors.redact import DEFAULT_PHONE_REGIONS, PHONE_REGIONS
@@ -34,6 +39,8 @@ from common.errors import ConfigError
 from retrain.badcases import DEFAULT_RULES, PriorityWeights, RuleSet
 
 ENV_PREFIX = "MONITOR_"
+#: Settings that hold a secret: never printed (``monitor config`` shows "<set>"), never in a repr.
+SECRET_KEYS = frozenset({"sasl_password", "webhook_secret", "token", "secret"})
 ENV_SOURCE = "the environment"
 #: Environment variables with our prefix that are not settings.
 ENV_NOT_SETTINGS = frozenset({"MONITOR_CONFIG"})
@@ -76,11 +83,46 @@ class KafkaSettings:
     topic_partitions: int = _key(4, "Partitions of topics created at start-up.", min=1)
     topic_replication: int = _key(3, "Replication factor of topics created at start-up (1 for a one-broker "
                                      "development cluster).", min=1)
-    security_protocol: str = _key("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    security_protocol: str = _key("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (for every client: "
+                                               "consumer, producers, admin, the retraining-queue producer).",
                                   choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
-    sasl_mechanism: str = _key("PLAIN", "SASL mechanism when security_protocol uses SASL.")
+    sasl_mechanism: str = _key("PLAIN", "SASL mechanism when security_protocol uses SASL: PLAIN, SCRAM-SHA-256 or "
+                                        "SCRAM-SHA-512.", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
     sasl_username: str = _key("", "SASL user name.")
-    sasl_password: str = _key("", "SASL password (prefer the environment variable).")
+    sasl_password: str = field(default="", repr=False, metadata={"doc": (
+        "SASL password; prefer the environment variable MONITOR_KAFKA_SASL_PASSWORD or sasl_password_file.")})
+    sasl_password_file: str = _key("", "File whose content, stripped, is sasl_password (e.g. a mounted Kubernetes "
+                                       "secret); set this or sasl_password, not both.")
+    ssl_cafile: str = _key("", "With SSL or SASL_SSL: PEM file of the certificate authorities to trust (empty: the "
+                               "system's).")
+    ssl_certfile: str = _key("", "With SSL or SASL_SSL: PEM file of this client's certificate, for brokers that "
+                                 "authenticate clients by TLS.")
+    ssl_keyfile: str = _key("", "PEM file of the private key of ssl_certfile (empty: it is in ssl_certfile).")
+
+    def sasl_secret(self) -> str:
+        """The SASL password, read from ``sasl_password_file`` if set."""
+        if self.sasl_password_file:
+            return _read_secret_file("kafka.sasl_password_file", self.sasl_password_file)
+        return self.sasl_password
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every Kafka client (None without SSL): the system's trust store, or
+        ``ssl_cafile``'s, and the client certificate if one is set."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"kafka.ssl_cafile {self.ssl_cafile} is not a PEM file of certificates: "
+                              f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
+        if self.ssl_certfile:
+            try:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile or None)
+            except (OSError, ssl.SSLError) as exc:  # the message may quote neither file's content
+                raise ConfigError(f"kafka.ssl_certfile {self.ssl_certfile} and kafka.ssl_keyfile "
+                                  f"{self.ssl_keyfile or '(none)'} are not a certificate and its key: "
+                                  f"{getattr(exc, 'reason', None) or exc.__class__.__name__}") from None
+        return context
 
 
 @dataclass
@@ -207,7 +249,9 @@ class SLOSettings:
 class StoreSettings:
     """The flagged-sample store (SQLAlchemy)."""
 
-    url: str = _key("sqlite:///model-monitor.db", "SQLAlchemy URL; postgresql+psycopg://... when scaled out.")
+    url: str = field(default="sqlite:///model-monitor.db", repr=False, metadata={  # it may hold a password
+        "doc": "SQLAlchemy URL; postgresql+psycopg://... when scaled out. A password in it is never shown; prefer "
+               "the environment variable MONITOR_STORE_URL."})
     retention_days: float = _key(30.0, "Delivered samples, alerts and sent triggers older than this are "
                                        "deleted (hourly); 0 keeps everything.", min=0)
 
@@ -242,26 +286,42 @@ class RetrainSettings:
         """The secrets that sign webhook requests, read from ``webhook_secret_file`` if set; none: unsigned."""
         if not self.webhook_secret_file:
             return self.webhook_secret.split()
-        where = f"retrain.webhook_secret_file {self.webhook_secret_file}"
-        try:
-            text = Path(self.webhook_secret_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{where} cannot be read: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            # The exception would quote the file's bytes: say what is wrong, never what is in it.
-            raise ConfigError(f"{where} is not UTF-8 text") from None
-        if not text.split():
-            raise ConfigError(f"{where} is empty")
-        return text.split()
+        return _read_secret_file("retrain.webhook_secret_file", self.webhook_secret_file).split()
+
+
+def _read_secret_file(key: str, path: str) -> str:
+    """The stripped content of a secret file; a ``ConfigError`` naming the key (never the content)."""
+    where = f"{key} {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        # The exception would quote the file's bytes: say what is wrong, never what is in it.
+        raise ConfigError(f"{where} is not UTF-8 text") from None
+    if not text.strip():
+        raise ConfigError(f"{where} is empty")
+    return text.strip()
 
 
 @dataclass
 class HttpSettings:
-    """The /metrics, /healthz and /readyz endpoints."""
+    """The /metrics, /healthz, /readyz, /status and /report endpoints."""
 
-    host: str = _key("0.0.0.0", "Address to bind.")
+    host: str = _key("0.0.0.0", "Address to bind: an IP address or a host name (0.0.0.0: every interface).")
     port: int = _key(9465, "Port to bind; 0 picks a free one.", min=0, max=65535)
     liveness_timeout_s: float = _key(60.0, "/healthz fails when the main loop is stuck this long.", min=1)
+    token: str = field(default="", repr=False, metadata={"doc": (
+        "Bearer token that /report (what users wrote) requires (Authorization: Bearer TOKEN); without one, /report "
+        "is served only when host is a loopback address. /metrics and the probes stay open. Prefer the "
+        "environment variable MONITOR_HTTP_TOKEN or token_file.")})
+    token_file: str = _key("", "File whose content, stripped, is token; set this or token, not both.")
+
+    def bearer_token(self) -> str:
+        """The token /report requires, read from ``token_file`` if set; empty: none."""
+        if self.token_file:
+            return _read_secret_file("http.token_file", self.token_file)
+        return self.token
 
 
 @dataclass
@@ -393,10 +453,11 @@ def _coerce(where: str, value: Any, kind: Any, from_env: bool) -> Any:
             if from_env:
                 return int(value.replace("_", ""))
         elif kind is float:
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
-            if from_env:
-                return float(value)
+            if (isinstance(value, int | float) and not isinstance(value, bool)) or from_env:
+                number = float(value)
+                if not math.isfinite(number):  # NaN passes every bound check: refuse it here
+                    raise ConfigError(f"{where} must be a finite number, got {value!r}")
+                return number
         elif kind is str:
             if isinstance(value, str):
                 return value
@@ -496,6 +557,7 @@ def _validate(settings: Settings) -> None:
                 raise ConfigError(f"{where}.{key} must be >= {least}; got {value!r}")
     if settings.retrain.webhook_secret and settings.retrain.webhook_secret_file:
         raise ConfigError("set retrain.webhook_secret or retrain.webhook_secret_file, not both")
+    _validate_services(settings)
     if not settings.kafka.bootstrap_servers.strip():
         raise ConfigError("kafka.bootstrap_servers must not be empty")
     t = settings.topics
@@ -524,6 +586,82 @@ def _validate_redact(r: RedactSettings) -> None:
         raise ConfigError(f"redact.secret_file {r.secret_file!r} is not a readable file")
     if r.recognizer and r.recognizer.count(":") != 1:
         raise ConfigError(f'redact.recognizer must be "package.module:factory", got {r.recognizer!r}')
+
+
+#: A host name as RFC 1123 allows it: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _check_host(where: str, host: str) -> None:
+    """An IP address, or a name that could resolve (not one that looks like a broken IP address)."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if len(host) > 253 or not _HOST_NAME.fullmatch(host) or labels[-1].isdigit():
+        raise ConfigError(f"{where} {host!r} is neither an IP address nor a host name")
+
+
+def _validate_services(settings: Settings) -> None:
+    """What ``monitor run`` would only find out after it connected: check it before any side effect."""
+    r, k, h = settings.retrain, settings.kafka, settings.http
+    if r.trigger_cron:
+        from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 - not needed to print --help
+
+        try:
+            CronTrigger.from_crontab(r.trigger_cron, timezone="UTC")
+        except ValueError as exc:
+            raise ConfigError(f"retrain.trigger_cron {r.trigger_cron!r} is not a crontab expression "
+                              f"(minute hour day month weekday): {exc}") from None
+    if r.webhook_url:
+        try:
+            url = urlsplit(r.webhook_url)
+            host = url.hostname
+            url.port  # noqa: B018 - raises ValueError on a port out of range
+        except ValueError as exc:
+            raise ConfigError(f"retrain.webhook_url {r.webhook_url!r} is not a URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not host:
+            raise ConfigError(f"retrain.webhook_url {r.webhook_url!r} must be an http:// or https:// URL with a "
+                              "host")
+    if r.webhook_secret_file:
+        r.webhook_secrets()  # raises ConfigError naming the file (never its content)
+    _check_host("http.host", h.host)
+    if h.token and h.token_file:
+        raise ConfigError("set http.token or http.token_file, not both")
+    if h.token_file:
+        h.bearer_token()
+    if k.sasl_password and k.sasl_password_file:
+        raise ConfigError("set kafka.sasl_password or kafka.sasl_password_file, not both")
+    if "SASL" in k.security_protocol and not (k.sasl_username and (k.sasl_password or k.sasl_password_file)):
+        raise ConfigError(f"kafka.security_protocol {k.security_protocol} needs kafka.sasl_username and a password "
+                          "(MONITOR_KAFKA_SASL_PASSWORD or kafka.sasl_password_file)")
+    if k.sasl_password_file:
+        k.sasl_secret()
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(k, key)
+        if not path:
+            continue
+        if not k.security_protocol.endswith("SSL"):
+            raise ConfigError(f"kafka.{key} is set but kafka.security_protocol is {k.security_protocol}: "
+                              "use SSL or SASL_SSL")
+        if not Path(path).is_file() or not os.access(path, os.R_OK):
+            raise ConfigError(f"kafka.{key} {path} does not exist or cannot be read")
+    if k.ssl_keyfile and not k.ssl_certfile:
+        raise ConfigError("kafka.ssl_keyfile is set without kafka.ssl_certfile")
+    k.ssl_context()  # a file that is not PEM fails here, not at the first connection
+
+
+def hide_password(url: str) -> str:
+    """A URL with its password replaced by ``***``, as SQLAlchemy shows it.
+
+    >>> hide_password("postgresql+psycopg://user:s3cret@db:5432/monitor")
+    'postgresql+psycopg://user:***@db:5432/monitor'
+    >>> hide_password("sqlite:///model-monitor.db")
+    'sqlite:///model-monitor.db'
+    """
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url, count=1)
 
 
 def load_settings(
@@ -596,8 +734,10 @@ def render_toml(settings: Settings, with_docs: bool = True) -> str:
                     tables.append(f"\n[[{section}.{f.name}]]")
                     tables.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())
                 continue
-            if f.name in ("sasl_password", "webhook_secret", "secret") and value:
+            if f.name in SECRET_KEYS and value:
                 value = "<set>"
+            elif section == "store" and f.name == "url":
+                value = hide_password(value)
             doc = f"  # {f.metadata['doc']}" if with_docs else ""
             lines.append(f"{f.name} = {_toml_value(value)}{doc}")
         lines.extend(tables)

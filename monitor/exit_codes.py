@@ -9,3 +9,5 @@ EXIT_CONFIG = 2
 EXIT_STARTUP = 3
 #: Stopped by Ctrl-C before there was anything to show (as shells report a SIGINT).
 EXIT_INTERRUPTED = 130
+#: The reader of stdout went away (``monitor config --markdown | head``), as shells report a SIGPIPE.
+EXIT_BROKEN_PIPE = 141

@@ -7,6 +7,8 @@ tell that the main loop is stuck (no heartbeat for ``liveness_timeout_s``).
 from __future__ import annotations
 
 import contextlib
+import hmac
+import ipaddress
 import logging
 import threading
 import time
@@ -98,6 +100,13 @@ class StatusServer:
     ``pages`` adds paths (such as ``/report``) served by a callable that returns the
     body and its content type, called on each request; one that raises is answered
     500 (and logged), and the server goes on.
+
+    The pages show what users wrote, so they are protected: with a ``token`` a request
+    must carry ``Authorization: Bearer <token>`` (else 401); without one they are served
+    only on a loopback address (else 403, saying how to set one). Every request to a
+    page is logged with the client's address and whether it was allowed (never the
+    token). ``/metrics``, the probes and ``/status`` stay open: they show counts, not
+    what users wrote. Nothing served changes state.
     """
 
     REQUEST_TIMEOUT_S = 10.0
@@ -105,11 +114,13 @@ class StatusServer:
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health,
                  status: Callable[[], dict[str, Any]] | None = None,
-                 pages: Mapping[str, Callable[[], tuple[bytes, str]]] | None = None) -> None:
+                 pages: Mapping[str, Callable[[], tuple[bytes, str]]] | None = None, *, token: str = "") -> None:
         self.registry = registry
         self.health = health
         self.status = status or dict
         self.pages = dict(pages or {})
+        self._token = token.encode()  # never logged, never in a message
+        self.loopback = is_loopback(host)
         for path in self.pages:
             if path in self.BUILTIN or not path.startswith("/"):
                 raise ValueError(f"page path {path!r} must start with / and not be one of {', '.join(self.BUILTIN)}")
@@ -178,7 +189,39 @@ class StatusServer:
             self._send(request, 404, f"not found; try {', '.join(paths[:-1])} or {paths[-1]}\n".encode(),
                        "text/plain")
 
+    def _allowed(self, request: BaseHTTPRequestHandler, path: str) -> bool:
+        """Answer 401 or 403 and return False unless the request may see a protected page."""
+        client = request.client_address[0] if request.client_address else "?"
+        if self._token:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            # compare_digest: the time taken must not tell how much of a guess was right.
+            allowed = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+            if allowed:
+                log.info("http: %s from %s allowed (token)", path, client)
+            else:
+                log.warning("http: %s from %s refused: no valid bearer token", path, client)
+                request.send_response(401)
+                request.send_header("WWW-Authenticate", 'Bearer realm="model-monitor"')
+                body = f"{path} needs the header Authorization: Bearer <http.token>\n".encode()
+                request.send_header("Content-Type", "text/plain")
+                request.send_header("Content-Length", str(len(body)))
+                request.end_headers()
+                request.wfile.write(body)
+            return allowed
+        if self.loopback:
+            log.info("http: %s from %s allowed (loopback, no token)", path, client)
+            return True
+        log.warning("http: %s from %s refused: no http.token is set and the server listens beyond the loopback "
+                    "interface", path, client)
+        self._send(request, 403, (
+            f"{path} shows what users wrote: it is served beyond the loopback interface only with a token. Set "
+            "MONITOR_HTTP_TOKEN (or http.token_file) and send Authorization: Bearer <token>, or bind http.host "
+            "to 127.0.0.1.\n").encode(), "text/plain")
+        return False
+
     def _page(self, request: BaseHTTPRequestHandler, path: str) -> None:
+        if not self._allowed(request, path):
+            return
         try:
             body, content_type = self.pages[path]()
             if not isinstance(body, bytes) or not isinstance(content_type, str):
@@ -197,3 +240,17 @@ class StatusServer:
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
         request.wfile.write(body)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, True, False)
+    """
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface

@@ -16,7 +16,7 @@ from typing import IO, Any
 import orjson
 
 from collectors.kafka import KafkaSink, ensure_topics
-from common.errors import ConfigError
+from common.errors import InputError
 
 
 def message_key(line: bytes, field: str) -> bytes | None:
@@ -43,31 +43,38 @@ async def produce(path: str, topic: str, bootstrap: str, *, key_field: str = "re
                   kafka_config: dict[str, Any] | None = None) -> int:
     """Send every line of ``path`` (``-`` for stdin) to ``topic``; return how many were acknowledged."""
     kafka_config = kafka_config or {}
-    if create_partitions:
-        await ensure_topics(bootstrap, {topic: create_partitions}, connect_timeout_s, **kafka_config)
-    try:
+    try:  # first: a wrong path must not wait for the broker or create a topic
         stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    sink = KafkaSink(bootstrap, **kafka_config)
-    await sink.start(connect_timeout_s)
-    sent, started, last = 0, time.perf_counter(), time.perf_counter()
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        batch: list[tuple[bytes | None, bytes | None, None]] = []
-        for line in stream:
-            value = line.rstrip(b"\r\n")
-            batch.append((message_key(value, key_field), value, None))
-            if len(batch) >= batch_size:
-                await sink.send_all(topic, batch)
-                sent += len(batch)
-                batch = []
-                if progress is not None and time.perf_counter() - last >= 2.0:
-                    last = time.perf_counter()
-                    progress.write(f"  {sent:,} sent, {sent / (last - started):,.0f}/s\n")
-        await sink.send_all(topic, batch)
-        sent += len(batch)
+        if create_partitions:
+            await ensure_topics(bootstrap, {topic: create_partitions}, connect_timeout_s, **kafka_config)
+        sink = KafkaSink(bootstrap, **kafka_config)
+        await sink.start(connect_timeout_s)  # closes the producer itself when it gives up
+        try:
+            return await _send_lines(stream, sink, topic, key_field, batch_size, progress)
+        finally:
+            await sink.stop()
     finally:
-        await sink.stop()
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+async def _send_lines(stream: IO[bytes], sink: KafkaSink, topic: str, key_field: str, batch_size: int,
+                      progress: IO[str] | None) -> int:
+    sent, started, last = 0, time.perf_counter(), time.perf_counter()
+    batch: list[tuple[bytes | None, bytes | None, None]] = []
+    for line in stream:
+        value = line.rstrip(b"\r\n")
+        batch.append((message_key(value, key_field), value, None))
+        if len(batch) >= batch_size:
+            await sink.send_all(topic, batch)
+            sent += len(batch)
+            batch = []
+            if progress is not None and time.perf_counter() - last >= 2.0:
+                last = time.perf_counter()
+                progress.write(f"  {sent:,} sent, {sent / (last - started):,.0f}/s\n")
+    await sink.send_all(topic, batch)
+    sent += len(batch)
     return sent

@@ -21,7 +21,7 @@ from typing import IO, BinaryIO
 from prometheus_client.exposition import generate_latest
 
 from collectors.contract import RawMessage
-from common.errors import ConfigError
+from common.errors import ConfigError, InputError, OutputError
 from monitor import __version__
 from monitor.config import Settings
 from monitor.metrics import Metrics
@@ -85,15 +85,20 @@ def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: s
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    try:  # before the store is created: a wrong path must leave nothing behind
+        stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
     metrics = Metrics(__version__)
-    store = SampleStore(store_url) if store_url else None
+    try:
+        store = SampleStore(store_url) if store_url else None
+    except BaseException:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+        raise
     pipeline = Pipeline(settings, metrics, baselines=store.baselines() if store else None)
     summary = ReplaySummary()
     started = last_report = time.perf_counter()
-    try:
-        stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     chain: list[EffectSink] = [Store(store)] if store is not None else []
     chain += [AlertFile(alerts_out), *sinks, Observer(summary.add, "summary")]
 
@@ -120,5 +125,8 @@ def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: s
     alerts_out.flush()
     summary.seconds = time.perf_counter() - started
     if metrics_out:
-        Path(metrics_out).write_bytes(generate_latest(metrics.registry()))
+        try:
+            Path(metrics_out).write_bytes(generate_latest(metrics.registry()))
+        except OSError as exc:  # the caller checked it first; it may have gone since
+            raise OutputError(f"cannot write {metrics_out}: {exc.strerror}") from None
     return summary

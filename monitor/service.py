@@ -26,7 +26,6 @@ import functools
 import logging
 import os
 import signal
-import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -123,17 +122,29 @@ def dataset_builder(settings: Settings, store: SampleStore) -> DatasetBuilder:
 
 
 def kafka_client_config(settings: Settings) -> dict[str, Any]:
-    """Security settings in the keyword names both aiokafka and kafka-python use."""
+    """TLS and SASL settings of every Kafka client, in the keyword names both aiokafka (consumer,
+    producer, admin) and kafka-python (the retraining-queue producer) take: ``security_protocol``,
+    ``ssl_context`` (the CA, client certificate and key files are loaded into it),
+    ``sasl_mechanism``, ``sasl_plain_username`` and ``sasl_plain_password`` (SCRAM takes the
+    same two). The password is read from ``kafka.sasl_password_file`` here, at start-up."""
     k = settings.kafka
     config: dict[str, Any] = {}
     if k.security_protocol != "PLAINTEXT":
         config["security_protocol"] = k.security_protocol
-    if k.security_protocol.endswith("SSL"):
-        config["ssl_context"] = ssl.create_default_context()
+    context = k.ssl_context()
+    if context is not None:
+        config["ssl_context"] = context
     if "SASL" in k.security_protocol:
         config.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
-                      sasl_plain_password=k.sasl_password)
+                      sasl_plain_password=k.sasl_secret())
     return config
+
+
+def retrain_producer_config(settings: Settings, kafka: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords of the kafka-python producer of the retraining queue (``KafkaPublisher``)."""
+    s = settings
+    return {"bootstrap_servers": s.kafka.bootstrap_servers.split(","), "client_id": f"{s.kafka.client_id}-retrain",
+            **kafka}
 
 
 def open_store(settings: Settings) -> SampleStore:
@@ -255,9 +266,13 @@ class Service:
 
     async def startup(self) -> None:
         s = self.settings
+        token = s.http.bearer_token()
         self.http = StatusServer(s.http.host, s.http.port, self.metrics.registry(), self.health, self.status,
-                                 pages={"/report": ReportPage(lambda: self.store, s)})
+                                 pages={"/report": ReportPage(lambda: self.store, s)}, token=token)
         self.http.start()
+        if not token and not self.http.loopback:
+            log.warning("/report (what users wrote) answers 403 on %s: set MONITOR_HTTP_TOKEN or http.token_file to "
+                        "serve it with a bearer token, or bind http.host to 127.0.0.1", s.http.host)
         log.info("metrics and health on %s (/metrics, /healthz, /readyz, /status); bad-case report on %s/report",
                  self.http.url, self.http.url)
         self.health.problem("startup", "connecting to the store")
@@ -304,10 +319,8 @@ class Service:
             cron = CronTrigger.from_crontab(r.trigger_cron, timezone="UTC") if r.trigger_cron else None
         except ValueError as exc:
             raise ConfigError(f"retrain.trigger_cron {r.trigger_cron!r} is not a crontab expression: {exc}") from None
-        self.publishers["queue"] = KafkaPublisher(
-            s.topics.retrain, timeout_s=s.kafka.request_timeout_s,
-            bootstrap_servers=s.kafka.bootstrap_servers.split(","), client_id=f"{s.kafka.client_id}-retrain",
-            **kafka)
+        self.publishers["queue"] = KafkaPublisher(s.topics.retrain, timeout_s=s.kafka.request_timeout_s,
+                                                  **retrain_producer_config(s, kafka))
         if r.webhook_url:
             secrets = r.webhook_secrets()
             try:

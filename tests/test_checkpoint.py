@@ -55,6 +55,22 @@ def test_a_restored_pipeline_raises_what_one_that_never_stopped_raises():
     assert relearnt != alerts, "without the state a restart learns again: the test must tell them apart"
 
 
+def test_a_snapshot_holds_no_secret_and_a_restored_state_gets_its_owners_settings():
+    secrets = {"kafka": {"sasl_password": "sasl-secret-1"}, "http": {"token": "token-secret-2"},
+               "store": {"url": "postgresql+psycopg://mm:store-secret-3@db/monitor"},
+               "retrain": {"webhook_secret": "webhook-secret-4"}}
+    settings = load_settings(environ={}, overrides=secrets)
+    first = Pipeline(settings, Metrics("test"), clock=lambda: START + 10**6)
+    first.process(messages(simulate(2, 300, [])))
+    blob = first.snapshot()
+    assert first.models
+    for secret in (b"sasl-secret-1", b"token-secret-2", b"store-secret-3", b"webhook-secret-4"):
+        assert secret not in blob
+    second = Pipeline(settings, Metrics("test"), clock=lambda: START + 10**6)
+    second.restore(blob)
+    assert all(model.detect == settings.detect for model in second.models.values())  # all a model keeps
+
+
 def test_the_fingerprint_follows_the_settings_that_shape_the_state():
     base = load_settings(environ={})
     assert settings_fingerprint(base) == settings_fingerprint(load_settings(environ={}))

@@ -78,10 +78,70 @@ def test_replay_reads_stdin_and_batches_do_not_change_alerts(events_file):
     assert a.stdout.count(b"\n") >= 2
 
 
-def test_replay_of_a_missing_file_is_a_clear_error(tmp_path):
-    result = monitor("replay", str(tmp_path / "nope.jsonl"))
+@pytest.mark.parametrize("command", ["replay", "baseline", "produce"])
+def test_a_missing_input_file_is_a_clear_error_not_a_configuration_error(tmp_path, command):
+    missing = tmp_path / "nope.jsonl"
+    extra = {"replay": ["--store", f"sqlite:///{tmp_path / 'x.db'}"],
+             "baseline": ["--store", f"sqlite:///{tmp_path / 'x.db'}"],
+             # Nothing listens there: the file is looked at before the broker is waited for.
+             "produce": ["--topic", "t", "--bootstrap-servers", f"127.0.0.1:{free_port()}"]}[command]
+    result = monitor(command, str(missing), *extra, timeout=30)
+    assert result.returncode == 2, result.stderr.decode()
+    assert result.stderr.decode() == f"monitor: cannot read {missing}: No such file or directory\n"
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("option", ["--alerts-out", "--metrics-out"])
+def test_replay_checks_its_outputs_before_any_work(events_file, tmp_path, option):
+    db = tmp_path / "replay.db"
+    result = monitor("replay", str(events_file), option, str(tmp_path / "missing" / "out"), "--store",
+                     f"sqlite:///{db}")
     assert result.returncode == 2
-    assert b"cannot read" in result.stderr
+    assert b"Traceback" not in result.stderr
+    assert f"{option} {tmp_path / 'missing' / 'out'}: the folder {tmp_path / 'missing'} does not exist".encode() \
+        in result.stderr
+    assert not db.exists(), "nothing may be done before the outputs are known to be writable"
+
+
+@pytest.mark.parametrize("args", [("config", "--markdown"), ("config", "--defaults"), ("replay", "EVENTS"),
+                                  ("--help",)])
+def test_a_reader_that_goes_away_ends_the_command_quietly(events_file, args):
+    """`monitor config --markdown | head -3`: no traceback when the pipe closes."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    argv = [str(events_file) if a == "EVENTS" else a for a in args]
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=clean)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line is written
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == (0 if args == ("--help",) else 141)  # argparse ignores the error itself
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr and b"Exception ignored" not in stderr
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[retrain]\ntrigger_cron = "not a cron"', b"retrain.trigger_cron 'not a cron' is not a crontab expression"),
+    ("[collect]\nmax_future_skew_s = nan", b"collect.max_future_skew_s must be a finite number"),
+    ('[retrain]\nwebhook_url = "ftp:/x"', b"retrain.webhook_url 'ftp:/x' must be an http:// or https:// URL"),
+    ('[http]\nhost = "999.1.1.1"', b"http.host '999.1.1.1' is neither an IP address nor a host name"),
+])
+def test_config_check_rejects_what_run_rejects(tmp_path, text, message):
+    path = tmp_path / "monitor.toml"
+    path.write_text(text)
+    for command in (("config", "--check"), ("run",)):
+        result = monitor(*command, "-c", str(path), timeout=30)
+        assert result.returncode == 2, result.stderr.decode()
+        assert message in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_produce_to_an_unreachable_broker_says_so_once_and_closes_cleanly(events_file):
+    bootstrap = f"127.0.0.1:{free_port()}"
+    result = monitor("produce", str(events_file), "--topic", "t", "--bootstrap-servers", bootstrap,
+                     env={"MONITOR_KAFKA_CONNECT_TIMEOUT_S": "2"}, timeout=60)
+    assert result.returncode == 3
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"monitor: could not connect the producer to Kafka at {bootstrap} within 2s "
+                               "(kafka.connect_timeout_s)")
 
 
 def test_config_prints_checks_and_names_bad_keys(tmp_path):

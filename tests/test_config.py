@@ -81,3 +81,70 @@ def test_reference_table_lists_every_key():
     for section in ("kafka", "topics", "collect", "redact", "join", "detect", "slo", "store", "retrain", "http"):
         assert f"| `{section}." in table
     assert table.count("\n") + 1 == 2 + sum(len(vars(getattr(Settings(), s))) for s in vars(Settings()))
+
+
+@pytest.mark.parametrize(("text", "env", "message"), [
+    ('[retrain]\ntrigger_cron = "not a cron"', {}, "retrain.trigger_cron 'not a cron' is not a crontab expression"),
+    ('[retrain]\ntrigger_cron = "0 25 * * mon"', {}, "retrain.trigger_cron .* is not a crontab expression"),
+    ("[collect]\nmax_future_skew_s = nan", {}, "collect.max_future_skew_s must be a finite number, got nan"),
+    ("[slo]\nburn_factor = inf", {}, "slo.burn_factor must be a finite number"),
+    ("", {"MONITOR_DETECT_RATE_ODDS_RATIO": "NaN"}, "detect.rate_odds_ratio must be a finite number"),
+    ("", {"MONITOR_JOIN_TTL_S": "-inf"}, "join.ttl_s must be a finite number"),
+    ('[retrain]\nwebhook_url = "ftp:/x"', {}, "retrain.webhook_url 'ftp:/x' must be an http:// or https:// URL"),
+    ('[retrain]\nwebhook_url = "https://"', {}, "must be an http:// or https:// URL with a host"),
+    ('[retrain]\nwebhook_url = "http://h:99999/"', {}, "retrain.webhook_url .* is not a URL"),
+    ('[http]\nhost = "999.1.1.1"', {}, "http.host '999.1.1.1' is neither an IP address nor a host name"),
+    ('[http]\nhost = "bad host"', {}, "http.host 'bad host' is neither"),
+    ('[http]\nhost = ""', {}, "http.host '' is neither"),
+    ('[kafka]\nsasl_mechanism = "GSSAPI"', {},
+     "kafka.sasl_mechanism must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    ('[kafka]\nsecurity_protocol = "SASL_SSL"', {}, "SASL_SSL needs kafka.sasl_username and a password"),
+    ('[kafka]\nsecurity_protocol = "SSL"\nssl_cafile = "/no/such/ca.pem"', {},
+     "kafka.ssl_cafile /no/such/ca.pem does not exist or cannot be read"),
+    ('[kafka]\nssl_cafile = "/etc/hostname"', {}, "kafka.ssl_cafile is set but kafka.security_protocol is PLAINTEXT"),
+    ('[kafka]\nsasl_password_file = "/no/such/file"', {}, "kafka.sasl_password_file /no/such/file cannot be read"),
+    ('[http]\ntoken_file = "/no/such/file"', {}, "http.token_file /no/such/file cannot be read"),
+    ('[retrain]\nwebhook_secret_file = "/no/such/file"', {},
+     "retrain.webhook_secret_file /no/such/file cannot be read"),
+    ("", {"MONITOR_HTTP_TOKEN": "t", "MONITOR_HTTP_TOKEN_FILE": "/etc/hostname"}, "set http.token or http.token_file"),
+])
+def test_what_run_would_reject_later_is_rejected_by_validation(text, env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(toml_text=text, environ=env)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "monitor-0.monitor.svc.",
+                                  "node1"])
+def test_addresses_and_host_names_are_valid_http_hosts(host):
+    assert load_settings(environ={"MONITOR_HTTP_HOST": host}).http.host == host
+
+
+def test_every_float_setting_refuses_nan_and_infinities():
+    from monitor.config import sections  # noqa: PLC0415
+
+    for section, cls in sections().items():
+        for name, value in vars(cls()).items():
+            if type(value) is not float:
+                continue
+            for bad in ("nan", "inf", "-inf"):
+                with pytest.raises(ConfigError, match=f"{section}.{name} must be a finite number"):
+                    load_settings(toml_text=f"[{section}]\n{name} = {bad}", environ={})
+
+
+def test_secrets_come_from_files_and_are_never_rendered(tmp_path):
+    password, token = tmp_path / "password", tmp_path / "token"
+    password.write_text("  sasl-pw\n")
+    token.write_text("tok-1\n")
+    settings = load_settings(environ={"MONITOR_KAFKA_SASL_PASSWORD_FILE": str(password),
+                                      "MONITOR_HTTP_TOKEN_FILE": str(token),
+                                      "MONITOR_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                                      "MONITOR_KAFKA_SASL_USERNAME": "monitor",
+                                      "MONITOR_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"})
+    assert settings.kafka.sasl_secret() == "sasl-pw" and settings.http.bearer_token() == "tok-1"
+    settings = load_settings(environ={"MONITOR_KAFKA_SASL_PASSWORD": "pw-env", "MONITOR_HTTP_TOKEN": "tok-env",
+                                      "MONITOR_STORE_URL": "postgresql+psycopg://mm:db-pw@db:5432/monitor"})
+    text = render_toml(settings)
+    for secret in ("pw-env", "tok-env", "db-pw"):
+        assert secret not in text and secret not in repr(settings)
+    assert 'sasl_password = "<set>"' in text and 'token = "<set>"' in text
+    assert 'url = "postgresql+psycopg://mm:***@db:5432/monitor"' in text

@@ -386,9 +386,9 @@ def test_an_unusable_secret_file_is_an_error_naming_the_key_not_the_content(tmp_
     path = tmp_path / "secret"
     if content is not None:
         path.write_bytes(content)
-    settings = load_settings(environ={}, overrides={"retrain": {"webhook_secret_file": str(path)}})
+    # Found by validation (monitor config --check), before the daemon does anything.
     with pytest.raises(ConfigError, match=f"retrain.webhook_secret_file {path} {error}") as failed:
-        settings.retrain.webhook_secrets()
+        load_settings(environ={}, overrides={"retrain": {"webhook_secret_file": str(path)}})
     assert SECRET not in str(failed.value)
     # A chained UnicodeDecodeError would print the file's bytes with the traceback.
     assert failed.value.__cause__ is None and (failed.value.__context__ is None or failed.value.__suppress_context__)
@@ -438,7 +438,11 @@ def test_the_daemon_signs_what_it_pushes_to_the_webhook(broker, daemon, receiver
 
 @pytest.mark.kafka
 def test_the_daemon_does_not_start_with_an_unreadable_secret_file(broker, tmp_path, caplog):
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET)
     settings = make_settings(broker, tmp_path, retrain={"webhook_url": "http://127.0.0.1:9/hook",
-                                                        "webhook_secret_file": str(tmp_path)})  # a directory
+                                                        "webhook_secret_file": str(secret)})
+    secret.unlink()
+    secret.mkdir()  # unreadable after validation: the daemon still refuses to start
     assert asyncio.run(Service(settings).run()) == EXIT_CONFIG
-    assert f"retrain.webhook_secret_file {tmp_path} cannot be read" in caplog.text
+    assert f"retrain.webhook_secret_file {secret} cannot be read" in caplog.text
