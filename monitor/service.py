@@ -213,6 +213,9 @@ class Service:
         self._pipeline_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-pipeline")
         self._task: asyncio.Task[Any] | None = None
         self._looping = False
+        # What started registers how it stops, so a stop undoes exactly what started, last
+        # first, however far the start-up got (aiokafka's and APScheduler's style).
+        self._stack = contextlib.AsyncExitStack()
 
     # -- lifecycle ------------------------------------------------------------------
     async def run(self) -> int:
@@ -270,6 +273,7 @@ class Service:
         self.http = StatusServer(s.http.host, s.http.port, self.metrics.registry(), self.health, self.status,
                                  pages={"/report": ReportPage(lambda: self.store, s)}, token=token)
         self.http.start()
+        self._on_stop("the HTTP server", self._stop_http)
         if not token and not self.http.loopback:
             log.warning("/report (what users wrote) answers 403 on %s: set MONITOR_HTTP_TOKEN or http.token_file to "
                         "serve it with a bearer token, or bind http.host to 127.0.0.1", s.http.host)
@@ -277,6 +281,7 @@ class Service:
                  self.http.url, self.http.url)
         self.health.problem("startup", "connecting to the store")
         self.store = await self._blocking(open_store, s)
+        self._on_stop("store", functools.partial(self._blocking, self.store.close))
         self.pipeline.baselines = await self._blocking(self.store.baselines)
         if self.pipeline.baselines:
             log.info("reference samples from `monitor baseline` for %s",
@@ -294,6 +299,7 @@ class Service:
                             "prediction may land in different members and fail to join", s.topics.tracking,
                             counts.get(s.topics.tracking), s.topics.feedback, counts.get(s.topics.feedback))
         self.sink = KafkaSink(s.kafka.bootstrap_servers, s.kafka.client_id, **kafka)
+        self._on_stop("producer", self.sink.stop)
         await self.sink.start(s.kafka.connect_timeout_s)
         self.source = KafkaSource(
             [s.topics.tracking, s.topics.feedback], s.kafka.bootstrap_servers, s.kafka.group_id,
@@ -306,6 +312,7 @@ class Service:
                                     self.metrics, self._blocking)
         self.source.on_assigned = self._assigned
         self.source.on_revoked = self._revoked
+        self._on_stop("consumer", self.source.stop)
         await self.source.start(s.kafka.connect_timeout_s)
         self._start_retraining(kafka)
         self.chain = self._effect_chain()
@@ -321,6 +328,7 @@ class Service:
             raise ConfigError(f"retrain.trigger_cron {r.trigger_cron!r} is not a crontab expression: {exc}") from None
         self.publishers["queue"] = KafkaPublisher(s.topics.retrain, timeout_s=s.kafka.request_timeout_s,
                                                   **retrain_producer_config(s, kafka))
+        self._on_stop("the retraining publishers", self._close_publishers)
         if r.webhook_url:
             secrets = r.webhook_secrets()
             try:
@@ -353,6 +361,7 @@ class Service:
         self.scheduler.add_job(self._job("store_prune", self.jobs.prune), "interval", seconds=PRUNE_INTERVAL_S,
                                id="prune", name="prune the store")
         self.scheduler.start()
+        self._on_stop("scheduler", self._stop_scheduler)
 
     def _effect_chain(self) -> tuple[EffectSink, ...]:
         """Dead letters, the store and the alert topic before the commit; the severe retrain
@@ -502,11 +511,17 @@ class Service:
         if self.exit_deadline is None:
             self.exit_deadline = time.monotonic() + self.settings.service.shutdown_timeout_s
         self.health.problem("shutdown", "shutting down")
-        graceful = not self.force_exit
+        await self._stack.aclose()  # last started, first stopped; each within the time left
+        # Whatever is still blocked in a thread is abandoned, not joined.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pipeline_thread.shutdown(wait=False, cancel_futures=True)
+        log.info("stopped after committing %d messages", self.committed)
 
-        async def bounded(what: str, work: Awaitable[Any]) -> None:
+    def _on_stop(self, what: str, stop: Callable[[], Awaitable[Any]]) -> None:
+        """Register how a part that started stops, at shutdown, within the time left."""
+        async def bounded() -> None:
             try:
-                await asyncio.wait_for(work, max(0.1, self._remaining()))
+                await asyncio.wait_for(stop(), max(0.1, self._remaining()))
             except TimeoutError:
                 log.error("shutdown: %s did not finish within service.shutdown_timeout_s; abandoned", what)
             except asyncio.CancelledError:
@@ -516,28 +531,26 @@ class Service:
                 log.error("shutdown: %s was cancelled from inside (a client's own task)", what)
             except Exception as exc:  # keep shutting the rest down, but say what failed
                 log.error("shutdown: %s failed: %s", what, exc)
+        self._stack.push_async_callback(bounded)
 
-        if self.scheduler is not None:
-            scheduler, self.scheduler = self.scheduler, None
-            await bounded("scheduler", self._blocking(scheduler.shutdown, graceful))
-            if self.jobs is not None and graceful and self.failure is None:
-                await bounded("final push", self._blocking(self._job("retrain_push", self.jobs.push)))
-        if self.source is not None:
-            await bounded("consumer", self.source.stop())
-        if self.sink is not None:
-            await bounded("producer", self.sink.stop())
-        for name, publisher in list(self.publishers.items()):
-            await bounded(f"{name} publisher", self._blocking(publisher.close))
+    async def _stop_scheduler(self) -> None:
+        if self.scheduler is None:
+            return
+        graceful = not self.force_exit
+        scheduler, self.scheduler = self.scheduler, None
+        await self._blocking(scheduler.shutdown, graceful)
+        if self.jobs is not None and graceful and self.failure is None:
+            await self._blocking(self._job("retrain_push", self.jobs.push))  # the final push
+
+    async def _close_publishers(self) -> None:
+        for publisher in list(self.publishers.values()):
+            await self._blocking(publisher.close)
         self.publishers.clear()
-        if self.store is not None:
-            await bounded("store", self._blocking(self.store.close))
+
+    async def _stop_http(self) -> None:
         if self.http is not None:
             self.http.stop()
             self.http = None
-        # Whatever is still blocked in a thread is abandoned, not joined.
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._pipeline_thread.shutdown(wait=False, cancel_futures=True)
-        log.info("stopped after committing %d messages", self.committed)
 
     @property
     def overran(self) -> bool:
