@@ -363,6 +363,8 @@ def catalog() -> list[tuple[str, Callable[[], Stream]]]:
                                                                                             0.005))})
     steady("steady_slo_edge", "latency median 50 ms (1.9% over 100 ms, objective 99%)",
                  latency_median_ms=50.0)
+    # Issue 13: a steady burn of 2 against the 99.9% availability objective, below both tiers' factors.
+    steady("steady_errors_0.2pct", "status error 0.2% (a steady burn of 2, objective 99.9%)", error_status=0.002)
     steady("steady_feedback_high", "thumbs-down 6%, error 25%", thumbs_down=0.06, error_rate=0.25)
     for name, gen, options in (("steady_sea", synth.SEA(variant=1, seed=31), {}),
                                ("steady_agrawal", synth.Agrawal(2, seed=32), {}),
