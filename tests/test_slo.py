@@ -102,3 +102,11 @@ def test_the_model_budget_reaches_the_slo_detectors():
     assert len(burns) == 2
     share = settings.detect.false_alarms_per_million / 1e6 / len(WATCHES)
     assert all(b.false_alarm_rate == pytest.approx(share) for b in burns)
+
+
+def test_the_demo_prints_a_true_comparison():
+    from monitor.demo import versus  # noqa: PLC0415 - the demo pulls in the daemon
+
+    assert versus(10.0, 10.0) == "score 10 >= 10"  # the "score 10 > 10"
+    assert versus(3.0004, 3.0) == "score 3.0004 > 3"  # above, though equal to 3 digits
+    assert versus(0.5, 1.0) == "score 0.5 < 1"
