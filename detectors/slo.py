@@ -16,15 +16,16 @@ tier can only start firing on a bad request (neither count rises on a good one),
 and at a burn of at most ``factor`` those come at most once in ``1/p`` requests: each
 bad request is a check, as a drift test's window every ``check_every`` values is,
 and the tier spends its per-request share ``r`` of the false-alarm rate at a per-check
-level of ``r / p``. Exactly: a fire at request ``t`` needs request ``t`` bad and at
-least ``c - 1`` bad among the ``long_window - 1`` before it, so under a steady burn of
+level of ``r / p``. Exactly: a fire at request ``t`` (but for the request that first
+fills the long window) needs request ``t`` bad and at least ``c - 1`` bad among the
+``long_window - 1`` before it, so under a steady burn of
 at most ``factor`` the false alarms per request are at most
 ``p * P(Binomial(long_window - 1, p) >= c - 1) <= r``. The bound is conservative
 (consecutive checks on overlapping windows agree, and a fire needs the short window
 too); ``c`` is also always more than ``factor`` times the budget's share of the
 window, so a fire's score (the long window's burn) is strictly above its threshold
-(the factor). Bursts of errors (requests not independent) are more than the bound
-counts: it states the rate for steady traffic.
+(the factor). Errors that come in bursts (requests not independent) can fire more
+often: the rate is stated for independent requests.
 
 The fast tier (a high factor over short windows, the workbook's "page") catches a
 large regression within a few thousand requests; the optional slow tier (a lower
