@@ -47,14 +47,15 @@ from scipy import special
 from detectors.base import Detector, Fire, require
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)  # bounded: rates change with the budget, old ones are dropped
 def critical_count(window: int, limit: Fraction, rate: float) -> int:
     """The fewest bad requests of a full ``window`` on which a tier whose burn ``factor``
     makes a share ``limit`` of bad requests may fire, spending at most ``rate`` false
     alarms per request under a steady burn of at most ``factor``; ``window + 1``: never.
 
-    Cached: computed once per window, limit and rate (rates change when the model's
-    budget is shared again, not per batch).
+    Cached (in one bounded cache): computed once per window, limit and rate, and looked
+    up at every batch, so no detector keeps a critical value of its own (rates change
+    when the model's budget is shared again, not per batch).
 
     >>> critical_count(2000, Fraction(1, 100), 1e-6)  # 20 bad expected at the factor
     40
@@ -91,11 +92,11 @@ class _Tier:
         self.limit = Fraction(str(factor)) * self.budget
         self.tail = np.zeros(0, dtype=np.int64)
         self.armed = True
-        self.set_rate(rate)
+        self.rate = rate  # false alarms per request this tier may spend
 
-    def set_rate(self, rate: float) -> None:
-        self.rate = rate
-        self.critical = critical_count(self.long_window, self.limit, rate)
+    @property
+    def critical(self) -> int:
+        return critical_count(self.long_window, self.limit, self.rate)
 
     def scan(self, bits: np.ndarray) -> tuple[list[Fire], list[tuple[int, int]], float]:
         """Fires, the index ranges [start, end) in which the tier was firing, and the last burn."""
@@ -211,7 +212,7 @@ class BurnRate(Detector):
         require(0.0 < rate < 1.0, f"rate must be in (0, 1), got {rate}")
         self.false_alarm_rate = rate
         for tier in self._tiers():
-            tier.set_rate(self._tier_rate)
+            tier.rate = self._tier_rate
 
     @property
     def critical_counts(self) -> tuple[int, ...]:
