@@ -1,7 +1,8 @@
 """Critical values: what a test's statistic must pass to fire at a per-check level.
 
 One place for each: the asymptotic two-sample Kolmogorov-Smirnov value, the two-sided
-normal quantile (the rank-sum z-score) and the chi-square upper quantile. A detector
+normal quantile (the rank-sum z-score), the chi-square upper quantile, and the count of
+bad requests an SLO burn tier's window must reach (an exact binomial tail). A detector
 looks one up at every check, for the level it has then (``alpha`` changes with the
 false-alarm budget), so nothing here depends on a detector's state. The chi-square
 quantile costs about five times a cache lookup (an iterative inverse in scipy) and the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from fractions import Fraction
 
 from scipy import special
 
@@ -50,3 +52,33 @@ def chi_square_critical_value(dof: int, level: float) -> float:
     if dof <= 0:
         return math.inf
     return float(special.chdtri(dof, level))
+
+
+@functools.lru_cache(maxsize=1024)  # bounded: rates change with the budget, old ones are dropped
+def critical_count(window: int, limit: Fraction, rate: float) -> int:
+    """The fewest bad requests of a full ``window`` on which a tier whose burn ``factor``
+    makes a share ``limit`` of bad requests may fire, spending at most ``rate`` false
+    alarms per request under a steady burn of at most ``factor``; ``window + 1``: never.
+
+    Cached (in one bounded cache): computed once per window, limit and rate, and looked
+    up at every batch, so no detector keeps a critical value of its own (rates change
+    when the model's budget is shared again, not per batch).
+
+    >>> critical_count(2000, Fraction(1, 100), 1e-6)  # 20 bad expected at the factor
+    40
+    >>> critical_count(2000, Fraction(1, 100), 0.5)  # no significance asked: just above 20
+    21
+    """
+    least = math.floor(limit * window) + 1  # strictly above the factor's share
+    if least > window:
+        return window + 1
+    p = float(limit)
+    level = rate / p  # one check per bad request, of which there are p per request
+    lo, hi = least, window + 1
+    while lo < hi:  # the smallest c with P(Binomial(window - 1, p) >= c - 1) <= level
+        mid = (lo + hi) // 2
+        if special.bdtrc(mid - 2, window - 1, p) <= level:  # bdtrc(k, n, p) = P(X > k)
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

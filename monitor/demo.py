@@ -70,6 +70,21 @@ class Console:
         print(f"{stamp} {text}", flush=True)
 
 
+def versus(score: float, threshold: float) -> str:
+    """``score S > T`` with a true sign (``>=`` at equality, ``<`` below), and digits enough
+    that a score above its threshold does not print as equal to it.
+
+    >>> versus(10.04, 10.0), versus(10.0, 10.0), versus(0.261, 0.148)
+    ('score 10.04 > 10', 'score 10 >= 10', 'score 0.261 > 0.148')
+    """
+    sign = ">" if score > threshold else ">=" if score == threshold else "<"
+    for digits in range(3, 18):
+        shown, line = f"{score:.{digits}g}", f"{threshold:.{digits}g}"
+        if shown != line or score == threshold:
+            break
+    return f"score {shown} {sign} {line}"
+
+
 def _pick_port(preferred: int) -> int:
     """``preferred`` if it is free, else (or for 0) a free port, so the header can show it."""
     if preferred:
@@ -284,7 +299,7 @@ class Demo:
             self.alerts += 1
             where = f"{alert.model} {alert.model_version or ''} {alert.feature or ''}".strip()
             self.console.line(f"ALERT {alert.kind:<17} {where:<32} {alert.detector} "
-                              f"score {alert.score:.3g} > {alert.threshold:.3g}", "red")
+                              f"{versus(alert.score, alert.threshold)}", "red")
             if not self._match(alert):
                 self.unexpected.append(alert)
 

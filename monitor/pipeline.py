@@ -98,7 +98,8 @@ class BatchResult:
 #: 6: the watched streams in a registry (``WATCHES``); a model keeps its detect settings only.
 #: 7: plain data (``monitor.state_format``), not a pickle.
 #: 8: drift tests keep no critical values of their own (detectors.critical caches them).
-STATE_FORMAT = 8
+#: 9: an SLO burn rate keeps its false-alarm rate.
+STATE_FORMAT = 9
 #: Recent alerts kept per model for the bad cases that arrive after them.
 ALERT_LOG_SIZE = 32
 #: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.

@@ -314,7 +314,7 @@ def test_score_and_threshold_are_floats_and_fires_pass_the_threshold(name):
         assert type(fire.index) is int
         assert isinstance(fire.score, float)
         assert isinstance(fire.threshold, float)
-        if name.startswith("burn_rate") or name in RIVER:  # fires at the threshold; the adapter reports 1.0 of 1.0
+        if name in RIVER:  # the adapter reports 1.0 of 1.0; every other detector fires past its threshold
             assert fire.score >= fire.threshold
         else:
             assert fire.score > fire.threshold
@@ -380,7 +380,7 @@ HYPERPARAMETERS = [
                     "min_p0": 0.002, "burn_in": 17, "settle": 9, "warmup_events": 12, "max_warmup": 999,
                     "arl0": None, "low_rate": 0.01}),
     (BurnRate, {"objective": 0.995, "long_window": 600, "short_window": 60, "factor": 6.0,
-                "slow_long_window": 6000, "slow_short_window": 600, "slow_factor": 2.0}),
+                "slow_long_window": 6000, "slow_short_window": 600, "slow_factor": 2.0, "false_alarm_rate": 1e-5}),
 ]
 
 
@@ -841,10 +841,23 @@ def test_rate_never_fires_on_a_constant_stream_of_ones():
 # -- BurnRate -----------------------------------------------------------------------------------
 
 
-def burn_reference(values, objective, long_window, short_window, factor):
+def burn_critical(objective, long_window, factor, rate):
+    """The critical count by brute force from scipy.stats: the fewest bad requests of the long
+    window, above factor x budget, for which a bad request finding c - 1 bad among the window's
+    other requests is rarer than rate / (factor x budget)."""
+    limit = Fraction(factor) * (1 - Fraction(objective))
+    p = float(limit)
+    c = int(limit * long_window) + 1
+    while c <= long_window and stats.binom.sf(c - 2, long_window - 1, p) > rate / p:
+        c += 1
+    return min(c, long_window + 1)  # long_window + 1: never
+
+
+def burn_reference(values, objective, long_window, short_window, factor, rate=1e-6):
     """The documented rule, value by value, in exact arithmetic: [(index, burn)]."""
     budget = 1 - Fraction(objective)
     limit = Fraction(factor) * budget
+    critical = burn_critical(objective, long_window, factor, rate)
     fires, armed = [], True
     for t in range(len(values)):
         end = t + 1
@@ -852,7 +865,7 @@ def burn_reference(values, objective, long_window, short_window, factor):
         long_bad = int(sum(values[end - long_len: end]))
         short_bad = int(sum(values[max(end - short_window, 0): end]))
         long_burning = long_bad >= limit * long_len
-        if armed and long_burning and short_bad >= limit * short_window and end >= long_window:
+        if armed and long_bad >= critical and short_bad >= limit * short_window and end >= long_window:
             fires.append((t, long_bad / (long_len * budget)))
             armed = False
         elif not armed and not long_burning:
@@ -860,37 +873,43 @@ def burn_reference(values, objective, long_window, short_window, factor):
     return fires
 
 
-def test_burn_rate_fires_where_both_windows_reach_the_limit():
-    detector = BurnRate(objective=0.75, long_window=40, short_window=8, factor=2.0)
+def _plain_burn(**kwargs):
+    # A false-alarm rate of 0.5 asks for no significance: the long window fires one bad request
+    # past factor x budget (21 of 40 here), the smallest count whose burn is above the factor.
+    return BurnRate(**{"objective": 0.75, "long_window": 40, "short_window": 8, "factor": 2.0,
+                       "false_alarm_rate": 0.5, **kwargs})
+
+
+def test_burn_rate_fires_where_both_windows_pass_the_limit():
+    detector = _plain_burn()
+    assert detector.critical_counts == (21,)
     values = np.concatenate([np.zeros(200), np.ones(100)])
-    # Half of the long window (20 of 40) is bad at index 219; the short window is all bad sooner.
+    # 21 of the long window's 40 are bad at index 220; the short window is all bad sooner.
     fires = detector.update_many(values)
-    assert [(f.index, f.score, f.threshold) for f in fires] == [(219, 2.0, 2.0)]
+    assert [(f.index, f.score, f.threshold) for f in fires] == [(220, 2.1, 2.0)]
 
 
 def test_burn_rate_counts_a_partial_long_window_from_the_start():
-    detector = BurnRate(objective=0.75, long_window=40, short_window=8, factor=2.0)
-    values = np.concatenate([np.zeros(20), np.ones(24), np.zeros(5)])
-    # Before 40 values the long window is all there is: 20 bad of 40 at index 39, not sooner.
-    assert [f.index for f in detector.update_many(values)] == [39]
+    values = np.concatenate([np.zeros(20), np.ones(25), np.zeros(5)])
+    # Before 40 values the long window is all there is: 21 bad of 40 at index 40, not sooner.
+    assert [f.index for f in _plain_burn().update_many(values)] == [40]
 
 
 def test_burn_rate_needs_the_short_window_too():
-    # A burst of 17 bad, then 1 bad in every 8: the long window reaches 20 bad of 40 only
+    # A burst of 18 bad, then 1 bad in every 8: the long window reaches 21 bad of 40 only
     # once the short window has calmed (1 bad of its 8, the limit is 4).
-    values = np.concatenate([np.zeros(100), np.ones(17), np.tile([1.0, 0, 0, 0, 0, 0, 0, 0], 10)])
+    values = np.concatenate([np.zeros(100), np.ones(18), np.tile([1.0, 0, 0, 0, 0, 0, 0, 0], 10)])
     long_bad = np.convolve(values, np.ones(40))[: len(values)]
-    assert long_bad.max() >= 20
-    assert BurnRate(objective=0.75, long_window=40, short_window=8, factor=2.0).update_many(values) == []
-    fires = BurnRate(objective=0.75, long_window=40, short_window=40, factor=2.0).update_many(values)
-    assert [f.index for f in fires] == [int(np.argmax(long_bad >= 20))]
+    assert long_bad.max() >= 21
+    assert _plain_burn().update_many(values) == []
+    fires = _plain_burn(short_window=40).update_many(values)
+    assert [f.index for f in fires] == [int(np.argmax(long_bad >= 21))]
 
 
 def test_burn_rate_fires_once_per_episode_and_rearms_after_the_long_window_calms():
-    detector = BurnRate(objective=0.75, long_window=40, short_window=8, factor=2.0)
     episode = np.concatenate([np.zeros(100), np.ones(300)])
-    fires = detector.update_many(np.concatenate([episode, episode]))
-    assert [f.index for f in fires] == [119, 519]
+    fires = _plain_burn().update_many(np.concatenate([episode, episode]))
+    assert [f.index for f in fires] == [120, 520]
 
 
 @pytest.mark.parametrize("short_window", [1, 5, 30])
@@ -914,33 +933,37 @@ def test_burn_rate_never_fires_before_the_long_window_is_full(short_window):
     long_window=st.integers(1, 50),
     short_fraction=st.floats(0.0, 1.0),
     cuts=st.lists(st.integers(0, 300), max_size=6, unique=True),
+    rate=st.sampled_from([0.5, 0.05, 1e-3, 1e-6]),
 )
-def test_burn_rate_matches_the_exact_rule(values, objective, factor, long_window, short_fraction, cuts):
+def test_burn_rate_matches_the_exact_rule(values, objective, factor, long_window, short_fraction, cuts, rate):
     # Dyadic objectives and factors: every float in the rule is exact, so float and
     # Fraction must agree to the last bit.
     short_window = max(1, round(short_fraction * long_window))
-    detector = BurnRate(objective=objective, long_window=long_window, short_window=short_window, factor=factor)
+    detector = BurnRate(objective=objective, long_window=long_window, short_window=short_window, factor=factor,
+                        false_alarm_rate=rate)
+    assert detector.critical_counts == (burn_critical(objective, long_window, factor, rate),)
     arr = np.asarray(values)
     got = fires_in_batches(detector, arr, [c for c in cuts if c <= len(arr)])
-    expected = burn_reference(values, objective, long_window, short_window, factor)
+    expected = burn_reference(values, objective, long_window, short_window, factor, rate)
     assert [(i, s) for i, s, _ in got] == [(i, float(b)) for i, b in expected]
     if values:
         assert detector.score == pytest.approx(
             float(sum(values[-long_window:]) / (min(len(values), long_window) * (1 - Fraction(objective)))))
 
 
-def test_burn_rate_fires_at_exactly_factor_times_the_budget():
-    detector = BurnRate(objective=0.9, long_window=100, short_window=100, factor=3.0)
+def test_burn_rate_does_not_fire_at_exactly_factor_times_the_budget():
     values = np.concatenate([np.zeros(70), np.ones(30)])  # 30 bad of 100: 0.3 = 3 x 0.1
-    fires = detector.update_many(values)
-    assert [f.index for f in fires] == [99]
+    detector = BurnRate(objective=0.9, long_window=100, short_window=100, factor=3.0, false_alarm_rate=0.5)
+    assert detector.update_many(values) == []
+    fires = detector.update_many(np.ones(1))  # 31 bad of 100: past the limit
+    assert [(f.index, f.score, f.threshold) for f in fires] == [(0, 3.1, 3.0)]
 
 
-def test_burn_rate_fire_score_reaches_its_threshold():
-    detector = BurnRate(objective=0.99, long_window=70, short_window=70, factor=10.0)
-    fires = detector.update_many(np.concatenate([np.zeros(63), np.ones(7)]))
+def test_burn_rate_fire_score_is_above_its_threshold():
+    detector = BurnRate(objective=0.99, long_window=70, short_window=70, factor=10.0, false_alarm_rate=0.5)
+    fires = detector.update_many(np.concatenate([np.zeros(62), np.ones(8)]))
     assert fires
-    assert all(f.score >= f.threshold for f in fires)
+    assert all(f.score > f.threshold for f in fires)
 
 
 # -- RiverAdapter -----------------------------------------------------------------------------------
