@@ -103,7 +103,8 @@ def rules_of(settings: Settings) -> RuleSet:
     return RuleSet.compile(settings.badcases.rules, settings.slo.latency_threshold_ms)
 
 
-def load_cases(store: SampleStore, settings: Settings, selection: Selection) -> list[Case]:
+def load_cases(store: SampleStore, settings: Settings, selection: Selection,
+               load_since: float | None = None) -> list[Case]:
     """The selected bad cases, grouped and ranked, highest priority first.
 
     Groups and priorities are worked out over every stored case of the selected
@@ -112,7 +113,7 @@ def load_cases(store: SampleStore, settings: Settings, selection: Selection) -> 
     """
     b = settings.badcases
     cases = load_ranked(store, rules_of(settings), b.weights(), b.duplicate_threshold, selection.models or None,
-                        selection.until)
+                        selection.until, load_since)
     return [c for c in cases if selection.keeps(c)]
 
 
@@ -224,17 +225,21 @@ def to_text(cases: Sequence[Case], fmt: str, **kwargs: bool) -> str:
 
 def report(store: SampleStore, settings: Settings, selection: Selection, *, generated_at: float | None = None,
            title: str = "model-monitor: bad cases") -> Report:
-    """The report of the selected bad cases; the trends also count the cases before ``since``."""
+    """The report of the selected bad cases; the trends also count the period before ``since``."""
+    period_s = settings.badcases.period_days * 86400
     earlier = Selection(models=selection.models, versions=selection.versions, categories=selection.categories,
                         segment=selection.segment, since=None, until=selection.until)
-    cases = [c.record() for c in load_cases(store, settings, earlier)]
+    load_since = None if selection.since is None else selection.since - period_s
+    cases = [c.record() for c in load_cases(store, settings, earlier, load_since)]
     return build_report(cases, title=title, since=selection.since, until=selection.until,
-                        period_s=settings.badcases.period_days * 86400, generated_at=generated_at)
+                        period_s=period_s, generated_at=generated_at)
 
 
 class ReportPage:
-    """``/report`` of the daemon: the HTML report of every stored bad case, built at most
-    every ``ttl_s`` (a page that many people reload must not read the store each time)."""
+    """``/report`` of the daemon: the HTML report of the bad cases of the last two periods
+    (``badcases.period_days``, by event time, up to the newest case), built at most every
+    ``ttl_s`` (a page that many people reload must not read the store each time; a store
+    that keeps months of cases must not be read whole)."""
 
     def __init__(self, store: Callable[[], SampleStore | None], settings: Settings, ttl_s: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -252,6 +257,8 @@ class ReportPage:
                 store = self.store()
                 if store is None:
                     raise RuntimeError("the store is not open yet")
-                page = render_html(report(store, self.settings, Selection(), generated_at=time.time()))
+                newest = store.newest_badcase_ts(BADCASE_KINDS)
+                since = None if newest is None else newest - 2 * self.settings.badcases.period_days * 86400
+                page = render_html(report(store, self.settings, Selection(since=since), generated_at=time.time()))
                 self._page = (now, page.encode())
             return self._page[1], "text/html; charset=utf-8"

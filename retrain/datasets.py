@@ -52,11 +52,12 @@ class DatasetOptions:
 
 
 def load_ranked(store: SampleStore, rules: RuleSet, weights: PriorityWeights, threshold: float,
-                models: Sequence[str] | None = None, until: float | None = None) -> list[Case]:
-    """Every stored bad case of ``models`` (all if None) up to ``until``, grouped and
-    ranked, highest priority first; the priority's periods end at ``until`` or at the
-    newest case."""
-    rows = store.badcase_rows(models=models, until=until, reasons=BADCASE_KINDS)
+                models: Sequence[str] | None = None, until: float | None = None,
+                since: float | None = None) -> list[Case]:
+    """Every stored bad case of ``models`` (all if None) from ``since`` up to ``until``,
+    grouped and ranked, highest priority first; the priority's periods end at ``until``
+    or at the newest case."""
+    rows = store.badcase_rows(models=models, since=since, until=until, reasons=BADCASE_KINDS)
     cases = [Case.from_row(row) for row in rows]
     if not cases:
         return []

@@ -455,6 +455,12 @@ class SampleStore:
             query = query.where(t.c.event_ts < until)
         return self._rows(query)
 
+    def newest_badcase_ts(self, reasons: Sequence[str]) -> float | None:
+        """Event time of the newest stored sample with one of ``reasons``."""
+        t = samples_table
+        newest = self._scalar(select(func.max(t.c.event_ts)).where(t.c.reason.in_(list(reasons))))
+        return None if newest is None else float(newest)
+
     def set_categories(self, categories: Mapping[int, str]) -> int:
         """Set the category of samples by row id; return how many changed."""
         t = samples_table
