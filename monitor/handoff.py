@@ -54,7 +54,7 @@ from common.errors import MonitorError
 from monitor.config import Settings
 from monitor.metrics import CHECKPOINT_BYTES, CHECKPOINTS, JOIN_MOVES, Metrics
 from monitor.pipeline import Pipeline, settings_fingerprint
-from retrain.store import translate_error
+from retrain.store import read_rows, translate_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,11 +110,7 @@ class HandoffStore:
                 raise translate_error(exc, url) from exc
 
     def _rows(self, query: Any) -> list[dict[str, Any]]:
-        try:
-            with self.engine.connect() as conn:
-                return [dict(row._mapping) for row in conn.execute(query)]
-        except SQLAlchemyError as exc:
-            raise translate_error(exc, self.url) from exc
+        return read_rows(self.engine, self.url, query)
 
     def put_checkpoint(self, group_id: str, partitions: list[tuple[str, int, int]], fingerprint: str,
                        state: bytes) -> None:

@@ -214,6 +214,15 @@ def translate_error(exc: SQLAlchemyError, url: str) -> Exception:
     return StoreFailed(f"store {url} refused the operation: {cause}")
 
 
+def read_rows(engine: Engine, url: str, query: Any) -> list[dict[str, Any]]:
+    """The rows of ``query`` as dicts; a database error as ours (``translate_error``)."""
+    try:
+        with engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+    except SQLAlchemyError as exc:
+        raise translate_error(exc, url) from exc
+
+
 class SampleStore:
     """Flagged samples, alerts and retrain triggers in one database."""
 
@@ -388,11 +397,7 @@ class SampleStore:
             raise translate_error(exc, self.url) from exc
 
     def _rows(self, query: Any) -> list[dict[str, Any]]:
-        try:
-            with self.engine.connect() as conn:
-                return [dict(row._mapping) for row in conn.execute(query)]
-        except SQLAlchemyError as exc:
-            raise translate_error(exc, self.url) from exc
+        return read_rows(self.engine, self.url, query)
 
     def put_baselines(self, baselines: dict[tuple[str, str], dict[str, tuple[int, list[Any]]]]) -> int:
         """Replace the reference samples of each (model, version) given; return the features stored."""
