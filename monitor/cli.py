@@ -381,6 +381,12 @@ def _badcases(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
     shown = bc.select_output(cases, grouped=args.grouped, limit=args.limit)
+    if not cases:
+        filtered = any((args.model, args.version, args.category, args.segment, args.since, args.until))
+        print("monitor: no bad case" + (" matches these filters" if filtered else " is stored yet: the daemon stores "
+              "thumbs-downs, complaints, corrections and wrong late labels as they arrive (monitor replay FILE "
+              "--store URL fills a store from a file)") + f"; store {store.url}", file=sys.stderr)
+        return EXIT_OK
     bc.write(shown, args.format, sys.stdout, grouped=args.grouped, explain=args.explain)
     sys.stdout.flush()
     print(bc.summary(cases) + (f"; {len(shown):,} shown" if len(shown) < len(cases) else ""), file=sys.stderr)
