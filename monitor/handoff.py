@@ -54,6 +54,7 @@ from common.errors import MonitorError
 from monitor.config import Settings
 from monitor.metrics import CHECKPOINT_BYTES, CHECKPOINTS, JOIN_MOVES, Metrics
 from monitor.pipeline import Pipeline, settings_fingerprint
+from monitor.state_format import StateFormatError
 from retrain.store import read_rows, translate_error
 
 log = logging.getLogger(__name__)
@@ -336,14 +337,18 @@ class StateHandoff:
             self._count_checkpoint("discarded")
             return
         age = time.time() - checkpoint["saved_at"]
+        try:
+            self.pipeline.restore(checkpoint["state"], detectors_only=not exact)  # all read, or nothing taken
+        except StateFormatError as exc:  # damaged, or written by something else: learn afresh
+            log.error("the saved state of group %s cannot be read (%s): starting afresh", self.group, exc)
+            self._count_checkpoint("discarded")
+            return
         if not exact:
-            self.pipeline.restore(checkpoint["state"], detectors_only=True)
             self._count_checkpoint("seeded")
             log.info("no saved state for exactly partitions %s: took the detectors (%d models) of the group's "
                      "latest, saved %.0fs ago (the join comes by partition)", sorted(assigned),
                      len(self.pipeline.models), age)
             return
-        self.pipeline.restore(checkpoint["state"])
         self.source.seek({(t, p): o for t, p, o in checkpoint["partitions"] if o >= 0})
         self._count_checkpoint("restored")
         log.info("restored the pipeline's state saved %.0fs ago (%d models, stream position %d)",

@@ -100,6 +100,9 @@ class BatchResult:
 #: 8: drift tests keep no critical values of their own (detectors.critical caches them).
 #: 9: an SLO burn rate keeps its false-alarm rate.
 STATE_FORMAT = 9
+#: What ``Pipeline.snapshot`` holds.
+_SNAPSHOT_KEYS = ("models", "model_labels", "join_counts", "position", "watermark", "close_at", "last_totals",
+                  "alert_log", "slices", "slice_overflow")
 #: Recent alerts kept per model for the bad cases that arrive after them.
 ALERT_LOG_SIZE = 32
 #: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.
@@ -305,6 +308,9 @@ class Pipeline:
         model's traffic, so one member's references are right for any partitions.
         """
         state = state_format.loads(blob, {w.name: w for w in self.watches})
+        missing = [k for k in _SNAPSHOT_KEYS if type(state) is not dict or k not in state]
+        if missing:  # read it all before taking any of it: nothing half-restored
+            raise state_format.StateFormatError(f"saved state lacks {', '.join(missing)}")
         self.models = state["models"]
         self.model_labels = state["model_labels"]
         self._slices = state["slices"]

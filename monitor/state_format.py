@@ -11,8 +11,11 @@ the data:
   ordered dicts and maps with keys other than strings as tagged maps;
 - numpy arrays as their dtype, shape and raw bytes;
 - objects of allowed classes (ours, and river's detectors) as their class name and
-  attributes (their ``__getstate__``), or, for a compiled class that keeps its state
-  inside (river's ADWIN), its ``__reduce__``: allowed class, arguments, state;
+  attributes (their ``__getstate__``), built by ``__new__`` and given their attributes
+  (no constructor runs); a compiled class of river's that keeps its state inside (the
+  ADWIN window) by its own ``__new__`` with saved arguments; a class is named by its
+  module and its own name, defined in that module, on the allow-list;
+- the one callback the state keeps (``ALLOWED_METHODS``) by its owner and name;
 - ``Watch`` declarations by name, looked up in the registry of the reader.
 
 The first bytes name the format and its version (``MMSTATE`` and a number): a blob of
@@ -46,9 +49,17 @@ MAGIC = b"MMSTATE"
 VERSION = 1
 HEADER = MAGIC + bytes([VERSION])
 #: Module prefixes whose classes may be built from saved state.
-ALLOWED_MODULES = ("detectors.", "river.")
+ALLOWED_MODULES = ("detectors.", "river.drift.", "river.stats.", "river.utils.", "river.base.",
+                   "river._river_rust.")
 _ALLOWED_EXACT = frozenset({"monitor.model_state", "monitor.metrics", "monitor.config", "collectors.join",
                             "collectors.contract", "detectors", "fractions"})
+#: The one kind of callback the state keeps: a track tells its version that it added a test.
+ALLOWED_METHODS = frozenset({("monitor.model_state:VersionState", "changed")})
+#: Classes built by their own ``__new__`` with saved arguments (compiled, keeping their state
+#: inside: river's ADWIN window); never by a constructor.
+_NEWOBJ_MODULES = ("river._river_rust.",)
+#: Deepest nesting read back (our state nests a few dozen levels): deeper is damage or an attack.
+MAX_DEPTH = 200
 
 
 class StateFormatError(ValueError):
@@ -60,21 +71,23 @@ def _name(cls: type) -> str:
 
 
 def _allowed(module: str) -> bool:
-    return module in _ALLOWED_EXACT or any(module.startswith(p) for p in ALLOWED_MODULES if p.endswith("."))
+    return module in _ALLOWED_EXACT or module.startswith(ALLOWED_MODULES)
 
 
 def _class(name: str) -> type:
+    """The class ``module:Name`` names: defined in that module itself (not reached through
+    what the module imports), in a module of the state, and a class."""
+    if type(name) is not str:
+        raise StateFormatError("saved state names a class by something other than text")
     module, _, qualname = name.partition(":")
-    if not _allowed(module):
+    if not _allowed(module) or not qualname.isidentifier():
         raise StateFormatError(f"saved state names {name}, which is not a class of model-monitor's state")
     try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
+        obj: Any = getattr(importlib.import_module(module), qualname)
     except (ImportError, AttributeError):
         raise StateFormatError(f"saved state names {name}, which this version does not have") from None
-    if not isinstance(obj, type):
-        raise StateFormatError(f"saved state names {name}, which is not a class")
+    if not isinstance(obj, type) or obj.__module__ != module or obj.__qualname__ != qualname:
+        raise StateFormatError(f"saved state names {name}, which is not a class of model-monitor's state")
     return obj
 
 
@@ -129,6 +142,8 @@ class _Encoder:
         if type(obj) is set:
             return {"$set": [self.encode(v) for v in obj]}
         if isinstance(obj, MethodType):  # a callback kept by a part of the state: the owner and the name
+            if (_name(type(obj.__self__)), obj.__func__.__name__) not in ALLOWED_METHODS:
+                raise TypeError(f"the callback {obj!r} is not part of the state format (ALLOWED_METHODS)")
             return {"$method": [self.encode(obj.__self__), obj.__func__.__name__]}
         return self._object(obj)
 
@@ -142,10 +157,8 @@ class _Encoder:
         reduced = obj.__reduce_ex__(4)
         func, args = reduced[0], reduced[1]
         state = reduced[2] if len(reduced) > 2 else None
-        if func is getattr(copyreg, "__newobj__", None):
+        if func is getattr(copyreg, "__newobj__", None) and args[0].__module__.startswith(_NEWOBJ_MODULES):
             return {"$newobj": [_name(args[0]), self.encode(tuple(args[1:])), self.encode(state)]}
-        if isinstance(func, type) and _allowed(func.__module__):
-            return {"$new": [_name(func), self.encode(tuple(args)), self.encode(state)]}
         raise TypeError(f"{_name(cls)} reduces to {func!r}: not part of the state format")
 
 
@@ -232,9 +245,9 @@ class _Decoder:
         if tag == "$method":
             owner, name = value
             instance = self.decode(owner)
-            method = getattr(type(instance), name, None)
-            if not callable(method):
-                raise StateFormatError(f"saved state names a method {name!r} that {type(instance).__name__} lacks")
+            if (_name(type(instance)), name) not in ALLOWED_METHODS:
+                raise StateFormatError(f"saved state names a callback {name!r} of {type(instance).__name__}, "
+                                       "which is not one of the state's")
             out = self.defined[ref] = getattr(instance, name)
             return out
         if tag == "$object":
@@ -244,11 +257,16 @@ class _Decoder:
             instance = self.defined[ref] = new(cls)
             _set_state(instance, self.decode(state))
             return instance
-        if tag in ("$newobj", "$new"):
+        if tag == "$newobj":
             name, args, state = value
             cls = _class(name)
+            if not cls.__module__.startswith(_NEWOBJ_MODULES):
+                raise StateFormatError(f"saved state builds {name} from arguments, which only a compiled class "
+                                       "of river's may be")
             arguments = self.decode(args)
-            instance = self.defined[ref] = cls.__new__(cls, *arguments) if tag == "$newobj" else cls(*arguments)
+            if type(arguments) is not tuple:
+                raise StateFormatError("saved state gives a class arguments that are not a tuple")
+            instance = self.defined[ref] = cls.__new__(cls, *arguments)
             decoded = self.decode(state)
             if decoded is not None:
                 _set_state(instance, decoded)
@@ -285,7 +303,7 @@ def dumps(state: Any) -> bytes:
 
 def loads(blob: bytes, watches: Mapping[str, Any] | None = None) -> Any:
     """Read what ``dumps`` wrote; ``watches``: the reader's registry, by name."""
-    if not blob.startswith(MAGIC):
+    if not blob.startswith(MAGIC) or len(blob) < len(HEADER):
         raise StateFormatError(f"not a saved state of this model-monitor (format MMSTATE/{VERSION})")
     if blob[len(MAGIC):len(HEADER)] != bytes([VERSION]):
         raise StateFormatError(f"saved state of format version {blob[len(MAGIC)]}; this model-monitor reads "
@@ -298,4 +316,27 @@ def loads(blob: bytes, watches: Mapping[str, Any] | None = None) -> Any:
         data = msgspec.msgpack.decode(blob[len(HEADER):])
     except msgspec.DecodeError as exc:
         raise StateFormatError(f"saved state is damaged: {exc}") from None
-    return _Decoder(watches).decode(data)
+    except RecursionError:
+        raise StateFormatError(f"saved state nests deeper than {MAX_DEPTH} levels: damaged") from None
+    if _depth(data) > MAX_DEPTH:
+        raise StateFormatError(f"saved state nests deeper than {MAX_DEPTH} levels: damaged")
+    try:
+        return _Decoder(watches).decode(data)
+    except StateFormatError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError, RecursionError) as exc:
+        # A blob of the right format whose values do not fit: damaged, or not ours.
+        raise StateFormatError(f"saved state is damaged: {type(exc).__name__}: {exc}") from None
+
+
+def _depth(data: Any) -> int:
+    """How deep ``data`` nests, without recursion (a hostile blob may nest very deep)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        items = value if type(value) is list else value.values() if type(value) is dict else ()
+        stack.extend((v, depth + 1) for v in items if type(v) is list or type(v) is dict)
+    return deepest

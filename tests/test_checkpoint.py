@@ -190,8 +190,8 @@ def test_saved_state_is_plain_data_that_runs_no_code_and_holds_no_secret(tmp_pat
     assert restored.position == pipeline.position and set(restored.models) == {"m"}
 
     # Whoever can write the table cannot make the daemon run code: only the state's classes are built.
-    evil = state_format.HEADER + msgspec.msgpack.encode({"$def": [0, {"$new": ["os:system", {"$tuple": ["true"]},
-                                                                                None]}]})
+    evil = state_format.HEADER + msgspec.msgpack.encode({"$def": [0, {"$newobj": ["os:system", {"$tuple": ["true"]},
+                                                                                   None]}]})
     with pytest.raises(state_format.StateFormatError, match="not a class of model-monitor's state"):
         state_format.loads(evil)
     with pytest.raises(state_format.StateFormatError, match="not a saved state"):

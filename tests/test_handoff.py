@@ -7,14 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 import pytest
 
 from collectors.contract import RawMessage
 from monitor.config import load_settings
-from monitor.handoff import HandoffStore, StateHandoff
+from monitor.handoff import HandoffStore, StateHandoff, checkpoints_table, join_states_table
 from monitor.metrics import Metrics
 from monitor.pipeline import Pipeline
+from monitor.state_format import HEADER
 from retrain.store import SampleStore
 
 START = 1_790_000_000.0
@@ -152,3 +154,24 @@ def test_nothing_is_saved_or_taken_with_checkpoints_off(stores: HandoffStore) ->
     asyncio.run(a.on_revoked({tp0}))
     assert stores.join_states("g", [("t", 0)]) == {}
     assert not a.enabled and metrics.total("model_monitor_join_moves_total") == 0
+
+
+def test_a_damaged_checkpoint_or_join_is_not_used_and_stops_nothing(stores: HandoffStore) -> None:
+    tp0, tp1 = TP("t", 0), TP("t", 1)
+    source_a = FakeSource({tp0, tp1}, {tp0: 0, tp1: 0})
+    a, pipeline_a, _ = member(stores, source_a)
+    asyncio.run(a.on_assigned({tp0, tp1}))
+    pipeline_a.process(batch(0, 0, 40) + batch(1, 0, 40))
+    source_a.at = source_a.committed = {tp0: 40, tp1: 40}
+    asyncio.run(a.save())
+    with stores.engine.begin() as conn:  # someone wrote over the saved state and one partition's join
+        conn.execute(checkpoints_table.update().values(state=b"MMSTATE\x01\xc1 damaged"))
+        conn.execute(join_states_table.update().where(join_states_table.c.partition_id == 0)
+                     .values(state=HEADER + msgspec.msgpack.encode({"$tuple": 5})))
+    b, pipeline_b, metrics_b = member(stores, FakeSource({tp0, tp1}, {tp0: 40, tp1: 40}))
+    asyncio.run(b.on_assigned({tp0, tp1}))
+    assert outcome(metrics_b, "model_monitor_checkpoints_total", "discarded") == 1
+    assert pipeline_b.position == 0 and not pipeline_b.models, "it starts afresh, nothing half-restored"
+    assert outcome(metrics_b, "model_monitor_join_moves_total", "stale") == 1
+    assert outcome(metrics_b, "model_monitor_join_moves_total", "taken") == 1
+    assert pipeline_b.joiner.predictions == 40, "the good partition's join is taken all the same"
