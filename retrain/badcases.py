@@ -25,6 +25,8 @@ act on, each pure (no I/O) so that every runner and command gives the same answe
 'drifted_input'
 >>> rules.categorise(Facts("thumbs_down", None, "meh"))
 'uncategorised'
+>>> rules.categorise(Facts("thumbs_down", None, "whatever, I would hate to miss it"))  # "hate" as a word only
+'uncategorised'
 
 Adding a category is a config change (one ``[[badcases.rules]]`` table). Adding a
 kind of condition is one class registered with :func:`condition`::
@@ -60,7 +62,8 @@ BAND_MEANING = {"P0": "fix this week", "P1": "fix this month", "P2": "plan it", 
 DEFAULT_RULES: list[dict[str, Any]] = [
     {"category": "harmful", "match": "any", "severity": 2.0,
      "reasons": ["harmful", "offensive", "unsafe", "toxic", "abusive", "inappropriate"],
-     "comment": r"(?i)offensive|unsafe|toxic|harmful|abusive|racis[tm]|sexis[tm]|violen|hate|porn|dangerous"
+     "comment": r"(?i)offensive|unsafe|toxic|harmful|abusive|racis[tm]|sexis[tm]|\bviolen|\bhateful\b"
+                r"|\bhate speech|\bporn|dangerous"
                 r"|冒犯|侮辱|辱骂|歧视|色情|暴力|低俗|不安全|危险|有害|违法"},
     {"category": "failure", "match": "any", "severity": 1.5,
      "status": "error",

@@ -156,14 +156,21 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def build(store: SampleStore, model: str, rules: RuleSet, weights: PriorityWeights, threshold: float,
-          options: DatasetOptions, trigger: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """Write the next dataset version of ``model``; return its manifest, or None when no
-    sample is left to put in one (nothing is written then)."""
-    if options.fmt not in FORMATS:
-        raise ConfigError(f"dataset format must be one of {', '.join(FORMATS)}, got {options.fmt!r}")
-    if options.max_per_category < 1:
-        raise ConfigError(f"max_per_category must be >= 1, got {options.max_per_category}")
+@dataclass
+class _Plan:
+    """What one version would hold, chosen from the samples not yet in a version."""
+
+    picked: list[tuple[Case, int]]
+    records: list[dict[str, Any]]
+    to_label: list[dict[str, Any]]
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [r["event_id"] for r in self.records] + [r["event_id"] for r in self.to_label]
+
+
+def _plan(store: SampleStore, model: str, rules: RuleSet, weights: PriorityWeights, threshold: float,
+          options: DatasetOptions) -> _Plan | None:
     used = set() if options.include_used else store.used_samples(model)
     ranked = load_ranked(store, rules, weights, threshold, [model], options.until)
     chosen = [c for c in ranked if c.event_id not in used
@@ -178,16 +185,31 @@ def build(store: SampleStore, model: str, rules: RuleSet, weights: PriorityWeigh
     to_label = [_to_label_record(r) for kind in sorted(by_kind) for r in by_kind[kind]]
     if not picked and not to_label:
         return None
-    records = [_record(case, n) for case, n in picked]
-    times = [c.event_ts for c, _ in picked] + [float(r["event_ts"]) for r in to_label]
-    root = Path(options.out_dir) / _safe(model)
-    for attempt in range(5):
+    return _Plan(picked, [_record(case, n) for case, n in picked], to_label)
+
+
+def build(store: SampleStore, model: str, rules: RuleSet, weights: PriorityWeights, threshold: float,
+          options: DatasetOptions, trigger: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """Write the next dataset version of ``model``; return its manifest, or None when no
+    sample is left to put in one (nothing is written then).
+
+    The files are in place before the store records the version (a version the store
+    names always has its files), and the store takes it only if no sample of it went
+    into another version meanwhile (another builder, another daemon): then this one
+    chooses again from what is left.
+    """
+    if options.fmt not in FORMATS:
+        raise ConfigError(f"dataset format must be one of {', '.join(FORMATS)}, got {options.fmt!r}")
+    if options.max_per_category < 1:
+        raise ConfigError(f"max_per_category must be >= 1, got {options.max_per_category}")
+    root = Path(options.out_dir).resolve() / _safe(model)
+    for _ in range(5):
+        plan = _plan(store, model, rules, weights, threshold, options)
+        if plan is None:
+            return None
         versions = store.dataset_versions(model)
-        version = (versions[-1]["version"] if versions else 0) + 1 + attempt
-        parent = version - 1 if version > 1 else None
+        version = max([v["version"] for v in versions] + _versions_on_disk(root)) + 1
         final = root / f"v{version}"
-        if final.exists():
-            continue  # left by a builder whose store write failed; never overwritten
         staging = root / f".v{version}.{os.getpid()}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         try:
@@ -195,47 +217,67 @@ def build(store: SampleStore, model: str, rules: RuleSet, weights: PriorityWeigh
         except OSError as exc:
             raise OutputError(f"cannot write the dataset of {model} in {options.out_dir}: {exc.strerror}") from None
         try:
-            files = []
-            for name, rows in ((f"data.{options.fmt}", records), (f"to_label.{options.fmt}", to_label)):
-                path = staging / name
-                _write(path, rows, options.fmt)
-                files.append({"name": name, "rows": len(rows), "bytes": path.stat().st_size,
-                              "sha256": _sha256(path)})
-            manifest: dict[str, Any] = {
-                "dataset_id": f"{model}-v{version}", "version": version, "parent_version": parent,
-                "model": model, "created_at": _iso(dt.datetime.now(dt.UTC).timestamp()),
-                "format": options.fmt,
-                "time_range": {"since": _iso(options.since), "until": _iso(options.until),
-                               "first_event": _iso(min(times)), "last_event": _iso(max(times))},
-                "counts": {
-                    "records": len(records), "to_label": len(to_label),
-                    "cases": sum(n for _, n in picked),
-                    "by_category": dict(sorted(Counter(r["category"] for r in records).items())),
-                    "by_source": dict(sorted(Counter([*(r["source"] for r in records),
-                                                      *(r["source"] for r in to_label)]).items())),
-                    "by_segment": dict(sorted(Counter(_segment_key(r["segment"]) for r in records).items())),
-                    "by_version": dict(sorted(Counter(str(r["model_version"]) for r in records).items())),
-                },
-                "files": files,
-                "rules_fingerprint": rules.fingerprint,
-                "options": {"max_per_category": options.max_per_category, "include_used": options.include_used},
-                "trigger": dict(trigger) if trigger else None,
-                "alerts": store.alerts_of(model, since=options.since, until=options.until, limit=100),
-            }
-            (staging / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-            ids = [r["event_id"] for r in records] + [r["event_id"] for r in to_label]
-            if not store.add_dataset(model, version, manifest["dataset_id"], str(final), manifest, ids):
-                shutil.rmtree(staging, ignore_errors=True)
-                continue  # another builder took this version number first
-            staging.rename(final)
-            return {**manifest, "path": str(final)}
+            manifest = _write_version(staging, store, model, version, plan, rules, options, trigger)
+            staging.rename(final)  # before the store names it: never a recorded version without files
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise OutputError(f"cannot write the dataset of {model} in {options.out_dir}: {exc}") from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    raise StoreFailed(f"could not take a dataset version number for {model} after 5 tries")
+        try:
+            taken = store.add_dataset(model, version, manifest["dataset_id"], str(final), manifest, plan.event_ids,
+                                      exclusive=not options.include_used)
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
+        if taken:
+            return {**manifest, "path": str(final)}
+        shutil.rmtree(final, ignore_errors=True)  # the number or a sample went to another builder: choose again
+    raise StoreFailed(f"could not record a dataset version of {model} after 5 tries: other builders kept taking "
+                      "the same samples or version numbers")
+
+
+def _versions_on_disk(root: Path) -> list[int]:
+    """Version numbers of the folders already in ``root`` (never overwritten)."""
+    if not root.is_dir():
+        return [0]
+    return [0, *(int(p.name[1:]) for p in root.iterdir() if p.name[:1] == "v" and p.name[1:].isdigit())]
+
+
+def _write_version(folder: Path, store: SampleStore, model: str, version: int, plan: _Plan, rules: RuleSet,
+                   options: DatasetOptions, trigger: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Write a version's files and manifest into ``folder``; return the manifest."""
+    records, to_label, picked = plan.records, plan.to_label, plan.picked
+    times = [c.event_ts for c, _ in picked] + [float(r["event_ts"]) for r in to_label]
+    files = []
+    for name, rows in ((f"data.{options.fmt}", records), (f"to_label.{options.fmt}", to_label)):
+        path = folder / name
+        _write(path, rows, options.fmt)
+        files.append({"name": name, "rows": len(rows), "bytes": path.stat().st_size, "sha256": _sha256(path)})
+    manifest: dict[str, Any] = {
+        "dataset_id": f"{model}-v{version}", "version": version, "parent_version": version - 1 if version > 1 else None,
+        "model": model, "created_at": _iso(dt.datetime.now(dt.UTC).timestamp()),
+        "format": options.fmt,
+        "time_range": {"since": _iso(options.since), "until": _iso(options.until),
+                       "first_event": _iso(min(times)), "last_event": _iso(max(times))},
+        "counts": {
+            "records": len(records), "to_label": len(to_label),
+            "cases": sum(n for _, n in picked),
+            "by_category": dict(sorted(Counter(r["category"] for r in records).items())),
+            "by_source": dict(sorted(Counter([*(r["source"] for r in records),
+                                              *(r["source"] for r in to_label)]).items())),
+            "by_segment": dict(sorted(Counter(_segment_key(r["segment"]) for r in records).items())),
+            "by_version": dict(sorted(Counter(str(r["model_version"]) for r in records).items())),
+        },
+        "files": files,
+        "rules_fingerprint": rules.fingerprint,
+        "options": {"max_per_category": options.max_per_category, "include_used": options.include_used},
+        "trigger": dict(trigger) if trigger else None,
+        "alerts": store.alerts_of(model, since=options.since, until=options.until, limit=100),
+    }
+    (folder / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+    return manifest
 
 
 def _safe(name: str) -> str:

@@ -223,6 +223,10 @@ def read_rows(engine: Engine, url: str, query: Any) -> list[dict[str, Any]]:
         raise translate_error(exc, url) from exc
 
 
+class _Taken(Exception):
+    """A sample of a new dataset version is in another version already."""
+
+
 class SampleStore:
     """Flagged samples, alerts and retrain triggers in one database."""
 
@@ -516,19 +520,29 @@ class SampleStore:
         return {r["event_id"] for r in self._rows(select(t.c.event_id).where(t.c.model == model).distinct())}
 
     def add_dataset(self, model: str, version: int, dataset_id: str, path: str, manifest: dict[str, Any],
-                    event_ids: Sequence[str]) -> bool:
+                    event_ids: Sequence[str], *, exclusive: bool = True) -> bool:
         """Record a dataset version and the samples in it; False if the version number is
-        taken (another builder was first)."""
+        taken, or (``exclusive``) a sample is in another version of the model already:
+        another builder was first. Builders of one model take turns here (a write first on
+        SQLite, a transaction lock on PostgreSQL), so the check and the record are one step."""
         t, m = datasets_table, dataset_samples_table
+        ids = sorted(set(event_ids))
         try:
             with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"mm_datasets:{model}"))))
                 conn.execute(insert(t), [{"model": model, "version": version, "dataset_id": dataset_id,
                                           "created_at": time.time(), "path": path, "manifest": manifest}])
-                ids = sorted(set(event_ids))
+                if exclusive:
+                    for start in range(0, len(ids), 500):
+                        taken = conn.execute(select(func.count()).select_from(m).where(
+                            m.c.model == model, m.c.event_id.in_(ids[start:start + 500]))).scalar()
+                        if taken:
+                            raise _Taken
                 for start in range(0, len(ids), 1000):
                     conn.execute(insert(m), [{"model": model, "version": version, "event_id": e}
                                              for e in ids[start:start + 1000]])
-        except sa_exc.IntegrityError:
+        except (sa_exc.IntegrityError, _Taken):
             return False
         except SQLAlchemyError as exc:
             raise translate_error(exc, self.url) from exc

@@ -29,7 +29,7 @@ from monitor.simulator import Fault, TrafficSimulator
 from retrain.badcases import DEFAULT_RULES, Facts, RuleSet
 from retrain.datasets import DatasetOptions, build
 from retrain.jobs import RetrainJobs, TriggerPolicy
-from retrain.store import SampleStore
+from retrain.store import SampleStore, dataset_samples_table
 
 START = 1_790_000_000.0
 SETTINGS = {"detect": {"reference_size": 300, "window_size": 200, "check_every": 50, "feedback_burn_in_s": 10.0}}
@@ -348,3 +348,36 @@ def test_triggers_build_a_dataset_and_carry_its_manifest(stream, store_url, tmp_
     assert not jobs.is_severe(Alert("data_drift", "fraud", "v3", "amount", "ks", 10.0, 0.2, 1, START), ["data_drift"])
     assert jobs.is_severe(Alert("data_drift", "recsys", "v12", "x", "ks", 10.0, 0.2, 1, START), ["data_drift"])
     store.close()
+
+
+def test_a_builder_that_lost_the_race_chooses_again_and_no_sample_is_in_two_versions(stream, store_url, tmp_path):
+    """Two builders of one model at once (two daemons' triggers, or a trigger and `monitor
+    dataset build`): the second to record finds its samples taken and chooses again."""
+    replay_into(stream, store_url)
+    store = SampleStore(store_url)
+    s = settings()
+    rules = RuleSet.compile(s.badcases.rules, 100.0)
+    options = DatasetOptions(out_dir=str(tmp_path / "ds"), max_per_category=20)
+    record = store.add_dataset
+    raced: list[dict] = []
+
+    def add_dataset(*args, **kwargs):
+        if not raced:  # the other builder records first, with the same samples chosen
+            raced.append({})
+            store.add_dataset = record
+            raced[0] = build(store, "fraud", rules, s.badcases.weights(), 0.7, options)
+        return record(*args, **kwargs)
+
+    store.add_dataset = add_dataset
+    first = build(store, "fraud", rules, s.badcases.weights(), 0.7, options)
+    store.add_dataset = record
+    with store.engine.connect() as db:
+        rows = db.execute(dataset_samples_table.select().where(dataset_samples_table.c.model == "fraud")).all()
+    store.close()
+    assert raced[0] is not None and first is not None
+    assert raced[0]["version"] < first["version"], "the loser records after the winner"
+    ids = [r.event_id for r in rows]
+    assert len(ids) == len(set(ids)), "no sample in two versions"
+    assert {r.version for r in rows} == {raced[0]["version"], first["version"]}
+    assert sorted(p.name for p in (tmp_path / "ds" / "fraud").iterdir()) == sorted(
+        [f"v{raced[0]['version']}", f"v{first['version']}"]), "no folder left behind that the store does not name"
