@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import math
 import re
 import threading
 import time
@@ -52,9 +53,13 @@ def parse_time(text: str, *, now: float, what: str = "time") -> float:
     if relative:
         return now - float(relative.group(1)) * _UNITS[relative.group(2)]
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise ConfigError(f"{what} {text!r} is not a time: it must be a finite number of seconds")
+        return number
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -168,10 +173,11 @@ def write(cases: Sequence[Case], fmt: str, out: IO[str], *, grouped: bool = Fals
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
         for c in cases:
-            writer.writerow([c.priority, f"{c.score:.1f}", c.category, c.kind, c.reason or "", c.model,
-                             c.model_version or "", _segment(c), f"{c.event_ts:.3f}", _when(c.event_ts),
-                             "" if c.latency_ms is None else c.latency_ms, c.status or "", " ".join(c.active_alerts),
-                             c.group_id, c.group_size, c.event_id, _one_line(c.comment)])
+            writer.writerow([_cell(v) for v in (
+                c.priority, f"{c.score:.1f}", c.category, c.kind, c.reason or "", c.model, c.model_version or "",
+                _segment(c), f"{c.event_ts:.3f}", _when(c.event_ts), "" if c.latency_ms is None else c.latency_ms,
+                c.status or "", " ".join(c.active_alerts), c.group_id, c.group_size, c.event_id,
+                _one_line(c.comment))])
         return
     header = ("prio", "score", "category", "kind", "model", "version", "segment", "when (UTC)",
               "group" if grouped else "dups", "comment")
@@ -191,6 +197,18 @@ def write(cases: Sequence[Case], fmt: str, out: IO[str], *, grouped: bool = Fals
         out.write("\n")
         for c in cases:
             out.write(c.explain() + "\n")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: what users wrote may start like a
+    formula (``=HYPERLINK(...)``), which a spreadsheet would run.
+
+    >>> _cell("=HYPERLINK(1)"), _cell("-1"), _cell(3.5), _cell("fine")
+    ("'=HYPERLINK(1)", "'-1", 3.5, 'fine')
+    """
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def _width(text: str) -> int:
@@ -224,12 +242,14 @@ def to_text(cases: Sequence[Case], fmt: str, **kwargs: bool) -> str:
 
 
 def report(store: SampleStore, settings: Settings, selection: Selection, *, generated_at: float | None = None,
-           title: str = "model-monitor: bad cases") -> Report:
-    """The report of the selected bad cases; the trends also count the period before ``since``."""
+           title: str = "model-monitor: bad cases", load_since: float | None = None) -> Report:
+    """The report of the selected bad cases; the trends also count the cases before ``since``.
+
+    Groups and priorities are worked out over the cases from ``load_since`` (all by
+    default, as ``monitor badcases`` does, so both show the same groups)."""
     period_s = settings.badcases.period_days * 86400
     earlier = Selection(models=selection.models, versions=selection.versions, categories=selection.categories,
                         segment=selection.segment, since=None, until=selection.until)
-    load_since = None if selection.since is None else selection.since - period_s
     cases = [c.record() for c in load_cases(store, settings, earlier, load_since)]
     return build_report(cases, title=title, since=selection.since, until=selection.until,
                         period_s=period_s, generated_at=generated_at)
@@ -258,7 +278,9 @@ class ReportPage:
                 if store is None:
                     raise RuntimeError("the store is not open yet")
                 newest = store.newest_badcase_ts(BADCASE_KINDS)
-                since = None if newest is None else newest - 2 * self.settings.badcases.period_days * 86400
-                page = render_html(report(store, self.settings, Selection(since=since), generated_at=time.time()))
+                period_s = self.settings.badcases.period_days * 86400
+                since = None if newest is None else newest - 2 * period_s
+                page = render_html(report(store, self.settings, Selection(since=since), generated_at=time.time(),
+                                          load_since=None if since is None else since - period_s))
                 self._page = (now, page.encode())
             return self._page[1], "text/html; charset=utf-8"

@@ -356,9 +356,23 @@ def _times(args: argparse.Namespace, now: float) -> tuple[float | None, float | 
 
 
 def _open_store(args: argparse.Namespace, settings: Settings) -> SampleStore:
+    """The store the reading commands read: one that exists (a mistyped SQLite path must
+    not become a new, empty store that says there is nothing)."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
     from retrain.store import SampleStore  # noqa: PLC0415
 
-    return SampleStore(args.store or settings.store.url)
+    url = args.store or settings.store.url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"--store {url!r} is not a SQLAlchemy URL (e.g. sqlite:///monitor.db)") from None
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not os.path.exists(database):
+        raise ConfigError(f"no store at {database}: give the daemon's store with --store URL or store.url "
+                          "(monitor replay FILE --store URL fills one from a file)")
+    return SampleStore(url)
 
 
 def _badcases(args: argparse.Namespace, settings: Settings) -> int:
@@ -421,7 +435,8 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_OK
         d, b = settings.datasets, settings.badcases
         since, until = _times(args, time.time())
-        cap = args.max_per_category or int(d.for_model(args.model).get("max_per_category", d.max_per_category))
+        cap = (args.max_per_category if args.max_per_category is not None
+               else int(d.for_model(args.model).get("max_per_category", d.max_per_category)))
         options = datasets.DatasetOptions(
             out_dir=args.out or d.dir, fmt=args.format or d.format, max_per_category=cap,
             include_used=args.include_used,

@@ -32,11 +32,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from collectors.contract import ALERT_KINDS
 from collectors.redact import DEFAULT_PHONE_REGIONS, PHONE_REGIONS
 from collectors.redact import KINDS as REDACTION_KINDS
 from common.errors import ConfigError
 from retrain.badcases import DEFAULT_RULES, PriorityWeights, RuleSet
+from retrain.webhook import hide_url_secrets, webhook_key
 
 ENV_PREFIX = "MONITOR_"
 #: Settings that hold a secret: never printed (``monitor config`` shows "<set>"), never in a repr.
@@ -637,12 +641,21 @@ def _validate_services(settings: Settings) -> None:
             host = url.hostname
             url.port  # noqa: B018 - raises ValueError on a port out of range
         except ValueError as exc:
-            raise ConfigError(f"retrain.webhook_url {r.webhook_url!r} is not a URL: {exc}") from None
+            raise ConfigError(f"retrain.webhook_url {hide_url_secrets(r.webhook_url)!r} is not a URL: {exc}") from None
         if url.scheme not in ("http", "https") or not host:
-            raise ConfigError(f"retrain.webhook_url {r.webhook_url!r} must be an http:// or https:// URL with a "
-                              "host")
-    if r.webhook_secret_file:
-        r.webhook_secrets()  # raises ConfigError naming the file (never its content)
+            raise ConfigError(f"retrain.webhook_url {hide_url_secrets(r.webhook_url)!r} must be an http:// or "
+                              "https:// URL with a host")
+    secrets = r.webhook_secrets() if (r.webhook_secret or r.webhook_secret_file) else []  # names a bad file
+    for secret in secrets:
+        try:
+            webhook_key(secret)
+        except ValueError as exc:  # says what is wrong, never the secret
+            raise ConfigError(f"retrain.webhook_secret: {exc}") from None
+    try:
+        make_url(settings.store.url)
+    except ArgumentError:
+        raise ConfigError(f"store.url {hide_password(settings.store.url)!r} is not a SQLAlchemy URL "
+                          "(e.g. sqlite:///monitor.db, postgresql+psycopg://user@host/db)") from None
     _check_host("http.host", h.host)
     if h.token and h.token_file:
         raise ConfigError("set http.token or http.token_file, not both")
@@ -693,6 +706,8 @@ def load_settings(
             toml_text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
     try:
         data = tomllib.loads(toml_text) if toml_text else {}
     except tomllib.TOMLDecodeError as exc:
@@ -754,6 +769,8 @@ def render_toml(settings: Settings, with_docs: bool = True) -> str:
                 value = "<set>"
             elif section == "store" and f.name == "url":
                 value = hide_password(value)
+            elif f.name == "webhook_url" and value:
+                value = hide_url_secrets(value)
             doc = f"  # {f.metadata['doc']}" if with_docs else ""
             lines.append(f"{f.name} = {_toml_value(value)}{doc}")
         lines.extend(tables)

@@ -439,6 +439,11 @@ _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _DIGITS = re.compile(r"\d+")
 
 
+#: Fewest characters (normalised, spaces aside) a comment needs to make two cases near-
+#: duplicates: many users writing "no" or "答非所问" are many users, not one repeating.
+MIN_DUPLICATE_TEXT = 12
+
+
 def normalise(text: str) -> str:
     """Comment text as compared for near-duplicates: NFKC, case-folded, numbers and
     punctuation folded, placeholders kept.
@@ -486,8 +491,9 @@ def group(cases: Sequence[Case], threshold: float = 0.7, num_perm: int = 64) -> 
     """Set ``group_id`` and ``group_size`` of each case: near-duplicates of one model share a group.
 
     Two cases are near-duplicates when their inputs (the prediction's features) are the
-    same, or their normalised comments have an estimated Jaccard similarity of at least
-    ``threshold`` over character 3-grams (MinHash LSH, from datasketch). A group's id
+    same, or their normalised comments (of at least ``MIN_DUPLICATE_TEXT`` characters)
+    have an estimated Jaccard similarity of at least ``threshold`` over character 3-grams
+    (MinHash LSH, from datasketch). A group's id
     names its earliest case, so it does not change as later cases join.
 
     >>> a = Case("a", "m", "v", "thumbs_down", None, "totally irrelevant results!!", None, "irrelevant", {}, 1.0,
@@ -511,7 +517,7 @@ def group(cases: Sequence[Case], threshold: float = 0.7, num_perm: int = 64) -> 
             case = cases[i]
             keys = [("inputs", k) for k in (_inputs_key(case),) if k]
             text = normalise(case.comment) if case.comment else ""
-            if text:
+            if len(text.replace(" ", "")) >= MIN_DUPLICATE_TEXT:
                 keys.append(("text", text))
             for key in keys:
                 j = first_with.setdefault(key, i)

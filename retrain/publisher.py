@@ -24,7 +24,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from common.errors import PublishFailed
-from retrain.webhook import idempotency_key, signed_headers
+from retrain.webhook import hide_url_secrets, idempotency_key, signed_headers
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class WebhookPublisher:
         """``secret``: one, or several during a rotation (each signs). ``sleep``, ``clock`` and
         ``jitter`` (uniform in [0, 1)) are there for tests."""
         self.url = url
+        self.shown_url = hide_url_secrets(url)  # its user and query may hold a token: never in a log or error
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_delay_s = max_delay_s
@@ -120,7 +121,7 @@ class WebhookPublisher:
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), transport=transport)
 
     def __repr__(self) -> str:
-        return f"WebhookPublisher({self.url!r}, signed={bool(self._secret)}, retries={self.retries})"
+        return f"WebhookPublisher({self.shown_url!r}, signed={bool(self._secret)}, retries={self.retries})"
 
     def publish(self, records: Sequence[dict[str, Any]]) -> None:
         body = b"".join(orjson.dumps(r) + b"\n" for r in records)
@@ -134,15 +135,16 @@ class WebhookPublisher:
             try:
                 response = self._client.post(self.url, content=body, headers=headers)
             except httpx.UnsupportedProtocol as exc:
-                raise PublishFailed(f"webhook {self.url} cannot be reached: {exc}") from exc
+                raise PublishFailed(f"webhook {self.shown_url} cannot be reached: {exc}") from exc
             except httpx.TransportError as exc:  # refused, reset, timed out: worth another try
-                failure, cause = f"webhook {self.url} failed: {type(exc).__name__}: {exc}", exc
+                failure, cause = f"webhook {self.shown_url} failed: {type(exc).__name__}: {exc}", exc
             except httpx.HTTPError as exc:
-                raise PublishFailed(f"webhook {self.url} failed: {type(exc).__name__}: {exc}") from exc
+                raise PublishFailed(f"webhook {self.shown_url} failed: {type(exc).__name__}: {exc}") from exc
             else:
                 if response.is_success:
                     return
-                failure, cause = f"webhook {self.url} answered {response.status_code}: {response.text[:200]}", None
+                failure = f"webhook {self.shown_url} answered {response.status_code}: {response.text[:200]}"
+                cause = None
                 if response.status_code < 500 and response.status_code not in RETRY_STATUSES:
                     raise PublishFailed(failure)
             if attempt == self.retries:

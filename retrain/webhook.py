@@ -30,6 +30,7 @@ import hmac
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -47,6 +48,12 @@ class Headers(Protocol):
     """Anything with ``items()``: a dict, ``httpx.Headers``, ``http.server``'s message."""
 
     def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a secret (``whsec_`` and base64, or the text itself); ``ValueError``
+    for a ``whsec_`` secret without a key, naming what is wrong and never the secret."""
+    return _key(secret)
 
 
 def _key(secret: str) -> bytes:
@@ -71,21 +78,21 @@ def idempotency_key(records: Sequence[Mapping[str, Any]]) -> str:
     """The delivery id of a request holding ``records``: the same records, in the same
     order, always get the same key, so a receiver can drop a retried request.
 
-    It is ``msg_`` and the SHA-256 of the records' ``event_id`` values, one a line (a
-    record without one counts by its canonical JSON).
+    It is ``msg_`` and the SHA-256 of the JSON array of the records' ``event_id`` values
+    (a record without one counts by its canonical JSON), so ids holding a newline cannot
+    make two batches look alike.
 
     >>> batch = [{"event_id": "a"}, {"event_id": "b"}]
     >>> idempotency_key(batch) == idempotency_key([dict(r) for r in batch])
     True
     >>> idempotency_key([{"event_id": "a"}]) == idempotency_key([{"event_id": "b"}])
     False
+    >>> idempotency_key([{"event_id": "a\\nb"}]) == idempotency_key([{"event_id": "a"}, {"event_id": "b"}])
+    False
     """
-    digest = hashlib.sha256()
-    for record in records:
-        event_id = record.get("event_id")
-        digest.update(str(event_id).encode() if event_id else orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
-        digest.update(b"\n")
-    return f"msg_{digest.hexdigest()}"
+    ids = [str(r["event_id"]) if r.get("event_id") else orjson.dumps(r, option=orjson.OPT_SORT_KEYS).decode()
+           for r in records]
+    return f"msg_{hashlib.sha256(orjson.dumps(ids)).hexdigest()}"
 
 
 def sign(secrets: str | Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
@@ -144,3 +151,25 @@ def verify_signature(secret: str | Sequence[str], headers: Mapping[str, str] | H
         if any(hmac.compare_digest(value.encode(), e) for e in expected):
             return
     raise SignatureError("no webhook-signature entry matches the body and a known secret")
+
+
+def hide_url_secrets(url: str) -> str:
+    """``url`` with its user information and every query value replaced by ``***``.
+
+    >>> hide_url_secrets("https://bot:hunter2@hooks.example.com/retrain?token=abc&team=ml")
+    'https://***@hooks.example.com/retrain?token=***&team=***'
+    >>> hide_url_secrets("http://127.0.0.1:8080/hook"), hide_url_secrets("ftp:/x")
+    ('http://127.0.0.1:8080/hook', 'ftp:/x')
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<a URL that does not parse>"
+    if "@" not in parts.netloc and not parts.query:
+        return url  # nothing to hide: as written
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(f"{pair.split('=', 1)[0]}=***" if "=" in pair else pair
+                     for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

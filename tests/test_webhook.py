@@ -446,3 +446,18 @@ def test_the_daemon_does_not_start_with_an_unreadable_secret_file(broker, tmp_pa
     secret.mkdir()  # unreadable after validation: the daemon still refuses to start
     assert asyncio.run(Service(settings).run()) == EXIT_CONFIG
     assert f"retrain.webhook_secret_file {secret} cannot be read" in caplog.text
+
+
+def test_a_token_in_the_webhook_url_is_never_shown():
+    """A receiver's token often rides in the URL's user or query: not in errors, reprs or `monitor config`."""
+    url = "http://alice:hunter2@127.0.0.1:9/hook?token=SECRET123"
+    publisher = WebhookPublisher(url, timeout_s=1, retries=0)
+    try:
+        with pytest.raises(PublishFailed) as failed:
+            publisher.publish([{"event_id": "e-1"}])
+    finally:
+        publisher.close()
+    shown = str(failed.value) + repr(publisher) + render_toml(load_settings(environ={}, overrides={
+        "retrain": {"webhook_url": url}}))
+    assert "hunter2" not in shown and "SECRET123" not in shown
+    assert "token=***" in shown
