@@ -250,6 +250,16 @@ class Redactor:
                 tally["field"] = tally.get("field", 0) + 1
         return out
 
+    def _redact_key(self, key: Any, tally: dict[str, int], taken: dict[str, Any]) -> Any:
+        if not isinstance(key, str):
+            return key
+        text, found = self.redact_text(key)
+        if not found:
+            return key
+        for kind, n in found.items():
+            tally[kind] = tally.get(kind, 0) + n
+        return _unique(text, taken)  # two keys redacted alike must not overwrite each other
+
     def _redact_value(self, value: Any, tally: dict[str, int], scan: dict[str, Any] | None) -> Any:
         """``value`` copied, its strings redacted where ``scan`` (None: everywhere) says."""
         if isinstance(value, str):
@@ -260,13 +270,27 @@ class Redactor:
                 tally[kind] = tally.get(kind, 0) + n
             return text
         if isinstance(value, dict):
-            if not scan:
-                return {k: self._redact_value(v, tally, None) for k, v in value.items()}
+            if not scan:  # keys too: a feature or segment may be named by what a user typed
+                out: dict[str, Any] = {}
+                for k, v in value.items():
+                    key = self._redact_key(k, tally, out)
+                    out[key] = self._redact_value(v, tally, None)
+                return out
             return {k: (self._redact_value(v, tally, scan[k] or None) if k in scan else _copy(v))
                     for k, v in value.items()}
         if isinstance(value, list):
             return [self._redact_value(v, tally, scan) for v in value]
         return value
+
+
+def _unique(key: str, taken: dict[str, Any]) -> str:
+    """``key``, or ``key#2``, ``key#3``... if a redacted key before it already took it."""
+    if key not in taken:
+        return key
+    n = 2
+    while f"{key}#{n}" in taken:
+        n += 1
+    return f"{key}#{n}"
 
 
 def _copy(value: Any) -> Any:

@@ -408,7 +408,8 @@ class Pipeline:
         if stored is None:
             if len(slices) < self.settings.badcases.max_slices:
                 pairs = sorted(segment_text(segment).items()) if segment else ()
-                stored = slices[sent] = tuple((k, self.redactor.redact_text(v)[0]) for k, v in pairs)
+                stored = slices[sent] = tuple((self.redactor.redact_text(k)[0], self.redactor.redact_text(v)[0])
+                                              for k, v in pairs)
             else:
                 stored = OTHER_SLICE
                 self._slice_overflow += 1

@@ -753,3 +753,12 @@ def test_a_recognizer_factory_that_fails_is_a_config_error(tmp_path, monkeypatch
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match="failed to start"):
         load_recognizer("brokenrec:factory")
+
+
+def test_names_that_are_personal_data_are_redacted_too():
+    """A feature or segment named by what a user typed (an e-mail as a key) is stored redacted;
+    two keys redacted alike keep both values."""
+    out = Redactor().redact_event({"event_id": "e", "features": {"x": 1, "li.wei@example.cn": 2, "wang@example.cn": 3},
+                                   "segment": {"13900139000": "k"}})
+    assert out["features"] == {"x": 1, "[EMAIL]": 2, "[EMAIL]#2": 3}
+    assert out["segment"] == {"[PHONE]": "k"}
