@@ -163,7 +163,9 @@ def write(cases: Sequence[Case], fmt: str, out: IO[str], *, grouped: bool = Fals
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if fmt == "jsonl":
         for case in cases:
-            out.write(orjson.dumps(case.record(), option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+            # Keys sorted: the same bytes from SQLite and PostgreSQL (JSONB orders keys its own way).
+            out.write(orjson.dumps(case.record(), option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS).decode()
+                      + "\n")
             if explain:
                 out.write(orjson.dumps({"event_id": case.event_id, "explain": {
                     name: {"points": round(p, 2), "of": w, "why": why} for name, (p, w, why) in case.parts.items()

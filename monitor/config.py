@@ -556,6 +556,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"slo.slow_short_window ({s.slow_short_window}) must be <= slo.slow_long_window "
                           f"({s.slow_long_window})")
     b = settings.badcases
+    points = b.weight_severity + b.weight_frequency + b.weight_growth + b.weight_share
+    if abs(points - 100) > 1e-9:
+        raise ConfigError(f"badcases.weight_severity, weight_frequency, weight_growth and weight_share must add up "
+                          f"to 100 (the score runs from 0 to 100 and the bands are on that scale); they add up to "
+                          f"{points:g}")
     if not b.p0_score >= b.p1_score >= b.p2_score:
         raise ConfigError(f"badcases.p0_score ({b.p0_score}), p1_score ({b.p1_score}) and p2_score ({b.p2_score}) "
                           "must not increase")

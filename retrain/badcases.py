@@ -83,6 +83,7 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     {"category": "irrelevant", "match": "any",
      "reasons": ["irrelevant", "not_relevant", "off_topic", "not_interested"],
      "comment": r"(?i)irrelevant|not relevant|unrelated|off.topic|not what i (?:searched|asked|wanted)"
+                r"|nothing to do with"
                 r"|无关|不相关|答非所问|不感兴趣|推荐的不是"},
     {"category": "drifted_input", "alert_kinds": ["data_drift", "prediction_drift"]},
 ]

@@ -128,7 +128,8 @@ def _write(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "jsonl":
         with open(path, "wb") as f:
             for record in records:
-                f.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+                # Keys sorted: the same file (and sha256) from SQLite and PostgreSQL.
+                f.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS) + b"\n")
         return
     import pyarrow as pa  # noqa: PLC0415 - only Parquet datasets need it
     import pyarrow.parquet as pq  # noqa: PLC0415
