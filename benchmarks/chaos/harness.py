@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -380,6 +381,7 @@ class Comparison:
     triggers_lost: int
     triggers_extra: int
     trigger_duplicates: int  # trigger records on the queue beyond one per key
+    queue_max_copies: int  # most records of one sample on the queue topic
     detail: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -405,6 +407,7 @@ def compare(clean: Outcome, run: Outcome) -> Comparison:
         queue_duplicates=sum(n - 1 for n in run.queue_samples.values()),
         triggers_lost=len(clean.triggers - run.triggers), triggers_extra=len(run.triggers - clean.triggers),
         trigger_duplicates=sum(n - 1 for n in run.queue_triggers.values()),
+        queue_max_copies=max(run.queue_samples.values(), default=0),
         detail={"lost": sorted(lost)[:20], "extra": sorted(extra)[:20],
                 "alerts_lost": sorted(clean.alerts - run.alerts)[:20],
                 "alerts_extra": sorted(run.alerts - clean.alerts)[:20]},
@@ -548,14 +551,15 @@ def db_down(bootstrap: str, stream: Stream, clean: Outcome, folder: Path, down_s
             try:
                 reason = wait_until(lambda: daemon.alive() and _store_problem(daemon), down_s + 30,
                                     "/readyz to report the store")
-                notes.append(f"/readyz while down: {reason[:160]}")
+                notes.append(f"`/readyz` while down: 503 `{reason.strip().replace(str(folder), 'DIR')[:240]}`")
                 frozen = offsets.committed()
                 live = []
                 while time.monotonic() - down_at < down_s:  # the fault lasts down_s: watch it
-                    live.append(bool(daemon.get("/healthz") and daemon.get("/healthz").status_code == 200))
+                    health = daemon.get("/healthz")
+                    live.append(health is not None and health.status_code == 200)
                     time.sleep(0.5)
                 advanced = offsets.committed() != frozen
-                notes.append(f"/healthz live {sum(live)}/{len(live)} polls while down")
+                notes.append(f"`/healthz` answered 200 to {sum(live)} of {len(live)} polls while down")
                 notes.append("committed offsets moved while the store was down" if advanced
                              else "committed offsets did not move while the store was down")
             finally:
@@ -584,5 +588,6 @@ def _ready(daemon: Daemon) -> tuple[bool, str]:
 
 
 def _store_problem(daemon: Daemon) -> str:
+    """``/readyz``'s answer while it names the store (``store: ...``) as not ready; else ""."""
     ready, text = _ready(daemon)
-    return text if not ready and "store" in text else ""
+    return text if not ready and re.search(r"(^|; )store: ", text) else ""
