@@ -170,20 +170,63 @@ class Producer:
 # -- stores ----------------------------------------------------------------------------
 @contextlib.contextmanager
 def store_url(kind: str, folder: Path) -> Iterator[str]:
-    """A fresh store: a SQLite file in ``folder``, or a schema of its own on the local PostgreSQL."""
+    """A fresh store: a SQLite file in ``folder``, or on the local PostgreSQL a schema of its
+    own with a login role of its own (the same name) that the daemon connects as."""
     if kind == "sqlite":
         yield f"sqlite:///{folder / f'store-{uuid.uuid4().hex[:8]}.db'}"
         return
     if kind != "postgresql":
         raise ValueError(f"unknown store {kind!r}: sqlite or postgresql")
-    schema = f"mm_chaos_{uuid.uuid4().hex[:10]}"
+    name = f"mm_chaos_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE ROLE {name} LOGIN")
+        conn.execute(f"CREATE SCHEMA {name} AUTHORIZATION {name}")
     try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+        yield f"postgresql+psycopg://{name}@127.0.0.1:5432/test?options=-csearch_path%3D{name}"
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            conn.execute(f"ALTER ROLE {name} NOLOGIN")
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+            conn.execute(f"DROP ROLE {name}")
+
+
+def pg_role(url: str) -> str:
+    """The role a store URL made by ``store_url`` connects as."""
+    return url.split("://", 1)[1].split("@", 1)[0]
+
+
+class StoreOutage:
+    """Make the store fail every write for the daemon, then work again.
+
+    SQLite: the harness runs as root, for whom file modes do not count, and the daemon
+    keeps its database open, so a chmod would change nothing; instead the daemon's
+    file-size limit (``RLIMIT_FSIZE``) is lowered to one byte, so that every write to the
+    database and its WAL fails (EFBIG, as on a full disk; CPython ignores SIGXFSZ).
+    PostgreSQL: the daemon's role may no longer log in and its connections are ended.
+    """
+
+    def __init__(self, kind: str, url: str, pid: int) -> None:
+        self.kind, self.url, self.pid = kind, url, pid
+        self._limits: tuple[int, int] | None = None
+
+    def start(self) -> None:
+        if self.kind == "sqlite":
+            self._limits = resource.prlimit(self.pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (1, self._limits[1]))
+            return
+        role = pg_role(self.url)
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {role} NOLOGIN")
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+
+    def end(self) -> None:
+        if self.kind == "sqlite":
+            if self._limits is not None:
+                resource.prlimit(self.pid, resource.RLIMIT_FSIZE, self._limits)
+            return
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {pg_role(self.url)} LOGIN")
 
 
 def run_settings(bootstrap: str, folder: Path, url: str, port: int, checkpoint_s: float = 1.0,
@@ -427,6 +470,7 @@ class RunResult:
     recover_s: list[float]
     comparison: Comparison
     notes: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # what the scenario observed, for assertions
 
 
 def _finish(daemon: Daemon, bootstrap: str, settings: Settings, offsets: Offsets,
@@ -520,22 +564,18 @@ def kill9(bootstrap: str, stream: Stream, clean: Outcome, kind: str, folder: Pat
     return RunResult("kill9", kind, stream.size, runs, kills, recover, compare(clean, result))
 
 
-def db_down(bootstrap: str, stream: Stream, clean: Outcome, folder: Path, down_s: float, rate: float,
+def db_down(bootstrap: str, stream: Stream, clean: Outcome, kind: str, folder: Path, down_s: float, rate: float,
             timeout_s: float) -> RunResult:
-    """SQLite's writes fail for ``down_s`` seconds mid-stream, as on a full disk, then work again.
-
-    The harness runs as root, for whom file modes do not count, and the daemon keeps its
-    database open, so a chmod would change nothing: the fault is the daemon's file-size
-    limit (``RLIMIT_FSIZE``) lowered to one byte, so that every write to the database and
-    its WAL fails (EFBIG; CPython ignores SIGXFSZ) until it is restored.
-    """
+    """The store fails every write for ``down_s`` seconds mid-stream (``StoreOutage``), then
+    works again; the daemon must stay up, commit nothing meanwhile, and recover by itself."""
     notes: list[str] = []
-    with store_url("sqlite", folder) as url:
+    facts: dict[str, Any] = {}
+    with store_url(kind, folder) as url:
         settings = run_settings(bootstrap, folder, url, free_port())
         topics = [settings.topics.tracking, settings.topics.feedback]
         create_topics(bootstrap, settings)
         producer = Producer(bootstrap, settings, stream, rate)
-        daemon = daemon_for(settings, folder, "db_down-sqlite")
+        daemon = daemon_for(settings, folder, f"db_down-{kind}")
         offsets = Offsets(bootstrap, settings.kafka.group_id, topics)
         try:
             daemon.start()
@@ -544,14 +584,13 @@ def db_down(bootstrap: str, stream: Stream, clean: Outcome, folder: Path, down_s
             wait_until(lambda: daemon.alive() and offsets.total() >= stream.size // 4, timeout_s,
                        "a quarter of the stream committed", poll_s=0.2)
             assert daemon.proc is not None
-            pid = daemon.proc.pid
-            soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
-            resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, hard))
+            outage = StoreOutage(kind, url, daemon.proc.pid)
+            outage.start()
             down_at = time.monotonic()
             try:
                 reason = wait_until(lambda: daemon.alive() and _store_problem(daemon), down_s + 30,
                                     "/readyz to report the store")
-                notes.append(f"`/readyz` while down: 503 `{reason.strip().replace(str(folder), 'DIR')[:240]}`")
+                notes.append(f"`/readyz` while down: 503 `{_shorten(reason, folder, url)}`")
                 frozen = offsets.committed()
                 live = []
                 while time.monotonic() - down_at < down_s:  # the fault lasts down_s: watch it
@@ -559,11 +598,12 @@ def db_down(bootstrap: str, stream: Stream, clean: Outcome, folder: Path, down_s
                     live.append(health is not None and health.status_code == 200)
                     time.sleep(0.5)
                 advanced = offsets.committed() != frozen
+                facts.update(readyz=reason, live_polls=len(live), live_ok=sum(live), offsets_moved=advanced)
                 notes.append(f"`/healthz` answered 200 to {sum(live)} of {len(live)} polls while down")
                 notes.append("committed offsets moved while the store was down" if advanced
                              else "committed offsets did not move while the store was down")
             finally:
-                resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+                outage.end()
             restored = time.monotonic()
             wait_until(lambda: daemon.alive() and _ready(daemon)[0], timeout_s, "/readyz to be ready again")
             recover = [time.monotonic() - restored]
@@ -577,7 +617,14 @@ def db_down(bootstrap: str, stream: Stream, clean: Outcome, folder: Path, down_s
     comparison = compare(clean, result)
     if advanced:
         comparison.detail["offsets_moved_while_down"] = ["yes"]
-    return RunResult("db_down", "sqlite", stream.size, 1, 1, recover, comparison, notes)
+    return RunResult("db_down", kind, stream.size, 1, 1, recover, comparison, notes, facts)
+
+
+def _shorten(text: str, folder: Path, url: str) -> str:
+    text = text.strip().replace(str(folder), "DIR")
+    if "://" in url and not url.startswith("sqlite"):
+        text = text.replace(pg_role(url), "ROLE")
+    return text[:300]
 
 
 def _ready(daemon: Daemon) -> tuple[bool, str]:
