@@ -35,6 +35,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from sqlalchemy import select
 
+from collectors.contract import FLAGGED_KINDS
 from monitor.broker import free_port
 from monitor.config import Settings, load_settings, render_toml
 from monitor.handoff import join_states_table
@@ -371,8 +372,11 @@ class Outcome:
 
     samples: dict[str, bool]  # event_id -> joined, from the store
     sample_rows: int
-    waiting: set[str]  # feedback saved with the join's state, still waiting for its prediction
-    alerts: set[str]  # alert keys in the store
+    #: Negative feedback saved with the join's state, still waiting for its prediction: it
+    #: is stored (unjoined) when its wait ends, so it counts as kept.
+    waiting: set[str]
+    waiting_other: int  # other feedback (labels, thumbs-up) waiting: never a sample unjoined
+    alerts: dict[str, str]  # alert key -> "kind model feature detector event_id"
     triggers: set[str]  # trigger keys in the store
     queue_samples: Counter[str] = field(default_factory=Counter)  # event_id -> records on the queue topic
     queue_triggers: Counter[str] = field(default_factory=Counter)
@@ -387,11 +391,15 @@ def outcome(bootstrap: str, settings: Settings) -> Outcome:
         with store.engine.connect() as db:
             states = db.execute(select(join_states_table.c.topic, join_states_table.c.partition_id,
                                        join_states_table.c.state)).all()
-        waiting = {fb["event_id"] for topic, partition, state in states
-                   for _, fb in Pipeline.load_join((topic, partition), state).pending}
+        pending = [fb for topic, partition, state in states
+                   for _, fb in Pipeline.load_join((topic, partition), state).pending]
+        waiting = {fb["event_id"] for fb in pending if fb.get("kind") in FLAGGED_KINDS}
         result = Outcome(samples={r["event_id"]: bool(r["payload"].get("joined")) for r in rows},
                          sample_rows=len(rows), waiting=waiting,
-                         alerts={a["alert_key"] for a in store.alerts(limit=10_000_000)},
+                         waiting_other=sum(1 for fb in pending if fb.get("kind") not in FLAGGED_KINDS),
+                         alerts={a["alert_key"]: " ".join(str(a[k] or "-") for k in ("kind", "model", "feature",
+                                                                                       "detector", "event_id"))
+                                 for a in store.alerts(limit=10_000_000)},
                          triggers={t["trigger_key"] for t in store.triggers(limit=10_000_000)},
                          pending=store.pending_count())
     finally:
@@ -442,18 +450,19 @@ def compare(clean: Outcome, run: Outcome) -> Comparison:
     lost, extra = clean_all - run_all, run_all - clean_all
     unjoined = {e for e, joined in run.samples.items() if not joined and clean.samples.get(e)}
     on_queue = set(run.queue_samples)
+    alerts_lost, alerts_extra = set(clean.alerts) - set(run.alerts), set(run.alerts) - set(clean.alerts)
     return Comparison(
         samples_clean=len(clean_all), lost=len(lost), extra=len(extra),
         store_duplicates=run.sample_rows - len(run.samples), joined_to_unjoined=len(unjoined),
-        alerts_lost=len(clean.alerts - run.alerts), alerts_extra=len(run.alerts - clean.alerts),
+        alerts_lost=len(alerts_lost), alerts_extra=len(alerts_extra),
         queue_missing=len(set(run.samples) - on_queue),
         queue_duplicates=sum(n - 1 for n in run.queue_samples.values()),
         triggers_lost=len(clean.triggers - run.triggers), triggers_extra=len(run.triggers - clean.triggers),
         trigger_duplicates=sum(n - 1 for n in run.queue_triggers.values()),
         queue_max_copies=max(run.queue_samples.values(), default=0),
         detail={"lost": sorted(lost)[:20], "extra": sorted(extra)[:20],
-                "alerts_lost": sorted(clean.alerts - run.alerts)[:20],
-                "alerts_extra": sorted(run.alerts - clean.alerts)[:20]},
+                "alerts_lost": sorted(clean.alerts[k] for k in alerts_lost),
+                "alerts_extra": sorted(run.alerts[k] for k in alerts_extra)},
     )
 
 
