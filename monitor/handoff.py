@@ -36,6 +36,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     Engine,
     Float,
     Integer,
@@ -117,6 +118,12 @@ class HandoffStore:
                        state: bytes) -> None:
         """Save a member's checkpoint; drop the group's older ones that held any of these
         partitions (they are this member's now)."""
+        self.put_state(group_id, partitions, fingerprint, state, [])
+
+    def put_state(self, group_id: str, partitions: list[tuple[str, int, int]], fingerprint: str, state: bytes,
+                  joins: Sequence[tuple[str, int, int, bytes]]) -> None:
+        """Save a member's checkpoint and the join of each of its partitions in one
+        transaction (``put_checkpoint`` and ``put_join_states`` together)."""
         key = partitions_key(partitions)
         mine = {(t, p) for t, p, _ in partitions}
         row = {"group_id": group_id, "partitions_key": key, "partitions": [list(p) for p in partitions],
@@ -132,6 +139,7 @@ class HandoffStore:
                 if stale:
                     conn.execute(delete(t).where(t.c.group_id == group_id, t.c.partitions_key.in_(stale)))
                 conn.execute(insert(t), [row])
+                self._put_joins(conn, group_id, joins)
         except SQLAlchemyError as exc:
             raise translate_error(exc, self.url) from exc
 
@@ -158,18 +166,23 @@ class HandoffStore:
         group's earlier one for that partition."""
         if not states:
             return
-        t = join_states_table
-        now = time.time()
         try:
             with self.engine.begin() as conn:
-                for topic, partition, _, _ in states:
-                    conn.execute(delete(t).where(t.c.group_id == group_id, t.c.topic == topic,
-                                                 t.c.partition_id == partition))
-                conn.execute(insert(t), [{"group_id": group_id, "topic": topic, "partition_id": partition,
-                                          "next_offset": offset, "state": state, "saved_at": now}
-                                         for topic, partition, offset, state in states])
+                self._put_joins(conn, group_id, states)
         except SQLAlchemyError as exc:
             raise translate_error(exc, self.url) from exc
+
+    @staticmethod
+    def _put_joins(conn: Connection, group_id: str, states: Sequence[tuple[str, int, int, bytes]]) -> None:
+        if not states:
+            return
+        t = join_states_table
+        now = time.time()
+        for topic, partition, _, _ in states:
+            conn.execute(delete(t).where(t.c.group_id == group_id, t.c.topic == topic, t.c.partition_id == partition))
+        conn.execute(insert(t), [{"group_id": group_id, "topic": topic, "partition_id": partition,
+                                  "next_offset": offset, "state": state, "saved_at": now}
+                                 for topic, partition, offset, state in states])
 
     def join_states(self, group_id: str,
                     partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, bytes]]:
@@ -360,13 +373,21 @@ class StateHandoff:
         s = self.settings
         if not self.source.assigned:  # nothing to resume: the state goes with the partitions it came from
             return
-        blob = self.pipeline.snapshot()
         positions = await self.source.positions()
-        known = [(t, p, offset) for t, p, offset in positions if offset >= 0]
-        joins = self.pipeline.join_entries([(t, p) for t, p, _ in known])
-        await self._blocking(self.store.put_checkpoint, self.group, positions, settings_fingerprint(s), blob)
-        await self._blocking(self.store.put_join_states, self.group,
-                             [(t, p, offset, joins[(t, p)]) for t, p, offset in known])
+        unknown = [(t, p) for t, p, offset in positions if offset < 0]
+        if unknown:
+            # A state whose join does not cover every partition it was read from would be
+            # restored without the feedback that waited in the rest: try again next time.
+            log.warning("not saving the pipeline's state now: no position for %s", unknown)
+            self.due = time.monotonic() + min(5.0, s.service.checkpoint_interval_s)
+            return
+        blob = self.pipeline.snapshot()
+        joins = self.pipeline.join_entries([(t, p) for t, p, _ in positions])
+        # One transaction: a state and the joins it goes with are saved together or not at
+        # all (a kill between two writes left a new state beside an old join, whose waiting
+        # feedback was then lost).
+        await self._blocking(self.store.put_state, self.group, positions, settings_fingerprint(s), blob,
+                             [(t, p, offset, joins[(t, p)]) for t, p, offset in positions])
         self.due = time.monotonic() + s.service.checkpoint_interval_s
         self._count_checkpoint("saved")
         with self.metrics.lock:
