@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.chaos import harness as H
+from benchmarks.results import replace_section
 from monitor.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,14 +93,6 @@ def render(results: list[H.RunResult], command: str, seconds: float, stream: H.S
     return "\n".join(out) + "\n"
 
 
-def replace_section(text: str, section: str) -> str:
-    if TITLE in text:
-        start = text.index(TITLE)
-        nxt = text.find("\n## ", start + len(TITLE))
-        return text[:start] + section + (text[nxt:] if nxt != -1 else "\n")
-    return text.rstrip() + "\n\n" + section
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__)
     parser.add_argument("--scenario", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)}")
@@ -154,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(section)
     if not args.no_write:
         text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-        RESULTS_MD.write_text(replace_section(text, section))
+        RESULTS_MD.write_text(replace_section(text, section, TITLE))
     return 0 if all(r.comparison.exact for r in results) else 1
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from benchmarks.detection import detectors as D
 from benchmarks.detection.score import StreamScore, Summary, score_stream, summarise
 from benchmarks.detection.streams import catalog
+from benchmarks.results import replace_section
 from common.errors import ConfigError
 from monitor.config import load_settings
 
@@ -165,14 +166,6 @@ def targets(summaries: dict[str, Summary], by_stream: dict[str, dict[str, Stream
     return out
 
 
-def replace_section(text: str, section: str, title: str = "## Detection quality") -> str:
-    if title in text:
-        start = text.index(title)
-        nxt = text.find("\n## ", start + len(title))
-        return text[:start] + section + (text[nxt:] if nxt != -1 else "\n")
-    return text.rstrip() + "\n\n" + section + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.detection", description=__doc__)
     parser.add_argument("--detectors", default=",".join(ALL),
@@ -221,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
         RESULTS_JSON.write_text(json.dumps({"command": command, "streams": meta, "scores": raw}, indent=1) + "\n")
         text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-        RESULTS_MD.write_text(replace_section(text, section))
+        RESULTS_MD.write_text(replace_section(text, section, "## Detection quality"))
     return 0
 
 

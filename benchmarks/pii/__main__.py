@@ -19,6 +19,7 @@ from pathlib import Path
 
 from benchmarks.pii.corpus import KINDS, LOOKALIKES, Text, corpus
 from benchmarks.pii.peers import PEERS, Peer, Spans
+from benchmarks.results import replace_section
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
@@ -133,14 +134,6 @@ def render(scores: dict[str, Score], command: str, n_texts: int, seed: int, seco
     return "\n".join(lines) + "\n"
 
 
-def replace_section(text: str, section: str) -> str:
-    if TITLE in text:
-        start = text.index(TITLE)
-        nxt = text.find("\n## ", start + len(TITLE))
-        return text[:start] + section + (text[nxt:] if nxt != -1 else "")
-    return text.rstrip() + "\n\n" + section
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/run pii", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(scores, command, args.texts, args.seed, time.perf_counter() - started)
     print(section)
     if not args.no_write:
-        RESULTS_MD.write_text(replace_section(RESULTS_MD.read_text(), section))
+        RESULTS_MD.write_text(replace_section(RESULTS_MD.read_text(), section, TITLE))
     return 0
 
 

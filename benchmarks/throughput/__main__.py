@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         RESULTS_JSON.write_text(json.dumps({"command": command, "rows": rows, "memory": mem, "latency": lat},
                                            indent=1) + "\n")
-        from benchmarks.detection.__main__ import replace_section  # noqa: PLC0415
+        from benchmarks.results import replace_section  # noqa: PLC0415
 
         text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
         RESULTS_MD.write_text(replace_section(text, section, "## Throughput"))
