@@ -134,7 +134,8 @@ class Decoder:
                 obj["ts"] = _timestamp(obj, now + self.limits.max_future_skew_s)
                 # ASCII without escapes or DEL holds no control or format character: most
                 # messages skip the search of their names (a scan of the bytes in C).
-                if not value.isascii() or b"\\" in value or b"\x7f" in value:
+                # (``int in bytes`` is a memchr; ``b"\\" in bytes`` a general search, 2x the cost here.)
+                if not value.isascii() or 92 in value or 127 in value:  # 92 is the backslash, 127 DEL
                     _check_names(obj)
             except _Invalid as bad:
                 return None, bad.reason, bad.detail
