@@ -536,40 +536,30 @@ def kill9(bootstrap: str, stream: Stream, clean: Outcome, kind: str, folder: Pat
     # (so a kill lands mid-batch, mid-checkpoint or mid-push, not only just after a commit).
     points = sorted(rng.uniform(0.03, 0.95) for _ in range(kills))
     delays = [rng.uniform(0.0, 1.5) for _ in range(kills)]
-    with store_url(kind, folder) as url:
-        settings = run_settings(bootstrap, folder, url, free_port())
-        topics = [settings.topics.tracking, settings.topics.feedback]
-        create_topics(bootstrap, settings)
-        producer = Producer(bootstrap, settings, stream, rate)
-        daemon = daemon_for(settings, folder, f"kill9-{kind}")
-        offsets = Offsets(bootstrap, settings.kafka.group_id, topics)
+    with _faulted_run(bootstrap, stream, kind, folder, rate, "kill9") as (_, settings, producer, daemon, offsets):
         runs, recover = 1, []
-        try:
-            daemon.start()
-            producer.start()
-            for point, delay in zip(points, delays, strict=True):
-                target = int(point * stream.size)
-                wait_until(lambda t=target: daemon.alive() and offsets.total() >= t, timeout_s,
-                           f"{target} messages committed", poll_s=0.2)
-                time.sleep(delay)  # a random moment after that commit: the fault's timing, not a wait
-                before = offsets.total()
-                daemon.kill9()
-                killed = time.monotonic()
-                daemon.start()
-                runs += 1
-                # Recovered: the new process is ready (group joined, nothing failing) and has
-                # committed past what was committed at the kill (unless nothing was left).
-                wait_until(lambda b=before: daemon.alive() and _ready(daemon)[0] and (
-                    offsets.total() > b or (producer.done and offsets.total() >= stream.size)), timeout_s,
-                    "the restarted daemon to be ready and commit", poll_s=0.2)
-                recover.append(time.monotonic() - killed)
-            producer.join()
-            ends = producer.ends
-            _finish(daemon, bootstrap, settings, offsets, ends, timeout_s)
-            result = outcome(bootstrap, settings)
-        finally:
+        daemon.start()
+        producer.start()
+        for point, delay in zip(points, delays, strict=True):
+            target = int(point * stream.size)
+            wait_until(lambda t=target: daemon.alive() and offsets.total() >= t, timeout_s,
+                       f"{target} messages committed", poll_s=0.2)
+            time.sleep(delay)  # a random moment after that commit: the fault's timing, not a wait
+            before = offsets.total()
             daemon.kill9()
-            offsets.close()
+            killed = time.monotonic()
+            daemon.start()
+            runs += 1
+            # Recovered: the new process is ready (group joined, nothing failing) and has
+            # committed past what was committed at the kill (unless nothing was left).
+            wait_until(lambda b=before: daemon.alive() and _ready(daemon)[0] and (
+                offsets.total() > b or (producer.done and offsets.total() >= stream.size)), timeout_s,
+                "the restarted daemon to be ready and commit", poll_s=0.2)
+            recover.append(time.monotonic() - killed)
+        producer.join()
+        ends = producer.ends
+        _finish(daemon, bootstrap, settings, offsets, ends, timeout_s)
+        result = outcome(bootstrap, settings)
     return RunResult("kill9", kind, stream.size, runs, kills, recover, compare(clean, result))
 
 
@@ -579,54 +569,62 @@ def db_down(bootstrap: str, stream: Stream, clean: Outcome, kind: str, folder: P
     works again; the daemon must stay up, commit nothing meanwhile, and recover by itself."""
     notes: list[str] = []
     facts: dict[str, Any] = {}
-    with store_url(kind, folder) as url:
-        settings = run_settings(bootstrap, folder, url, free_port())
-        topics = [settings.topics.tracking, settings.topics.feedback]
-        create_topics(bootstrap, settings)
-        producer = Producer(bootstrap, settings, stream, rate)
-        daemon = daemon_for(settings, folder, f"db_down-{kind}")
-        offsets = Offsets(bootstrap, settings.kafka.group_id, topics)
+    with _faulted_run(bootstrap, stream, kind, folder, rate, "db_down") as (url, settings, producer, daemon, offsets):
+        daemon.start()
+        wait_until(lambda: daemon.alive() and _ready(daemon)[0], timeout_s, "the daemon to be ready")
+        producer.start()
+        wait_until(lambda: daemon.alive() and offsets.total() >= stream.size // 4, timeout_s,
+                   "a quarter of the stream committed", poll_s=0.2)
+        assert daemon.proc is not None
+        outage = StoreOutage(kind, url, daemon.proc.pid)
+        outage.start()
+        down_at = time.monotonic()
         try:
-            daemon.start()
-            wait_until(lambda: daemon.alive() and _ready(daemon)[0], timeout_s, "the daemon to be ready")
-            producer.start()
-            wait_until(lambda: daemon.alive() and offsets.total() >= stream.size // 4, timeout_s,
-                       "a quarter of the stream committed", poll_s=0.2)
-            assert daemon.proc is not None
-            outage = StoreOutage(kind, url, daemon.proc.pid)
-            outage.start()
-            down_at = time.monotonic()
-            try:
-                reason = wait_until(lambda: daemon.alive() and _store_problem(daemon), down_s + 30,
-                                    "/readyz to report the store")
-                notes.append(f"`/readyz` while down: 503 `{_shorten(reason, folder, url)}`")
-                frozen = offsets.committed()
-                live = []
-                while time.monotonic() - down_at < down_s:  # the fault lasts down_s: watch it
-                    health = daemon.get("/healthz")
-                    live.append(health is not None and health.status_code == 200)
-                    time.sleep(0.5)
-                advanced = offsets.committed() != frozen
-                facts.update(readyz=reason, live_polls=len(live), live_ok=sum(live), offsets_moved=advanced)
-                notes.append(f"`/healthz` answered 200 to {sum(live)} of {len(live)} polls while down")
-                notes.append("committed offsets moved while the store was down" if advanced
-                             else "committed offsets did not move while the store was down")
-            finally:
-                outage.end()
-            restored = time.monotonic()
-            wait_until(lambda: daemon.alive() and _ready(daemon)[0], timeout_s, "/readyz to be ready again")
-            recover = [time.monotonic() - restored]
-            producer.join()
-            ends = producer.ends
-            _finish(daemon, bootstrap, settings, offsets, ends, timeout_s)
-            result = outcome(bootstrap, settings)
+            reason = wait_until(lambda: daemon.alive() and _store_problem(daemon), down_s + 30,
+                                "/readyz to report the store")
+            notes.append(f"`/readyz` while down: 503 `{_shorten(reason, folder, url)}`")
+            frozen = offsets.committed()
+            live = []
+            while time.monotonic() - down_at < down_s:  # the fault lasts down_s: watch it
+                health = daemon.get("/healthz")
+                live.append(health is not None and health.status_code == 200)
+                time.sleep(0.5)
+            advanced = offsets.committed() != frozen
+            facts.update(readyz=reason, live_polls=len(live), live_ok=sum(live), offsets_moved=advanced)
+            notes.append(f"`/healthz` answered 200 to {sum(live)} of {len(live)} polls while down")
+            notes.append("committed offsets moved while the store was down" if advanced
+                         else "committed offsets did not move while the store was down")
         finally:
-            daemon.kill9()
-            offsets.close()
+            outage.end()
+        restored = time.monotonic()
+        wait_until(lambda: daemon.alive() and _ready(daemon)[0], timeout_s, "/readyz to be ready again")
+        recover = [time.monotonic() - restored]
+        producer.join()
+        ends = producer.ends
+        _finish(daemon, bootstrap, settings, offsets, ends, timeout_s)
+        result = outcome(bootstrap, settings)
     comparison = compare(clean, result)
     if advanced:
         comparison.detail["offsets_moved_while_down"] = ["yes"]
     return RunResult("db_down", kind, stream.size, 1, 1, recover, comparison, notes, facts)
+
+
+@contextlib.contextmanager
+def _faulted_run(bootstrap: str, stream: Stream, kind: str, folder: Path, rate: float,
+                 scenario: str) -> Iterator[tuple[str, Settings, Producer, Daemon, Offsets]]:
+    """A run of a scenario on a store of its own: (store URL, settings, producer, daemon,
+    committed offsets). The daemon is killed and the offsets closed however it ends."""
+    with store_url(kind, folder) as url:
+        settings = run_settings(bootstrap, folder, url, free_port())
+        create_topics(bootstrap, settings)
+        producer = Producer(bootstrap, settings, stream, rate)
+        daemon = daemon_for(settings, folder, f"{scenario}-{kind}")
+        offsets = Offsets(bootstrap, settings.kafka.group_id, [settings.topics.tracking, settings.topics.feedback])
+        try:
+            yield url, settings, producer, daemon, offsets
+        finally:
+            daemon.kill9()
+            offsets.close()
 
 
 def _shorten(text: str, folder: Path, url: str) -> str:
