@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from collectors.contract import Alert
+from retrain.badcases import BADCASE_KINDS
 from retrain.publisher import Publisher
 from retrain.store import SampleStore
 
@@ -88,8 +89,7 @@ class RetrainJobs:
     def __init__(self, store: SampleStore, publishers: Mapping[str, Publisher], listener: Listener,
                  batch_size: int = 500, cooldown_s: float = 3600.0, weekly: Schedule | None = None,
                  retention_s: float | None = None, clock: Callable[[], float] = time.time,
-                 policy: Callable[[str], TriggerPolicy] | None = None, datasets: DatasetBuilder | None = None,
-                 badcase_kinds: tuple[str, ...] = ("thumbs_down", "complaint", "correction", "wrong_label")) -> None:
+                 policy: Callable[[str], TriggerPolicy] | None = None, datasets: DatasetBuilder | None = None) -> None:
         self.store = store
         self.publishers = dict(publishers)
         self.listener = listener
@@ -100,7 +100,6 @@ class RetrainJobs:
         self.clock = clock
         self.policy = policy or (lambda _model: TriggerPolicy(severe_cooldown_s=cooldown_s))
         self.datasets = datasets
-        self.badcase_kinds = badcase_kinds
         self._lock = threading.Lock()  # one push at a time, whoever asks
         self._trigger_lock = threading.Lock()  # one trigger (and its dataset) at a time in this process
 
@@ -211,7 +210,7 @@ class RetrainJobs:
             needed = self.policy(model).volume
             if needed <= 0:
                 continue
-            new = self.store.badcases_since_dataset(model, self.badcase_kinds)
+            new = self.store.badcases_since_dataset(model, BADCASE_KINDS)
             if new < needed:
                 continue
             versions = self.store.dataset_versions(model)
