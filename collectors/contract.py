@@ -20,7 +20,8 @@ NEGATIVE_KINDS = frozenset({"thumbs_down", "complaint"})
 FLAGGED_KINDS = frozenset({"thumbs_down", "complaint", "correction"})
 STATUSES = frozenset({"ok", "error"})
 
-ALERT_KINDS = ("data_drift", "prediction_drift", "metric_decay", "feedback_spike", "slo_burn")
+ALERT_KINDS = ("data_drift", "prediction_drift", "metric_decay", "feedback_spike", "slo_burn", "fairness_gap",
+               "canary_regression", "estimated_decay")
 
 #: Every reason a message can be dead-lettered for. A closed set: it is a metric label.
 BAD_INPUT_REASONS = (
@@ -84,15 +85,21 @@ class Alert:
     at_event: int
     ts: float
     event_id: str = ""
+    #: The slice an alert is about, ``{"KEY": "VALUE"}`` (values as text); None for the whole model.
+    segment: dict[str, str] | None = None
+    #: Of a ``canary_regression``: the version the canary (``model_version``) was compared with.
+    baseline_version: str | None = None
 
     @property
     def key(self) -> str:
         """Stable identity: the same firing on the same event always has this key."""
-        raw = "|".join(
-            (self.kind, self.model, self.model_version or "", self.feature or "",
-             self.detector, self.event_id or str(self.at_event))
-        )
-        return hashlib.sha1(raw.encode()).hexdigest()[:20]
+        parts = [self.kind, self.model, self.model_version or "", self.feature or "", self.detector,
+                 self.event_id or str(self.at_event)]
+        if self.segment:  # only then: the keys of alerts about no slice stay as they were
+            parts += [f"{k}={v}" for k, v in sorted(self.segment.items())]
+        if self.baseline_version is not None:
+            parts.append(f"baseline={self.baseline_version}")
+        return hashlib.sha1("|".join(parts).encode()).hexdigest()[:20]
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON object (field order as documented)."""

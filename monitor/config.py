@@ -26,7 +26,7 @@ import ssl
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from retrain.webhook import hide_url_secrets, webhook_key
 
 ENV_PREFIX = "MONITOR_"
 #: Settings that hold a secret: never printed (``monitor config`` shows "<set>"), never in a repr.
-SECRET_KEYS = frozenset({"sasl_password", "webhook_secret", "token", "secret"})
+SECRET_KEYS = frozenset({"sasl_password", "webhook_secret", "token", "secret", "rollback_webhook_secret"})
 ENV_SOURCE = "the environment"
 #: Environment variables with our prefix that are not settings.
 ENV_NOT_SETTINGS = frozenset({"MONITOR_CONFIG"})
@@ -429,6 +429,86 @@ class DatasetSettings:
 
 
 @dataclass
+class SegmentSettings:
+    """Slices: every key of an event's ``segment`` is a dimension (see README, "Segments")."""
+
+    keys: list[str] = _list_key([], "Segment keys watched as slices; empty: every key an event carries (up to "
+                                    "max_keys, first come).")
+    max_keys: int = _key(8, "Most segment keys watched per model; further keys are counted as folded.", min=0)
+    max_values: int = _key(20, "Most values per segment key and model, the heaviest by traffic (a heavy-hitters "
+                                "sketch); the rest count as the value __other__.", min=1)
+    detectors: bool = _key(True, "Run the feedback-spike and metric-decay detectors per segment value too "
+                                 "(they share the model's false-alarm budget).")
+    drift_keys: list[str] = _list_key([], "Segment keys whose values also get feature drift detectors of their "
+                                          "own (costly: one set of drift tests per value).")
+
+
+@dataclass
+class FairnessSettings:
+    """Group fairness of decisions across protected attributes (see README, "Fairness")."""
+
+    attributes: list[str] = _list_key([], "Protected attributes (segment keys) to watch; empty: none.")
+    favorable_label: str = _key("", "The prediction label that is the favourable outcome; empty: a score at or "
+                                    "above favorable_threshold is.")
+    favorable_threshold: float = _key(0.5, "A score at or above this is the favourable outcome (when "
+                                           "favorable_label is empty).", min=0, max=1)
+    reference: list[str] = _list_key([], "Reference group per attribute, as attribute=value; unset: the group "
+                                         "with most decisions in the window.")
+    min_ratio: float = _key(0.8, "A group's rate may be this many times the reference group's and at most "
+                                 "1/min_ratio (the four-fifths rule) before fairness_gap fires.",
+                            min=0.01, max=0.999)
+    min_group_size: int = _key(100, "Least decisions of a group in the window before it is judged.", min=10)
+    window: int = _key(5000, "Recent decisions per attribute the rates are computed over.", min=100)
+    check_every: int = _key(200, "Decisions between two checks of an attribute.", min=1)
+    confidence: float = _key(0.999, "Confidence of the interval on each ratio; fairness_gap fires when it lies "
+                                    "wholly outside the band.", min=0.5, max=0.999999)
+
+    def references(self) -> dict[str, str]:
+        """The configured reference group per attribute."""
+        return dict(item.split("=", 1) for item in self.reference)
+
+
+@dataclass
+class CanarySettings:
+    """Versions served at once, each newer one judged against the baseline (see README, "Canaries")."""
+
+    enabled: bool = _key(True, "Compare every newer version a model serves with its baseline version.")
+    baselines: list[str] = _list_key([], "Baseline version per model, as model=version; unset: the version with "
+                                         "most traffic among those recently served.")
+    alpha: float = _key(0.01, "Chance that a canary as good as its baseline is ever failed, over its whole "
+                              "rollout and all its metrics (an always-valid sequential test).", min=1e-6, max=0.2)
+    min_samples: int = _key(50, "Least values per metric and version before a verdict on that metric.", min=10)
+    tolerance: float = _key(0.1, "A canary passes a metric when, with confidence, it is at most this much worse "
+                                 "than the baseline (relative).", min=0, max=10)
+    max_canaries: int = _key(4, "Most canary comparisons kept per model; the oldest is dropped first.", min=1)
+    rollback_webhook_url: str = _key("", "POST a signed rollback request here, once per failed canary; empty to "
+                                         "disable.")
+    rollback_webhook_secret: str = field(default="", repr=False, metadata={"doc": (
+        "Signs rollback requests as retrain.webhook_secret signs pushes; prefer the environment variable or "
+        "rollback_webhook_secret_file.")})
+    rollback_webhook_secret_file: str = _key("", "File whose content, stripped, is rollback_webhook_secret.")
+
+    def rollback_webhook_secrets(self) -> list[str]:
+        """The secrets that sign rollback requests; none: unsigned."""
+        if not self.rollback_webhook_secret_file:
+            return self.rollback_webhook_secret.split()
+        return _read_secret_file("canary.rollback_webhook_secret_file", self.rollback_webhook_secret_file).split()
+
+    def baseline_of(self, model: str) -> str | None:
+        """The configured baseline version of ``model``, if any."""
+        return dict(item.split("=", 1) for item in self.baselines).get(model)
+
+
+@dataclass
+class EstimateSettings:
+    """Quality estimated without labels, from calibrated scores (see README, "Performance without labels")."""
+
+    enabled: bool = _key(True, "Estimate each version's error rate from its scores once calibrated on late labels.")
+    reference_labels: int = _key(1000, "Late labels of a version its scores are calibrated on.", min=50)
+    bins: int = _key(10, "Bins of the calibration map (equal-count).", min=2, max=1000)
+
+
+@dataclass
 class Settings:
     """All settings; one attribute per TOML section."""
 
@@ -443,6 +523,10 @@ class Settings:
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
     badcases: BadcasesSettings = field(default_factory=BadcasesSettings)
     datasets: DatasetSettings = field(default_factory=DatasetSettings)
+    segments: SegmentSettings = field(default_factory=SegmentSettings)
+    fairness: FairnessSettings = field(default_factory=FairnessSettings)
+    canary: CanarySettings = field(default_factory=CanarySettings)
+    estimate: EstimateSettings = field(default_factory=EstimateSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
@@ -580,6 +664,7 @@ def _validate(settings: Settings) -> None:
             least = 1 if key in ("max_per_category", "severe_factor") else 0
             if kind is not bool and value < least:
                 raise ConfigError(f"{where}.{key} must be >= {least}; got {value!r}")
+    _validate_slices(settings)
     if settings.retrain.webhook_secret and settings.retrain.webhook_secret_file:
         raise ConfigError("set retrain.webhook_secret or retrain.webhook_secret_file, not both")
     _validate_services(settings)
@@ -591,6 +676,23 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"topics.{name} must not be empty")
     if t.tracking in (t.deadletter, t.retrain, t.alerts) or t.feedback in (t.deadletter, t.retrain, t.alerts):
         raise ConfigError("topics.deadletter, topics.retrain and topics.alerts must differ from the input topics")
+
+
+def _validate_slices(settings: Settings) -> None:
+    f, c = settings.fairness, settings.canary
+    for where, items in (("fairness.reference", f.reference), ("canary.baselines", c.baselines)):
+        bad = [item for item in items if "=" not in item or not all(part.strip() for part in item.split("=", 1))]
+        if bad:
+            raise ConfigError(f"{where} entries must be name=value; got {', '.join(map(repr, bad))}")
+    unknown = [a for a in f.references() if a not in f.attributes]
+    if unknown:
+        raise ConfigError(f"fairness.reference names {', '.join(map(repr, unknown))}, not in fairness.attributes")
+    if f.check_every > f.window:
+        raise ConfigError(f"fairness.check_every ({f.check_every}) must be <= fairness.window ({f.window})")
+    if f.min_group_size > f.window:
+        raise ConfigError(f"fairness.min_group_size ({f.min_group_size}) must be <= fairness.window ({f.window})")
+    if c.rollback_webhook_secret and c.rollback_webhook_secret_file:
+        raise ConfigError("set canary.rollback_webhook_secret or canary.rollback_webhook_secret_file, not both")
 
 
 def _validate_redact(r: RedactSettings) -> None:
@@ -629,6 +731,25 @@ def _check_host(where: str, host: str) -> None:
         raise ConfigError(f"{where} {host!r} is neither an IP address nor a host name")
 
 
+def _check_webhook(where: str, url_text: str, secrets: Callable[[], list[str]]) -> None:
+    """A webhook's URL (http or https, with a host) and its signing secrets (read now: a bad file is named)."""
+    if url_text:
+        try:
+            url = urlsplit(url_text)
+            host = url.hostname
+            url.port  # noqa: B018 - raises ValueError on a port out of range
+        except ValueError as exc:
+            raise ConfigError(f"{where}_url {hide_url_secrets(url_text)!r} is not a URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not host:
+            raise ConfigError(f"{where}_url {hide_url_secrets(url_text)!r} must be an http:// or https:// URL "
+                              "with a host")
+    for secret in secrets():
+        try:
+            webhook_key(secret)
+        except ValueError as exc:  # says what is wrong, never the secret
+            raise ConfigError(f"{where}_secret: {exc}") from None
+
+
 def _validate_services(settings: Settings) -> None:
     """What ``monitor run`` would only find out after it connected: check it before any side effect."""
     r, k, h = settings.retrain, settings.kafka, settings.http
@@ -640,22 +761,11 @@ def _validate_services(settings: Settings) -> None:
         except ValueError as exc:
             raise ConfigError(f"retrain.trigger_cron {r.trigger_cron!r} is not a crontab expression "
                               f"(minute hour day month weekday): {exc}") from None
-    if r.webhook_url:
-        try:
-            url = urlsplit(r.webhook_url)
-            host = url.hostname
-            url.port  # noqa: B018 - raises ValueError on a port out of range
-        except ValueError as exc:
-            raise ConfigError(f"retrain.webhook_url {hide_url_secrets(r.webhook_url)!r} is not a URL: {exc}") from None
-        if url.scheme not in ("http", "https") or not host:
-            raise ConfigError(f"retrain.webhook_url {hide_url_secrets(r.webhook_url)!r} must be an http:// or "
-                              "https:// URL with a host")
-    secrets = r.webhook_secrets() if (r.webhook_secret or r.webhook_secret_file) else []  # names a bad file
-    for secret in secrets:
-        try:
-            webhook_key(secret)
-        except ValueError as exc:  # says what is wrong, never the secret
-            raise ConfigError(f"retrain.webhook_secret: {exc}") from None
+    c = settings.canary
+    _check_webhook("retrain.webhook", r.webhook_url, r.webhook_secrets if (r.webhook_secret or r.webhook_secret_file)
+                   else list)
+    _check_webhook("canary.rollback_webhook", c.rollback_webhook_url, c.rollback_webhook_secrets
+                   if (c.rollback_webhook_secret or c.rollback_webhook_secret_file) else list)
     try:
         make_url(settings.store.url)
     except ArgumentError:
@@ -774,7 +884,7 @@ def render_toml(settings: Settings, with_docs: bool = True) -> str:
                 value = "<set>"
             elif section == "store" and f.name == "url":
                 value = hide_password(value)
-            elif f.name == "webhook_url" and value:
+            elif f.name.endswith("webhook_url") and value:
                 value = hide_url_secrets(value)
             doc = f"  # {f.metadata['doc']}" if with_docs else ""
             lines.append(f"{f.name} = {_toml_value(value)}{doc}")

@@ -60,7 +60,14 @@ from collectors.contract import Alert, FlaggedSample
 from common.errors import ConfigError, StoreFailed, StoreSchemaError, StoreUnavailable
 
 #: 1: the first. 2: bad-case categories, segment traffic, datasets (a version-1 store is upgraded in place).
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+#: What brings a store of an older schema version to the next one ({json}: the dialect's JSON type).
+_MIGRATION_STEPS: dict[str, tuple[str, ...]] = {
+    "1": ("ALTER TABLE mm_flagged_samples ADD COLUMN category VARCHAR(64)",),
+    "2": ("ALTER TABLE mm_alerts ADD COLUMN segment {json}", "ALTER TABLE mm_alerts ADD COLUMN baseline_version "
+          "VARCHAR(256)"),
+}
+_MIGRATIONS = list(_MIGRATION_STEPS)
 metadata = MetaData()
 _Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -97,6 +104,8 @@ alerts_table = Table(
     Column("ts", Float, nullable=False),
     Column("event_id", String(256)),
     Column("created_at", Float, nullable=False),
+    Column("segment", _Json),  # the slice of a slice alert
+    Column("baseline_version", String(256)),  # of a canary_regression
 )
 triggers_table = Table(
     "mm_retrain_triggers", metadata,
@@ -260,8 +269,11 @@ class SampleStore:
                 version = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema")).scalar()
                 if version is None:
                     conn.execute(insert(meta_table).values(key="schema", value=SCHEMA_VERSION))
-                elif version == "1":  # the bad-case category is the one new column; the new tables exist now
-                    conn.execute(text("ALTER TABLE mm_flagged_samples ADD COLUMN category VARCHAR(64)"))
+                elif version in _MIGRATIONS:  # new columns; new tables exist now
+                    for step in _MIGRATIONS[_MIGRATIONS.index(version):]:
+                        for statement in _MIGRATION_STEPS[step]:
+                            conn.execute(text(statement.format(
+                                json="JSONB" if self.dialect == "postgresql" else "JSON")))
                     conn.execute(update(meta_table).where(meta_table.c.key == "schema").values(value=SCHEMA_VERSION))
                 elif version != SCHEMA_VERSION:
                     raise StoreSchemaError(
@@ -303,6 +315,7 @@ class SampleStore:
                         {"alert_key": a.key, "kind": a.kind, "model": a.model, "model_version": a.model_version,
                          "feature": a.feature, "detector": a.detector, "score": a.score,
                          "threshold": a.threshold, "at_event": a.at_event, "ts": a.ts, "event_id": a.event_id,
+                         "segment": a.segment, "baseline_version": a.baseline_version,
                          "created_at": now} for a in alerts
                     ])
         except SQLAlchemyError as exc:

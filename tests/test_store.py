@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -12,6 +13,7 @@ import orjson
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from helpers import read_topic
+from sqlalchemy import text
 
 from collectors.contract import Alert, FlaggedSample
 from common.errors import ConfigError, PublishFailed, StoreSchemaError, StoreUnavailable
@@ -195,6 +197,25 @@ def test_a_store_of_another_schema_version_is_refused(store, store_url):
         conn.execute(meta_table.update().values(value="999"))
     with pytest.raises(StoreSchemaError, match="schema version 999"):
         SampleStore(store_url).close()
+
+
+def test_a_store_of_schema_2_is_upgraded_and_keeps_its_alerts(store, store_url):
+    store.put([], [alert(1)])
+    with store.engine.begin() as conn:  # as schema 2 made it: no slice columns on mm_alerts
+        conn.execute(text("ALTER TABLE mm_alerts DROP COLUMN segment"))
+        conn.execute(text("ALTER TABLE mm_alerts DROP COLUMN baseline_version"))
+        conn.execute(meta_table.update().values(value="2"))
+    store.close()
+    upgraded = SampleStore(store_url)
+    try:
+        sliced = dataclasses.replace(alert(2), kind="canary_regression", segment={"region": "east"},
+                                     baseline_version="v1")
+        upgraded.put([], [sliced])
+        rows = upgraded.alerts()
+        assert [(r["at_event"], r["segment"], r["baseline_version"]) for r in rows] == [
+            (1, None, None), (2, {"region": "east"}, "v1")]
+    finally:
+        upgraded.close()
 
 
 def test_bad_urls_and_unreachable_databases_are_clear_errors(tmp_path):
