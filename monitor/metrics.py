@@ -158,6 +158,25 @@ ERRORS = CounterSpec("model_monitor_errors_total", ("stage", "transient"),
                  "Errors by pipeline stage; transient ones are retried.")
 READY = GaugeSpec("model_monitor_ready", (), "1 when /readyz answers ready, else 0.")
 BUILD_INFO = GaugeSpec("model_monitor_build_info", ("version",), "Always 1; the version running.")
+SEGMENT_EVENTS = CounterSpec(
+    "model_monitor_segment_events_total", ("model", "segment", "value", "event"),
+    "Events per segment value (segment keys and values bounded by segments.max_keys and max_values): "
+    "prediction, error, slow (over slo.latency_threshold_ms), negative_feedback, label, label_error, impression, "
+    "click, conversion.")
+CONVERSIONS = CounterSpec("model_monitor_business_events_total", ("model", "model_version", "type"),
+                          "Impressions, clicks and conversions per model version (conversion rate beside CTR).")
+FAIRNESS_RATIO = GaugeSpec(
+    "model_monitor_fairness_ratio", ("model", "attribute", "group", "metric", "bound"),
+    "A group's rate over the reference group's, per protected attribute and metric (demographic_parity, "
+    "equal_opportunity, false_positive_rate): bound estimate, lower or upper (the confidence interval).")
+CANARY_VERDICT = GaugeSpec(
+    "model_monitor_canary_verdict", ("model", "model_version", "baseline_version", "verdict"),
+    "1 for the verdict a canary version has against its baseline (pass, fail or inconclusive), 0 for the others.")
+CANARY_DIFFERENCE = GaugeSpec(
+    "model_monitor_canary_difference", ("model", "model_version", "baseline_version", "metric", "bound"),
+    "Canary minus baseline per metric (estimate, lower and upper of the always-valid confidence interval).")
+ESTIMATED_ERROR = GaugeSpec("model_monitor_estimated_error_rate", ("model", "model_version"),
+                            "Error rate expected from the last batch's calibrated scores (no labels needed).")
 
 #: Every metric, in the order of the README's table and of the exposition.
 METRICS: tuple[Spec[Any], ...] = (
@@ -165,7 +184,8 @@ METRICS: tuple[Spec[Any], ...] = (
     DETECTOR_THRESHOLD, FLAGGED_SAMPLES, REDACTIONS, FEATURE_TYPE_MISMATCHES, DRIFT_TESTED_PREDICTIONS,
     BOUND_ENTRIES, BOUND_CAPACITY, BOUND_OVERFLOW, BATCHES, CHECKPOINTS, CHECKPOINT_BYTES, JOIN_MOVES,
     STAGE_SECONDS, BATCH_DURATION, COMMITTED_MESSAGES, CONSUMER_LAG, LAST_EVENT_TIMESTAMP, RETRAIN_PUSHED,
-    RETRAIN_PENDING, RETRAIN_TRIGGERS, ERRORS, READY, BUILD_INFO,
+    RETRAIN_PENDING, RETRAIN_TRIGGERS, ERRORS, READY, BUILD_INFO, SEGMENT_EVENTS, CONVERSIONS, FAIRNESS_RATIO,
+    CANARY_VERDICT, CANARY_DIFFERENCE, ESTIMATED_ERROR,
 )
 SPECS = {s.name: s for s in METRICS}
 
