@@ -163,7 +163,7 @@ SEGMENT_EVENTS = CounterSpec(
     "Events per segment value (segment keys and values bounded by segments.max_keys and max_values): "
     "prediction, error, slow (over slo.latency_threshold_ms), negative_feedback, label, label_error, impression, "
     "click, conversion.")
-CONVERSIONS = CounterSpec("model_monitor_business_events_total", ("model", "model_version", "type"),
+BUSINESS_EVENTS = CounterSpec("model_monitor_business_events_total", ("model", "model_version", "type"),
                           "Impressions, clicks and conversions per model version (conversion rate beside CTR).")
 FAIRNESS_RATIO = GaugeSpec(
     "model_monitor_fairness_ratio", ("model", "attribute", "group", "metric", "bound"),
@@ -184,7 +184,7 @@ METRICS: tuple[Spec[Any], ...] = (
     DETECTOR_THRESHOLD, FLAGGED_SAMPLES, REDACTIONS, FEATURE_TYPE_MISMATCHES, DRIFT_TESTED_PREDICTIONS,
     BOUND_ENTRIES, BOUND_CAPACITY, BOUND_OVERFLOW, BATCHES, CHECKPOINTS, CHECKPOINT_BYTES, JOIN_MOVES,
     STAGE_SECONDS, BATCH_DURATION, COMMITTED_MESSAGES, CONSUMER_LAG, LAST_EVENT_TIMESTAMP, RETRAIN_PUSHED,
-    RETRAIN_PENDING, RETRAIN_TRIGGERS, ERRORS, READY, BUILD_INFO, SEGMENT_EVENTS, CONVERSIONS, FAIRNESS_RATIO,
+    RETRAIN_PENDING, RETRAIN_TRIGGERS, ERRORS, READY, BUILD_INFO, SEGMENT_EVENTS, BUSINESS_EVENTS, FAIRNESS_RATIO,
     CANARY_VERDICT, CANARY_DIFFERENCE, ESTIMATED_ERROR,
 )
 SPECS = {s.name: s for s in METRICS}
