@@ -9,6 +9,7 @@ from detectors.binned import ChiSquareDrift, NumericDrift
 from detectors.numeric import KSDrift
 from detectors.rate import RateIncrease
 from detectors.river_adapter import RiverAdapter
+from detectors.sequential import SequentialComparison
 from detectors.share import DriftShare
 from detectors.slo import BurnRate
 
@@ -22,4 +23,5 @@ __all__ = [
     "NumericDrift",
     "RateIncrease",
     "RiverAdapter",
+    "SequentialComparison",
 ]
