@@ -6,6 +6,7 @@ Each speaks river's detector contract (``update``, ``drift_detected``) plus
 
 from detectors.base import Detector, Fire
 from detectors.binned import ChiSquareDrift, NumericDrift
+from detectors.fairness import GapFire, GroupParity, rate_ratio_interval
 from detectors.numeric import KSDrift
 from detectors.rate import RateIncrease
 from detectors.river_adapter import RiverAdapter
@@ -19,9 +20,12 @@ __all__ = [
     "Detector",
     "DriftShare",
     "Fire",
+    "GapFire",
+    "GroupParity",
     "KSDrift",
     "NumericDrift",
     "RateIncrease",
     "RiverAdapter",
     "SequentialComparison",
+    "rate_ratio_interval",
 ]

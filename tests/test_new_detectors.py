@@ -7,8 +7,9 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from detectors import SequentialComparison
+from detectors import GapFire, GroupParity, SequentialComparison, rate_ratio_interval
 from monitor import state_format
 
 
@@ -151,3 +152,100 @@ def test_checkpoint_round_trip_goes_on_the_same():
     detector.update_many(errors[:100], arms[:100])
     copy = state_format.loads(state_format.dumps(detector))
     assert copy.update_many(errors[100:], arms[100:]) == detector.update_many(errors[100:], arms[100:])
+
+
+# -- GroupParity and rate_ratio_interval -------------------------------------------------------------
+
+
+def test_rate_ratio_interval_is_scipys_katz_interval():
+    for x1, n1, x0, n0 in [(30, 100, 60, 100), (7, 40, 300, 1000), (90, 90, 45, 100)]:
+        ratio, low, high = rate_ratio_interval(x1, n1, x0, n0, 0.99)
+        katz = stats.contingency.relative_risk(x1, n1, x0, n0)
+        interval = katz.confidence_interval(0.99)
+        assert (ratio, low, high) == pytest.approx((katz.relative_risk, interval.low, interval.high))
+
+
+def test_rate_ratio_interval_with_no_positives_is_finite_and_wide():
+    ratio, low, high = rate_ratio_interval(0, 200, 60, 1000, 0.99)
+    assert 0.0 < low < ratio < high < math.inf
+    assert ratio == pytest.approx((0.5 / 201) / (60.5 / 1001))
+    assert rate_ratio_interval(5, 100, 0, 100, 0.99)[2] > 10.0  # a reference with no positives
+
+
+def _decisions(rng, size, rates, shares=(0.6, 0.3, 0.1)):
+    groups = rng.choice(len(shares), size=size, p=shares)
+    outcomes = (rng.random(size) < np.asarray(rates)[groups]).astype(np.float64)
+    return groups, outcomes
+
+
+def test_a_fair_stream_raises_nothing():
+    # 200,000 decisions, 3 groups of 60/30/10 % at one positive rate: 1,000 checks, no alert.
+    groups, outcomes = _decisions(np.random.default_rng(10), 200_000, [0.3, 0.3, 0.3])
+    parity = GroupParity(check_every=200)
+    assert parity.update_many(groups, outcomes) == []
+    ratios = parity.ratios()
+    assert sorted(ratios) == [1, 2]  # the reference (group 0, the largest) is not its own ratio
+    for ratio, low, high in ratios.values():
+        assert low < 1.0 < high and 0.8 < ratio < 1.25  # gauges near 1
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_a_group_at_six_tenths_of_the_rate_is_found_once(group):
+    rng = np.random.default_rng(11 + group)
+    rates = [0.3, 0.3, 0.3]
+    rates[group] = 0.18
+    before = _decisions(rng, 20_000, [0.3, 0.3, 0.3])
+    after = _decisions(rng, 50_000, rates)
+    parity = GroupParity()
+    assert parity.update_many(*before) == []
+    fires = parity.update_many(*after)
+    assert [f.group for f in fires] == [group]  # one alert for a persistent gap, with its code
+    fire = fires[0]
+    assert isinstance(fire, GapFire) and fire.high < 0.8 and fire.low < fire.ratio < fire.high
+    assert (fire.index + 20_000 + 1) % 200 == 0  # at a check
+    assert fire.index < 6000  # within about a window of the change
+    assert parity.ratios()[group][0] < 0.8  # the gauge still shows the gap (its bound may wander over 0.8)
+
+
+def test_a_gap_that_closes_rearms():
+    rng = np.random.default_rng(14)
+    parity = GroupParity(window=5000)
+    unfair, fair = _decisions(rng, 20_000, [0.3, 0.3, 0.15]), _decisions(rng, 20_000, [0.3, 0.3, 0.3])
+    streams = [unfair, fair, unfair]
+    found = [[f.group for f in parity.update_many(*s)] for s in streams]
+    assert found == [[2], [], [2]]
+
+
+def test_a_rate_above_the_band_fires_too_and_a_given_reference_is_kept():
+    rng = np.random.default_rng(15)
+    groups, outcomes = _decisions(rng, 30_000, [0.2, 0.2, 0.4])
+    parity = GroupParity(reference=1)  # the 30 % group, not the largest
+    fires = parity.update_many(groups, outcomes)
+    assert [f.group for f in fires] == [2] and fires[0].low > 1.25
+    assert sorted(parity.ratios()) == [0, 2]
+
+
+def test_group_parity_is_the_same_however_the_stream_is_cut():
+    rng = np.random.default_rng(16)
+    groups, outcomes = _decisions(rng, 60_000, [0.3, 0.25, 0.2], shares=(0.5, 0.3, 0.2))
+    groups[30_000:] = np.where(rng.random(30_000) < 0.05, 7, groups[30_000:])  # a new, later code
+    outcomes[30_000:] = np.where(groups[30_000:] == 7, rng.random(30_000) < 0.05, outcomes[30_000:])
+    whole = GroupParity(window=3000, check_every=150)
+    expected = whole.update_many(groups, outcomes)
+    assert {f.group for f in expected} >= {7}
+    for pieces in (5, 400, 20_000):
+        cut = GroupParity(window=3000, check_every=150)
+        assert _feed_in_cuts(cut, rng, pieces, groups, outcomes) == expected
+        assert cut.ratios() == whole.ratios()
+
+
+def test_group_parity_validates_codes_and_round_trips_a_checkpoint():
+    parity = GroupParity(max_groups=8)
+    with pytest.raises(ValueError, match="group codes"):
+        parity.update_many(np.array([8]), np.array([1.0]))
+    with pytest.raises(ValueError, match="group codes"):
+        parity.update_many(np.array([0.5]), np.array([1.0]))
+    groups, outcomes = _decisions(np.random.default_rng(17), 20_000, [0.3, 0.3, 0.15])
+    parity.update_many(groups[:7000], outcomes[:7000])
+    copy = state_format.loads(state_format.dumps(parity))
+    assert copy.update_many(groups[7000:], outcomes[7000:]) == parity.update_many(groups[7000:], outcomes[7000:])
