@@ -6,6 +6,7 @@ Each speaks river's detector contract (``update``, ``drift_detected``) plus
 
 from detectors.base import Detector, Fire
 from detectors.binned import ChiSquareDrift, NumericDrift
+from detectors.estimation import CalibratedError
 from detectors.fairness import GapFire, GroupParity, rate_ratio_interval
 from detectors.numeric import KSDrift
 from detectors.rate import RateIncrease
@@ -16,6 +17,7 @@ from detectors.slo import BurnRate
 
 __all__ = [
     "BurnRate",
+    "CalibratedError",
     "ChiSquareDrift",
     "Detector",
     "DriftShare",
