@@ -46,12 +46,13 @@ def _slack(alpha, streams):
     return alpha + 3.0 * math.sqrt(alpha * (1 - alpha) / streams)
 
 
-@pytest.mark.parametrize(("rate", "share"), [(0.05, 0.5), (0.002, 0.5), (0.05, 0.1)])
-def test_equal_canary_ever_fires_at_most_alpha(rate, share):
-    # 1,000 equal pairs of 5,000 values, checked after every value: P(ever firing) <= alpha.
-    # (Measured: 0.013 at 0.05/50%, 0 at 0.002, 0 at a 10% canary; the test fires only one way
-    # on a two-sided mixture, so it is conservative.)
-    alpha = 0.05
+@pytest.mark.parametrize(("rate", "share", "alpha"),
+                         [(0.05, 0.5, 0.05), (0.002, 0.5, 0.05), (0.05, 0.1, 0.05), (0.05, 0.5, 0.01)])
+def test_equal_canary_ever_fires_at_most_alpha(rate, share, alpha):
+    # 1,000 equal pairs of 5,000 values (canary share of traffic ``share``), checked after every
+    # value: P(ever firing) <= alpha. Measured: 0.013, 0, 0.004 and 0.004 (alpha 0.01). It fires
+    # one way only on a two-sided mixture, and the smoothed variance is a little large for rare
+    # rates, so it is conservative.
     measured = _null_fire_rate(np.random.default_rng(1), rate, 1000, 5000, alpha, share)
     assert measured <= _slack(alpha, 1000)
 
@@ -63,7 +64,7 @@ def test_equal_canary_two_sided_on_real_values_ever_fires_at_most_alpha():
         arms = rng.random(5000) < 0.5
         detector = SequentialComparison(alpha=alpha, direction="two_sided")
         fired += bool(detector.update_many(rng.beta(2.0, 5.0, 5000), arms))
-    assert fired / streams <= _slack(alpha, streams)  # measured 0.032
+    assert fired / streams <= _slack(alpha, streams)  # measured 0.026
 
 
 def test_doubled_error_rate_is_caught():
@@ -78,8 +79,8 @@ def test_doubled_error_rate_is_caught():
         fire = fires[0]
         assert fire.score >= fire.threshold == pytest.approx(math.log(100))
         needed.append(int(arms[: fire.index + 1].sum()))
-    # Measured: a median of about 620 canary values (a fixed-horizon test at the same power and
-    # alpha needs about 600 per arm, but may not be looked at before then).
+    # Measured: a median of 576 canary values (10th-90th percentile 253-1,097), with as many
+    # baseline values beside them.
     assert 300 <= np.median(needed) <= 1000
 
 
