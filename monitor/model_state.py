@@ -24,7 +24,8 @@ import numpy as np
 
 from collectors.contract import Alert
 from detectors import BurnRate, ChiSquareDrift, Detector, DriftShare, Fire, NumericDrift, RateIncrease, RiverAdapter
-from monitor.config import DetectSettings, Settings
+from monitor.config import DetectSettings, SegmentSettings, Settings
+from monitor.slices import OTHER_VALUE, Pairs, SegmentIndex
 
 Event = dict[str, Any]
 #: Reference values by (model, model_version) and feature, from ``monitor baseline``.
@@ -358,6 +359,10 @@ class Watch:
       (``prediction``, ``impression``, ``click``, ``conversion``), ``feedback``,
       ``feedback:KIND`` and ``negative_feedback``.
 
+    ``segmented``: the watch also runs per watched segment value (``monitor.slices``), fed
+    by the events of that slice: counts by the event's own segment (feedback by its
+    prediction's), labels by their prediction's segment.
+
     Feature and prediction-field drift is watched per field (``Track``), on the sample
     of ``detect.sample_rate``.
 
@@ -376,6 +381,7 @@ class Watch:
     per_prediction: Callable[[PredictionColumns], tuple[np.ndarray, np.ndarray]] | None = None
     from_labels: bool = False
     counts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    segmented: bool = False
 
     def stream(self, factory: DetectorFactory) -> Stream:
         return Stream(self.make(factory), self.kind, self.feature, self.detector)
@@ -387,13 +393,19 @@ WATCHES: tuple[Watch, ...] = (
           per_prediction=_slow),
     Watch("availability", "slo_burn", "status", "availability_burn_rate", DetectorFactory.availability_slo,
           per_prediction=_failed),
-    Watch("errors", "metric_decay", None, "error_rate", DetectorFactory.error_rate, from_labels=True),
+    Watch("errors", "metric_decay", None, "error_rate", DetectorFactory.error_rate, from_labels=True,
+          segmented=True),
     # Negative feedback per prediction: both count as trials, so the rate is of the two topics together.
     Watch("negatives", "feedback_spike", None, "negative_feedback_rate", DetectorFactory.rate, scope="model",
-          counts={"prediction": (1, 0), "negative_feedback": (1, 1)}),
+          counts={"prediction": (1, 0), "negative_feedback": (1, 1)}, segmented=True),
     # Click-through: a 1 is an impression nobody clicked, so a CTR drop is a rise.
     Watch("unclicked", "metric_decay", None, "ctr", DetectorFactory.rate, scope="model",
-          counts={"impression": (1, 1), "click": (0, -1)}),
+          counts={"impression": (1, 1), "click": (0, -1)}, segmented=True),
+    # Conversions per impression and per click: a model can keep its accuracy and lose the business.
+    Watch("unconverted", "metric_decay", None, "conversion_rate", DetectorFactory.rate, scope="model",
+          counts={"impression": (1, 1), "conversion": (0, -1)}, segmented=True),
+    Watch("clicked_unconverted", "metric_decay", None, "click_conversion_rate", DetectorFactory.rate,
+          scope="model", counts={"click": (1, 1), "conversion": (0, -1)}, segmented=True),
 )
 
 
@@ -407,6 +419,79 @@ class Firing(NamedTuple):
     position: int
     score: float
     threshold: float
+    segment: tuple[str, str] | None = None  # (key, value) of a slice's detector
+
+
+class WatchSet:
+    """The watches fed by counts and by labels, of a whole model or of one slice of it.
+
+    Counts go through event-time buckets (``EventTimeRate``: the rate of two topics does
+    not depend on how they interleave); labels straight to their detector.
+    """
+
+    __slots__ = ("labelled", "rates", "signals", "watched")
+
+    def __init__(self, watches: Sequence[Watch], factory: DetectorFactory) -> None:
+        d = factory.d
+        self.watched: dict[str, Stream] = {w.name: w.stream(factory) for w in watches}
+        self.rates: dict[str, EventTimeRate] = {
+            w.name: EventTimeRate(self.watched[w.name], d.feedback_bucket_s, d.feedback_lateness_s,
+                                  d.feedback_burn_in_s) for w in watches if w.counts}
+        #: Signal name to the (rate, trials, events) it adds to.
+        self.signals: dict[str, list[tuple[EventTimeRate, int, int]]] = {}
+        for w in watches:
+            for signal, (trials, events) in w.counts.items():
+                self.signals.setdefault(signal, []).append((self.rates[w.name], trials, events))
+        self.labelled = [self.watched[w.name] for w in watches if w.from_labels]
+
+    def on_signal(self, signal: str, event_time: float) -> None:
+        for rate, trials, events in self.signals.get(signal, ()):
+            rate.add(event_time, trials, events)
+
+    def on_label(self, position: int, error: float) -> None:
+        for stream in self.labelled:
+            stream.add(position, error)
+
+    def close(self, watermark: float, position: int) -> bool:
+        """Hand complete buckets to their detectors; whether any rate had buckets open."""
+        touched = False
+        for rate in self.rates.values():
+            if rate.buckets:
+                rate.close(watermark, position)
+                touched = True
+        return touched
+
+
+#: What ``model_monitor_segment_events_total`` counts per slice (its ``event`` label).
+SEGMENT_EVENT_NAMES = ("prediction", "error", "slow", "negative_feedback", "label", "label_error", "impression",
+                       "click", "conversion")
+_SEGMENT_EVENT = {name: i for i, name in enumerate(SEGMENT_EVENT_NAMES)}
+
+
+class SliceState:
+    """One watched segment value of a model: its counts, and (unless it is ``__other__``
+    or ``segments.detectors`` is off) the segmented watches and, for ``segments.drift_keys``,
+    feature drift tracks of its own."""
+
+    __slots__ = ("counts", "tracks", "watches")
+
+    def __init__(self, watches: WatchSet | None, tracks: VersionState | None) -> None:
+        self.watches = watches
+        self.tracks = tracks
+        self.counts = [0] * len(SEGMENT_EVENT_NAMES)  # this batch's, taken by the pipeline for the metric
+
+    def count(self, event: str, n: int = 1) -> None:
+        self.counts[_SEGMENT_EVENT[event]] += n
+
+    def streams(self) -> Iterator[Stream]:
+        if self.watches is not None:
+            yield from self.watches.watched.values()
+        if self.tracks is not None:
+            yield from self.tracks.sampled_streams()
+
+    def take_counts(self) -> list[int]:
+        counts, self.counts = self.counts, [0] * len(SEGMENT_EVENT_NAMES)
+        return counts
 
 
 class VersionState:
@@ -584,7 +669,8 @@ class ModelState:
     """
 
     def __init__(self, name: str, detect: DetectSettings, latency_threshold_ms: float, factory: DetectorFactory,
-                 baselines: Baselines | None = None, watches: Sequence[Watch] = WATCHES) -> None:
+                 baselines: Baselines | None = None, watches: Sequence[Watch] = WATCHES,
+                 segments: SegmentSettings | None = None) -> None:
         self.name = name
         self.baselines = baselines or {}
         # Only the settings that shape the detectors: the state is checkpointed, and a
@@ -595,16 +681,13 @@ class ModelState:
         self.watches = tuple(watches)
         self.versions: OrderedDict[str, VersionState] = OrderedDict()
         d = detect
-        model_watches = [w for w in self.watches if w.scope == "model"]
-        self.watched: dict[str, Stream] = {w.name: w.stream(factory) for w in model_watches}
-        self.rates: dict[str, EventTimeRate] = {
-            w.name: EventTimeRate(self.watched[w.name], d.feedback_bucket_s, d.feedback_lateness_s,
-                                  d.feedback_burn_in_s) for w in model_watches}
-        #: Signal name to the (rate, trials, events) it adds to.
-        self.signals: dict[str, list[tuple[EventTimeRate, int, int]]] = {}
-        for w in model_watches:
-            for signal, (trials, events) in w.counts.items():
-                self.signals.setdefault(signal, []).append((self.rates[w.name], trials, events))
+        self.model_watches = WatchSet([w for w in self.watches if w.scope == "model"], factory)
+        self.segmented = tuple(w for w in self.watches if w.segmented)
+        sg = self.segment_settings = segments or SegmentSettings(max_keys=0)
+        self.segments = SegmentIndex(sg.keys, sg.max_keys, sg.max_values)
+        self.slices: dict[tuple[str, str], SliceState] = {}
+        self.slices_changed = False  # a slice's tests came or went: the budget must be shared again
+        self.evicted_slices: list[tuple[str, str]] = []  # for the pipeline to clear their series
         self.recent: deque[tuple[int, Event]] = deque(maxlen=d.drift_window)
         self.batch_recent: list[tuple[int, Event]] = []
         self.latencies: dict[str, np.ndarray] = {}  # seconds, by version, this batch
@@ -615,33 +698,87 @@ class ModelState:
         self._retired_mismatches = 0
         self._retired_sampled = 0
 
+    @property
+    def watched(self) -> dict[str, Stream]:
+        """The model-wide watched streams, by watch name."""
+        return self.model_watches.watched
+
     # -- what happened ------------------------------------------------------------------
-    def on_prediction(self, version: str, event: Event, position: int, event_time: float) -> None:
+    def on_prediction(self, version: str, event: Event, position: int, event_time: float, pairs: Pairs = ()) -> None:
+        """A prediction; ``pairs``: its segment as (key, value as text) pairs."""
         state = self.versions.get(version)
         if state is None or next(reversed(self.versions)) != version:
             state = self.version(version)
         state.pending_positions.append(position)
         state.pending.append(event)
         self.last_version = version
-        for rate, trials, events in self.signals.get("prediction", ()):  # on_signal, inlined: every prediction
+        for rate, trials, events in self.model_watches.signals.get("prediction", ()):  # on_signal, inlined
             rate.add(event_time, trials, events)
         self.batch_recent.append((position, event))
         self.last_ts = max(self.last_ts, event["ts"])
+        if pairs and self.segment_settings.max_keys:
+            self._slice_prediction(event, position, event_time, pairs)
 
-    def on_signal(self, signal: str, event_time: float) -> None:
-        """Count ``signal`` (an event type, ``negative_feedback``, ...) in the rates that watch it."""
-        for rate, trials, events in self.signals.get(signal, ()):
-            rate.add(event_time, trials, events)
+    def _slice_prediction(self, event: Event, position: int, event_time: float, pairs: Pairs) -> None:
+        failed = event.get("status") == "error"
+        latency = event.get("latency_ms")
+        slow = latency is not None and latency > self.latency_threshold_ms
+        for pair in self.segments.admit(pairs):
+            state = self.slices.get(pair) or self._slice(pair)
+            counts = state.counts
+            counts[0] += 1  # SEGMENT_EVENT_NAMES: prediction, error, slow
+            counts[1] += failed
+            counts[2] += slow
+            if state.watches is not None:
+                state.watches.on_signal("prediction", event_time)
+            if state.tracks is not None:
+                state.tracks.observe(event, position)
+        if self.segments.evicted:
+            for pair in self.segments.take_evicted():
+                self.slices.pop(pair, None)
+                self.evicted_slices.append(pair)
+            self.slices_changed = True
 
-    def on_label(self, version: str, position: int, error: float) -> None:
+    def _slice(self, pair: tuple[str, str]) -> SliceState:
+        sg = self.segment_settings
+        watched = sg.detectors and pair[1] != OTHER_VALUE
+        drift = pair[0] in sg.drift_keys and pair[1] != OTHER_VALUE
+        state = self.slices[pair] = SliceState(
+            WatchSet(self.segmented, self.factory) if watched else None,
+            VersionState(self.factory, self.detect.max_features, self.latency_threshold_ms, ()) if drift else None)
+        self.slices_changed = self.slices_changed or watched or drift
+        return state
+
+    def on_signal(self, signal: str, event_time: float, pairs: Pairs = ()) -> None:
+        """Count ``signal`` (an event type, ``negative_feedback``, ...) in the rates that
+        watch it; ``pairs``: the segment of the event, for the slices' rates."""
+        self.model_watches.on_signal(signal, event_time)
+        if pairs and self.segment_settings.max_keys:
+            self.on_slice_signal(signal, event_time, pairs)
+
+    def on_slice_signal(self, signal: str, event_time: float, pairs: Pairs) -> None:
+        """Count ``signal`` in the slices of ``pairs`` only (negative feedback, by its prediction's segment)."""
+        for pair in self.segments.lookup(pairs):
+            state = self.slices.get(pair) or self._slice(pair)
+            state.count(signal)
+            if state.watches is not None:
+                state.watches.on_signal(signal, event_time)
+
+    def on_label(self, version: str, position: int, error: float, pairs: Pairs = ()) -> None:
         self.version(version).on_label(position, error)
+        if pairs and self.segment_settings.max_keys:
+            for pair in self.segments.lookup(pairs):
+                state = self.slices.get(pair) or self._slice(pair)
+                state.count("label")
+                state.count("label_error", int(error))
+                if state.watches is not None:
+                    state.watches.on_label(position, error)
 
     def close_buckets(self, watermark: float, position: int) -> bool:
         """Hand the rates' complete buckets to their detectors; whether any rate had buckets open."""
-        touched = False
-        for rate in self.rates.values():
-            if rate.buckets:
-                rate.close(watermark, position)
+        touched = self.model_watches.close(watermark, position)
+        for state in self.slices.values():
+            if state.watches is not None and state.watches.close(watermark, position):
                 touched = True
         return touched
 
@@ -664,6 +801,16 @@ class ModelState:
         latencies, self.latencies = self.latencies, {}
         return latencies
 
+    def take_slice_counts(self) -> Iterator[tuple[tuple[str, str], list[int]]]:
+        """Each slice's counts since the last call (``SEGMENT_EVENT_NAMES``), for the metric."""
+        for pair, state in self.slices.items():
+            if any(state.counts):
+                yield pair, state.take_counts()
+
+    def take_evicted_slices(self) -> list[tuple[str, str]]:
+        evicted, self.evicted_slices = self.evicted_slices, []
+        return evicted
+
     def take_evicted(self) -> list[str]:
         evicted, self.evicted = self.evicted, []
         return evicted
@@ -679,6 +826,11 @@ class ModelState:
         sampled = [s.detector for v in self.versions.values() for s in v.sampled_streams()]
         every = [s.detector for v in self.versions.values() for s in v.every_event_streams()]
         every += [s.detector for s in self.watched.values()]
+        for state in self.slices.values():  # every slice's tests share the one budget: slices add no false alarms
+            if state.watches is not None:
+                every += [s.detector for s in state.watches.watched.values()]
+            if state.tracks is not None:
+                sampled += [s.detector for s in state.tracks.sampled_streams()]
         rate = d.false_alarms_per_million / 1e6 / (len(sampled) + len(every))
         for detector in every:
             detector.set_false_alarm_rate(rate)
@@ -740,7 +892,26 @@ class ModelState:
                 firings.append(Firing(stream.kind, stream.feature, stream.detector_name(fire), self.last_version,
                                       position, round(fire.score, 6), round(fire.threshold, 6)))
             gauges.append(stream.gauge(""))
+        firings += self._flush_slices()
         return firings, gauges
+
+    def _flush_slices(self) -> list[Firing]:
+        """The slices' detectors, after the model's (no gauges: one series per slice and test is too many)."""
+        for state in self.slices.values():
+            if state.tracks is not None and state.tracks.pending:
+                state.tracks.ingest()
+                self.slices_changed = self.slices_changed or state.tracks.tests_added
+                state.tracks.tests_added = False
+        if self.slices_changed:
+            self.slices_changed = False
+            self.rebudget()
+        firings = []
+        for pair, state in self.slices.items():
+            for stream in state.streams():
+                for position, fire in stream.flush():
+                    firings.append(Firing(stream.kind, stream.feature, stream.detector_name(fire), self.last_version,
+                                          position, round(fire.score, 6), round(fire.threshold, 6), pair))
+        return firings
 
     def _dataset_drift(self, state: VersionState, version: str, drifted: list[Firing]) -> list[Firing]:
         """Feature drifts, in stream order, through the version's DriftShare."""
@@ -758,4 +929,5 @@ class ModelState:
         """The alert of a firing, on the event at its position."""
         return Alert(kind=firing.kind, model=self.name, model_version=firing.version or None,
                      feature=firing.feature, detector=firing.detector, score=firing.score,
-                     threshold=firing.threshold, at_event=firing.position, ts=event["ts"], event_id=event["event_id"])
+                     threshold=firing.threshold, at_event=firing.position, ts=event["ts"], event_id=event["event_id"],
+                     segment={firing.segment[0]: firing.segment[1]} if firing.segment else None)

@@ -41,6 +41,7 @@ from monitor.metrics import (
     BOUND_CAPACITY,
     BOUND_ENTRIES,
     BOUND_OVERFLOW,
+    BUSINESS_EVENTS,
     DETECTOR_SCORE,
     DETECTOR_THRESHOLD,
     DRIFT_TESTED_PREDICTIONS,
@@ -55,11 +56,13 @@ from monitor.metrics import (
     PREDICTION_LATENCY,
     PREDICTIONS,
     REDACTIONS,
+    SEGMENT_EVENTS,
     CounterSpec,
     LabelGuard,
     Metrics,
 )
-from monitor.model_state import WATCHES, Baselines, DetectorFactory, GaugeRow, ModelState, Watch
+from monitor.model_state import SEGMENT_EVENT_NAMES, WATCHES, Baselines, DetectorFactory, GaugeRow, ModelState, Watch
+from monitor.slices import Pairs
 from retrain.badcases import Facts, RuleSet, segment_text
 
 Event = dict[str, Any]
@@ -99,22 +102,24 @@ class BatchResult:
 #: 7: plain data (``monitor.state_format``), not a pickle.
 #: 8: drift tests keep no critical values of their own (detectors.critical caches them).
 #: 9: an SLO burn rate keeps its false-alarm rate.
-STATE_FORMAT = 9
+#: 10: slices (watched segment values, each with its detectors); traffic slices keyed by their pairs.
+STATE_FORMAT = 10
 #: What ``Pipeline.snapshot`` holds.
 _SNAPSHOT_KEYS = ("models", "model_labels", "join_counts", "position", "watermark", "close_at", "last_totals",
-                  "alert_log", "slices", "slice_overflow")
+                  "alert_log", "slices", "slice_overflow", "drift_flagged")
 #: Recent alerts kept per model for the bad cases that arrive after them.
 ALERT_LOG_SIZE = 32
 #: The segment combination a model's traffic beyond ``badcases.max_slices`` is counted under.
 OTHER_SLICE: tuple[tuple[str, str], ...] = ((OTHER, OTHER),)
-#: A segment as sorted (key, value as text) pairs.
-Pairs = tuple[tuple[str, str], ...]
+#: Segment combinations (as sent) whose sorted, redacted pairs are cached (see Pipeline._pairs).
+SEGMENT_CACHE_SIZE = 100_000
 
 
 def settings_fingerprint(settings: Settings) -> str:
     """Identifies the settings (and the snapshot layout) that shape the pipeline's state:
     a checkpoint is restored only into a pipeline built with the same."""
-    shaping = (STATE_FORMAT, settings.collect, settings.redact, settings.join, settings.detect, settings.slo)
+    shaping = (STATE_FORMAT, settings.collect, settings.redact, settings.join, settings.detect, settings.slo,
+               settings.segments)
     return hashlib.sha256(repr(shaping).encode()).hexdigest()[:32]
 
 
@@ -150,6 +155,7 @@ class _Batch:
         self.events: Counter[tuple[str, str]] = Counter()
         self.invalid: Counter[tuple[str]] = Counter()
         self.predictions: Counter[tuple[str, str, str]] = Counter()
+        self.business: Counter[tuple[str, str, str]] = Counter()  # impressions, clicks, conversions by version
         self.feedback: Counter[tuple[str, str]] = Counter()
         self.flagged: Counter[tuple[str, str]] = Counter()
         self.redactions: Counter[tuple[str]] = Counter()
@@ -192,10 +198,12 @@ class Pipeline:
         self.rules = RuleSet.compile(settings.badcases.rules, settings.slo.latency_threshold_ms)
         #: Each model's recent alerts, (at_event, ts, kind, detector, feature): what was active when a bad case came.
         self._alert_log: dict[str, deque[tuple[int, float, str, str, str | None]]] = {}
-        #: Each model's segment combinations (as sent) whose traffic is counted (at most
-        #: badcases.max_slices), each with its sorted, redacted form: what the store gets (a
-        #: segment value may hold personal data).
-        self._slices: dict[str, dict[Any, Pairs]] = {}
+        #: Each model's segment combinations (sorted, redacted pairs) whose traffic is counted
+        #: (at most badcases.max_slices).
+        self._slices: dict[str, dict[Pairs, Pairs]] = {}
+        self._segment_pairs: dict[Any, Pairs] = {}  # see _pairs
+        #: Each model's predictions flagged by drift windows, at most detect.drift_window of them (an ordered set).
+        self._drift_flagged: dict[str, dict[str, None]] = {}
         self._slice_overflow = 0  # predictions counted under OTHER_SLICE
 
     # -- the batch ------------------------------------------------------------------
@@ -237,7 +245,8 @@ class Pipeline:
             elif typ == "feedback":
                 self._feedback(state, event, message, event_time, position, batch)
             elif state is not None:
-                state.on_signal(typ, event_time)
+                batch.business[(state.name, event.get("model_version") or "", typ)] += 1
+                state.on_signal(typ, event_time, self._pairs(event.get("segment")))
         for orphan in self.joiner.drain_orphans():
             if orphan["kind"] in FLAGGED_KINDS:
                 self._flag_feedback(orphan, None, orphan["kind"], self.position - 1, batch)
@@ -296,7 +305,7 @@ class Pipeline:
             "models": self.models, "model_labels": self.model_labels, "join_counts": self.joiner.counts,
             "position": self.position, "watermark": self.watermark, "close_at": self._close_at,
             "last_totals": self._last_totals, "alert_log": self._alert_log, "slices": self._slices,
-            "slice_overflow": self._slice_overflow,
+            "slice_overflow": self._slice_overflow, "drift_flagged": self._drift_flagged,
         })
 
     def restore(self, blob: bytes, *, detectors_only: bool = False) -> None:
@@ -326,6 +335,7 @@ class Pipeline:
         self._close_at = state["close_at"]
         self._last_totals = state["last_totals"]  # counters go on from here, not from the total so far
         self._alert_log = state["alert_log"]  # at_event is a position in the stream it was read from
+        self._drift_flagged = state["drift_flagged"]
 
     # -- the join, by partition: it moves with its partition ---------------------------------
     def join_entries(self, shards: Collection[Shard]) -> dict[Shard, bytes]:
@@ -376,7 +386,7 @@ class Pipeline:
             if self.model_labels(name) == OTHER:
                 return None
             state = self.models[name] = ModelState(name, self.settings.detect, self.settings.slo.latency_threshold_ms,
-                                                   self.factory, self.baselines, self.watches)
+                                                   self.factory, self.baselines, self.watches, self.settings.segments)
         batch.touched[name] = state
         return state
 
@@ -395,29 +405,42 @@ class Pipeline:
         # and nothing for the garbage collector to walk; the 2% that join are decoded again.
         shard = self._intern(message.topic, message.partition)
         waiting = self.joiner.add_prediction(event, keep=message.value, shard=shard)
-        segment = event.get("segment")
-        # Keyed by the segment as sent (a producer sends its keys in one order): the sorted,
-        # redacted form is worked out once per combination, not once per prediction.
-        sent: Any = tuple(segment.items()) if segment else ()
+        pairs = self._pairs(event.get("segment"))
         slices = self._slices.setdefault(labels[0], {})
-        try:
-            stored = slices.get(sent)
-        except TypeError:  # an unhashable value (the contract allows none): its text form instead
-            sent = tuple(sorted(segment_text(segment).items()))
-            stored = slices.get(sent)
+        stored = slices.get(pairs)
         if stored is None:
             if len(slices) < self.settings.badcases.max_slices:
-                pairs = sorted(segment_text(segment).items()) if segment else ()
-                stored = slices[sent] = tuple((self.redactor.redact_text(k)[0], self.redactor.redact_text(v)[0])
-                                              for k, v in pairs)
+                stored = slices[pairs] = pairs
             else:
                 stored = OTHER_SLICE
                 self._slice_overflow += 1
         batch.traffic[(labels[0], stored, int(event["ts"] // 3600))] += 1
         if state is not None:
-            state.on_prediction(version, event, position, event_time)
+            state.on_prediction(version, event, position, event_time, pairs)
         for feedback in waiting:
             self._joined(feedback, event, position, batch)
+
+    def _pairs(self, segment: Any) -> Pairs:
+        """A segment as sorted (key, value as text) pairs, redacted (a segment value may hold
+        personal data, and these become metric labels, alert fields and store rows).
+
+        Cached by the segment as sent (a producer sends its keys in one order): the sorted,
+        redacted form is worked out once per combination, not once per event."""
+        if not segment:
+            return ()
+        sent: Any = tuple(segment.items())
+        cache = self._segment_pairs
+        try:
+            pairs = cache.get(sent)
+        except TypeError:  # an unhashable value (the contract allows none): its text form instead
+            sent = tuple(sorted(segment_text(segment).items()))
+            pairs = cache.get(sent)
+        if pairs is None:
+            if len(cache) >= SEGMENT_CACHE_SIZE:  # a bound, not a policy: what is dropped is worked out again
+                cache.clear()
+            redact = self.redactor.redact_text
+            pairs = cache[sent] = tuple((redact(k)[0], redact(v)[0]) for k, v in sorted(segment_text(segment).items()))
+        return pairs
 
     def _feedback(self, state: ModelState | None, event: Event, message: RawMessage, event_time: float,
                   position: int, batch: _Batch) -> None:
@@ -437,6 +460,12 @@ class Pipeline:
 
     def _joined(self, feedback: Event, prediction: Event, position: int, batch: _Batch) -> None:
         kind = feedback["kind"]
+        if kind in NEGATIVE_KINDS and prediction.get("segment"):  # a slice's rate needs the prediction's segment
+            state = self.models.get(prediction["model"])
+            if state is not None:
+                batch.touched[state.name] = state
+                state.on_slice_signal("negative_feedback", min(feedback["ts"], self.watermark),
+                                      self._pairs(prediction.get("segment")))
         if kind in FLAGGED_KINDS:
             self._flag_feedback(feedback, prediction, kind, position, batch)
         elif kind == "label":
@@ -446,7 +475,8 @@ class Pipeline:
             state = self.models.get(prediction["model"])
             if state is not None:
                 batch.touched[state.name] = state
-                state.on_label(prediction.get("model_version") or "", position, float(error))
+                state.on_label(prediction.get("model_version") or "", position, float(error),
+                               self._pairs(prediction.get("segment")))
             if error:
                 self._flag_feedback(feedback, prediction, "wrong_label", position, batch)
 
@@ -498,11 +528,15 @@ class Pipeline:
             return
         window = state.recent_events(alert.at_event)[-d.drift_window:]
         step = max(1, len(window) // d.drift_samples)
-        seen = {s.event_id for s in batch.samples}
+        # A prediction in the windows of two alerts is flagged once, in whichever batches they come.
+        flagged = self._drift_flagged.setdefault(alert.model, {})
         for event in window[::-1][::step][: d.drift_samples]:
-            clean = self._redact(event, batch)
-            if clean["event_id"] in seen:
+            if event["event_id"] in flagged:
                 continue
+            flagged[event["event_id"]] = None
+            if len(flagged) > d.drift_window:  # older ones have left every window
+                del flagged[next(iter(flagged))]
+            clean = self._redact(event, batch)
             batch.samples.append(FlaggedSample(
                 event_id=clean["event_id"], model=alert.model, model_version=event.get("model_version"),
                 reason=alert.kind, detail=f"{alert.detector}:{alert.feature}", event_ts=event["ts"],
@@ -525,6 +559,8 @@ class Pipeline:
         totals[(overflow, ("join_predictions",))] = self.joiner.counts["evicted"]
         totals[(overflow, ("join_feedback",))] = self.joiner.counts["evicted_waiting"]
         totals[(overflow, ("traffic_slices",))] = self._slice_overflow
+        totals[(overflow, ("segment_keys",))] = sum(s.segments.folded_keys for s in self.models.values())
+        totals[(overflow, ("segment_values",))] = sum(s.segments.folded_values for s in self.models.values())
         features = 0
         for state in self.models.values():
             dropped, mismatches, sampled = state.counts()
@@ -539,7 +575,7 @@ class Pipeline:
         deltas = {key: v - self._last_totals.get(key, 0) for key, v in totals.items()}
         self._last_totals = totals
         alerts = Counter((a.model, a.kind, a.detector) for a in result.alerts)
-        j, d = self.settings.join, self.settings.detect
+        j, d, sg = self.settings.join, self.settings.detect, self.settings.segments
         versions = sum(len(s.versions) for s in self.models.values())
         features = sum(len(v.features) for s in self.models.values() for v in s.versions.values())
         m = self.metrics
@@ -547,6 +583,7 @@ class Pipeline:
             m.inc_many(EVENTS, batch.events)
             m.inc_many(INVALID_EVENTS, batch.invalid)
             m.inc_many(PREDICTIONS, batch.predictions)
+            m.inc_many(BUSINESS_EVENTS, batch.business)
             m.inc_many(FEEDBACK, batch.feedback)
             m.inc_many(FLAGGED_SAMPLES, batch.flagged)
             m.inc_many(REDACTIONS, batch.redactions)
@@ -562,6 +599,12 @@ class Pipeline:
                 m.set(DETECTOR_SCORE, labels, score)
                 m.set(DETECTOR_THRESHOLD, labels, threshold)
             for state in batch.touched.values():
+                for (key, value), counts in state.take_slice_counts():
+                    for event, n in zip(SEGMENT_EVENT_NAMES, counts, strict=True):
+                        if n:
+                            m.inc(SEGMENT_EVENTS, (state.name, key, value, event), n)
+                for key, value in state.take_evicted_slices():
+                    m.remove_where((SEGMENT_EVENTS,), model=state.name, segment=key, value=value)
                 for version, latencies in state.take_latencies().items():
                     m.observe_many(PREDICTION_LATENCY, (state.name, version), latencies)
                 if state.last_ts:
@@ -574,6 +617,10 @@ class Pipeline:
                 ("features", features, d.max_models * d.max_versions * d.max_features),
                 ("traffic_slices", sum(map(len, self._slices.values())),
                  d.max_models * self.settings.badcases.max_slices),
+                ("segment_keys", sum(len(s.segments.keys) for s in self.models.values()),
+                 d.max_models * sg.max_keys),
+                ("segment_values", sum(s.segments.watched_values() for s in self.models.values()),
+                 d.max_models * sg.max_keys * sg.max_values),
             ):
                 m.set(BOUND_ENTRIES, (bound,), entries)
                 m.set(BOUND_CAPACITY, (bound,), capacity)

@@ -14,8 +14,8 @@ from monitor.pipeline import Pipeline
 
 START = 1_790_000_000.0
 #: Conversions per impression: 30%, then 10% from the middle of the stream.
-CONVERSIONS = Watch("unconverted", "metric_decay", None, "conversion_rate", DetectorFactory.rate, scope="model",
-                    counts={"impression": (1, 1), "conversion": (0, -1)})
+CONVERSIONS = Watch("unconverted_example", "metric_decay", None, "conversion_rate_example", DetectorFactory.rate,
+                    scope="model", counts={"impression": (1, 1), "conversion": (0, -1)})
 
 
 def stream(n: int = 40_000, seed: int = 1) -> list[dict]:
@@ -55,7 +55,7 @@ def test_a_watch_declared_once_is_budgeted_flushed_checkpointed_and_exported():
     run(plain, events[:half])
     negatives = state.watched["negatives"].detector
     # arl0: the average run between false alarms its share of the budget buys.
-    assert state.watched["unconverted"].detector.arl0 == negatives.arl0
+    assert state.watched["unconverted_example"].detector.arl0 == negatives.arl0
     assert negatives.arl0 > plain.models["m"].watched["negatives"].detector.arl0, "one more test to share the budget"
 
     # Checkpointed: a restored pipeline goes on exactly as the one that saved.
@@ -65,15 +65,16 @@ def test_a_watch_declared_once_is_budgeted_flushed_checkpointed_and_exported():
     assert run(restored, events, start=half) == after
 
     # Flushed: the drop is found, after the change and not before.
-    found = [a for a in before + after if a.detector == "conversion_rate"]
+    found = [a for a in before + after if a.detector == "conversion_rate_example"]
     assert found and all(a.kind == "metric_decay" and a.model == "m" for a in found)
     change = next(i for i, e in enumerate(events) if e["event_id"] == "p-20000")
     assert min(a.at_event for a in found) > change
-    assert not [a for a in before if a.detector == "conversion_rate"]
+    assert not [a for a in before if a.detector == "conversion_rate_example"]
 
     # Exported: its score and threshold are on /metrics like every detector's.
-    labels = {"model": "m", "model_version": "", "kind": "metric_decay", "feature": "", "detector": "conversion_rate"}
+    labels = {"model": "m", "model_version": "", "kind": "metric_decay", "feature": "",
+              "detector": "conversion_rate_example"}
     registry = metrics.registry()
     assert registry.get_sample_value("model_monitor_detector_threshold", labels) == pytest.approx(
-        state.watched["unconverted"].detector.threshold)
+        state.watched["unconverted_example"].detector.threshold)
     assert registry.get_sample_value("model_monitor_detector_score", labels) is not None
