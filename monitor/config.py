@@ -441,6 +441,9 @@ class SegmentSettings:
                                  "(they share the model's false-alarm budget).")
     drift_keys: list[str] = _list_key([], "Segment keys whose values also get feature drift detectors of their "
                                           "own (costly: one set of drift tests per value).")
+    budget_share: float = _key(0.5, "Share of a model's false-alarm budget (detect.false_alarms_per_million) that "
+                                    "all its slices' tests share; the model's own tests keep the rest.",
+                               min=0.01, max=0.99)
 
 
 @dataclass

@@ -818,7 +818,8 @@ class ModelState:
     def rebudget(self) -> None:
         """Share the model's false-alarm budget equally among its tests (Bonferroni): each
         test aims at false_alarms_per_million / 1e6 / tests false alarms per value, or per
-        prediction for a test fed a sample (``detect.sample_rate``).
+        prediction for a test fed a sample (``detect.sample_rate``). With slices, their
+        tests share ``segments.budget_share`` of it and the model's own the rest.
 
         Called whenever a test is added or a version goes; thresholds change at points of
         the stream that depend on nothing but the stream, so replays agree."""
@@ -826,19 +827,32 @@ class ModelState:
         sampled = [s.detector for v in self.versions.values() for s in v.sampled_streams()]
         every = [s.detector for v in self.versions.values() for s in v.every_event_streams()]
         every += [s.detector for s in self.watched.values()]
-        for state in self.slices.values():  # every slice's tests share the one budget: slices add no false alarms
+        sliced: list[Detector] = []
+        sliced_sampled: list[Detector] = []
+        for state in self.slices.values():
             if state.watches is not None:
-                every += [s.detector for s in state.watches.watched.values()]
+                sliced += [s.detector for s in state.watches.watched.values()]
             if state.tracks is not None:
-                sampled += [s.detector for s in state.tracks.sampled_streams()]
-        rate = d.false_alarms_per_million / 1e6 / (len(sampled) + len(every))
+                sliced_sampled += [s.detector for s in state.tracks.sampled_streams()]
+        budget = d.false_alarms_per_million / 1e6
+        # The slices' tests share segments.budget_share of the budget, however many there are: the
+        # model's own tests keep the rest, so adding segments costs them little and adds no false alarms.
+        share = self.segment_settings.budget_share if sliced or sliced_sampled else 0.0
+        self._share_budget(budget * (1 - share), every, sampled)
+        if share:
+            self._share_budget(budget * share, sliced, sliced_sampled)
+
+    def _share_budget(self, budget: float, every: list[Detector], sampled: list[Detector]) -> None:
+        if not every and not sampled:
+            return
+        rate = budget / (len(sampled) + len(every))
         for detector in every:
             detector.set_false_alarm_rate(rate)
         # A test fed a sample sees sample_rate values per prediction: per value it may spend
         # 1/sample_rate times as much for the same false alarms per prediction (a rate must
         # stay below 1: a large budget on a small sample would not).
         for detector in sampled:
-            detector.set_false_alarm_rate(min(rate / d.sample_rate, 0.5))
+            detector.set_false_alarm_rate(min(rate / self.detect.sample_rate, 0.5))
 
     def counts(self) -> tuple[int, int, int]:
         """Features dropped for the bound, type mismatches and predictions fed to the drift
