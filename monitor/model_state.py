@@ -13,6 +13,8 @@ columns to the detectors as numpy arrays and returns what fired.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +25,19 @@ from zlib import crc32
 import numpy as np
 
 from collectors.contract import Alert
-from detectors import BurnRate, ChiSquareDrift, Detector, DriftShare, Fire, NumericDrift, RateIncrease, RiverAdapter
-from monitor.config import DetectSettings, SegmentSettings, Settings
+from detectors import (
+    BurnRate,
+    CalibratedError,
+    ChiSquareDrift,
+    Detector,
+    DriftShare,
+    Fire,
+    NumericDrift,
+    RateIncrease,
+    RiverAdapter,
+)
+from monitor.config import CanarySettings, DetectSettings, FairnessSettings, SegmentSettings, Settings
+from monitor.judges import Canary, Fairness, favorable, favorable_truth
 from monitor.slices import OTHER_VALUE, Pairs, SegmentIndex
 
 Event = dict[str, Any]
@@ -43,6 +56,7 @@ class DetectorFactory:
     def __init__(self, settings: Settings) -> None:
         self.d = settings.detect
         self.slo = settings.slo
+        self.estimate = settings.estimate
 
     # Thresholds are set afterwards, from the model's false-alarm budget (ModelState.rebudget).
     def numeric(self, reference: np.ndarray | None = None) -> Detector:
@@ -420,6 +434,7 @@ class Firing(NamedTuple):
     score: float
     threshold: float
     segment: tuple[str, str] | None = None  # (key, value) of a slice's detector
+    baseline: str | None = None  # the version a canary was compared with
 
 
 class WatchSet:
@@ -494,6 +509,56 @@ class SliceState:
         return counts
 
 
+def scores_of(events: Sequence[Event]) -> np.ndarray:
+    """Each prediction's ``prediction.score`` (NaN where it has none or it is not a number)."""
+    out = [(e.get("prediction") or _NO_FEATURES).get("score") for e in events]
+    return np.array([v if type(v) is float or type(v) is int else np.nan for v in out], dtype=np.float64)
+
+
+class Estimate:
+    """A version's error rate estimated without labels (confidence-based, as CBPE).
+
+    Its scores are calibrated on its first ``estimate.reference_labels`` late labels
+    (``detectors.CalibratedError``); from then on each prediction's expected error goes
+    to a Bernoulli CUSUM (``estimated_decay``) before any label for it arrives. The
+    expected errors become 0/1 values by carrying the fraction over (their running sum
+    is kept exact: a 1 whenever it passes a whole number), so the detector sees the
+    expected count of errors, spread evenly: less noisy than real errors, so its
+    false-alarm rate is at most that of the label-based detector.
+    Assumes the scores stay calibrated (no concept shift): only covariate shift is seen.
+    """
+
+    __slots__ = ("calibration", "carry", "last", "stream")
+
+    def __init__(self, factory: DetectorFactory) -> None:
+        e = factory.estimate
+        self.calibration = CalibratedError(e.reference_labels, e.bins, factory.d.decision_threshold)
+        self.carry = 0.0
+        self.last = math.nan  # the mean expected error of the last batch, for the gauge
+        self.stream: Stream | None = None
+
+    def add_label(self, score: float, truth: int) -> bool:
+        """Take a labelled score for the calibration; True when it completes it."""
+        if self.calibration.fitted:
+            return False
+        self.calibration.add_labels(np.array([score], dtype=np.float64), np.array([truth], dtype=np.float64))
+        return self.calibration.fitted
+
+    def add_scores(self, positions: np.ndarray, scores: np.ndarray) -> None:
+        if self.stream is None:
+            return
+        scored = ~np.isnan(scores)
+        expected = self.calibration.expected_error(scores[scored])
+        if not len(expected):
+            return
+        self.last = float(expected.mean())
+        running = self.carry + np.cumsum(expected)
+        whole = np.floor(running)
+        ones = np.diff(np.concatenate(([math.floor(self.carry)], whole))) > 0
+        self.carry = float(running[-1] - whole[-1])
+        self.stream.add_many(positions[scored], ones.astype(np.float64))
+
+
 class VersionState:
     """Everything watched for one model version."""
 
@@ -514,6 +579,11 @@ class VersionState:
         self.tests_added = False  # a track started a test: the model's budget must be shared again
         d = factory.d
         self.share = DriftShare(d.drift_share, d.drift_share_window) if d.drift_share else None
+        self.estimate = Estimate(factory) if factory.estimate.enabled and self.watches else None
+        self.served = 0  # predictions, for the baseline of canaries (the version with most traffic)
+        self.keep_columns = False  # a canary comparison wants this batch's columns
+        self.columns: PredictionColumns | None = None
+        self.scores: np.ndarray | None = None
 
     def changed(self) -> None:
         self.tests_added = True
@@ -522,6 +592,12 @@ class VersionState:
         """Take in one prediction event (it reaches the detectors at ``ingest``)."""
         self.pending_positions.append(position)
         self.pending.append(event)
+
+    def on_calibration_label(self, score: float, truth: int) -> None:
+        """A late label of a scored binary prediction, for the label-free estimate."""
+        if self.estimate is not None and self.estimate.add_label(score, truth):
+            self.estimate.stream = Stream(self.factory.rate(), "estimated_decay", None, "estimated_error_rate")
+            self.changed()
 
     def on_label(self, position: int, error: float) -> None:
         """A late label said the prediction at ``position`` was wrong (1) or right (0)."""
@@ -566,6 +642,14 @@ class VersionState:
         for watch in self.watches:
             if watch.per_prediction is not None:
                 self.watched[watch.name].add_many(*watch.per_prediction(columns))
+        self.served += len(events)
+        estimating = self.estimate is not None and self.estimate.stream is not None
+        if estimating or self.keep_columns:
+            scores = scores_of(events)
+            if estimating and self.estimate is not None:
+                self.estimate.add_scores(positions, scores)
+            if self.keep_columns:
+                self.columns, self.scores = columns, scores
         return latency[~np.isnan(latency)] / 1000.0 if None in latencies else latency / 1000.0
 
     def _take(self, tracks: dict[str, Track], rows: Sequence[dict[str, Any]], positions: np.ndarray, kind: str,
@@ -606,8 +690,11 @@ class VersionState:
             yield from track.streams()
 
     def every_event_streams(self) -> Iterator[Stream]:
-        """The watched streams (``WATCHES``): fed every prediction (and every late label)."""
+        """The watched streams (``WATCHES``): fed every prediction (and every late label); and
+        the label-free estimate once calibrated."""
         yield from self.watched.values()
+        if self.estimate is not None and self.estimate.stream is not None:
+            yield self.estimate.stream
 
     @property
     def mismatches(self) -> int:
@@ -670,7 +757,8 @@ class ModelState:
 
     def __init__(self, name: str, detect: DetectSettings, latency_threshold_ms: float, factory: DetectorFactory,
                  baselines: Baselines | None = None, watches: Sequence[Watch] = WATCHES,
-                 segments: SegmentSettings | None = None) -> None:
+                 segments: SegmentSettings | None = None, canary: CanarySettings | None = None,
+                 fairness: FairnessSettings | None = None) -> None:
         self.name = name
         self.baselines = baselines or {}
         # Only the settings that shape the detectors: the state is checkpointed, and a
@@ -688,6 +776,14 @@ class ModelState:
         self.slices: dict[tuple[str, str], SliceState] = {}
         self.slices_changed = False  # a slice's tests came or went: the budget must be shared again
         self.evicted_slices: list[tuple[str, str]] = []  # for the pipeline to clear their series
+        # Only what judges canaries: the rollback webhook's URL and secret stay out of the checkpoint.
+        self.canary_settings = dataclasses.replace(canary or CanarySettings(enabled=False), rollback_webhook_url="",
+                                                   rollback_webhook_secret="", rollback_webhook_secret_file="")
+        self.canaries: OrderedDict[str, Canary] = OrderedDict()  # by canary version
+        self.ended_canaries: list[tuple[str, str]] = []  # (version, baseline), for the pipeline to clear
+        self.fairness_settings = fairness or FairnessSettings()
+        self.fairness = {a: Fairness(a, self.fairness_settings, max(sg.max_values, 2))
+                         for a in self.fairness_settings.attributes}
         self.recent: deque[tuple[int, Event]] = deque(maxlen=d.drift_window)
         self.batch_recent: list[tuple[int, Event]] = []
         self.latencies: dict[str, np.ndarray] = {}  # seconds, by version, this batch
@@ -718,6 +814,13 @@ class ModelState:
         self.last_ts = max(self.last_ts, event["ts"])
         if pairs and self.segment_settings.max_keys:
             self._slice_prediction(event, position, event_time, pairs)
+        if pairs and self.fairness:
+            outcome = favorable(event.get("prediction"), self.fairness_settings)
+            if outcome is not None:
+                for key, value in pairs:
+                    judge = self.fairness.get(key)
+                    if judge is not None:
+                        judge.add("demographic_parity", position, value, outcome)
 
     def _slice_prediction(self, event: Event, position: int, event_time: float, pairs: Pairs) -> None:
         failed = event.get("status") == "error"
@@ -764,8 +867,19 @@ class ModelState:
             if state.watches is not None:
                 state.watches.on_signal(signal, event_time)
 
-    def on_label(self, version: str, position: int, error: float, pairs: Pairs = ()) -> None:
-        self.version(version).on_label(position, error)
+    def on_label(self, version: str, position: int, error: float, pairs: Pairs = (), score: float | None = None,
+                 truth: Any = None, outputs: Any = None) -> None:
+        """A late label at ``position`` said the prediction of ``version`` was wrong (1) or
+        right (0); its prediction's segment ``pairs``, ``score`` and ``outputs`` and the
+        label's ``truth``, for the slices, the estimate and fairness."""
+        versioned = self.version(version)
+        versioned.on_label(position, error)
+        if score is not None and (type(truth) is bool or truth in (0, 1)):
+            versioned.on_calibration_label(score, int(truth))
+        if self.canaries:
+            self._canary_value("error_rate", version, np.array([position]), np.array([error]))
+        if pairs and self.fairness:
+            self._fairness_label(position, pairs, truth, outputs)
         if pairs and self.segment_settings.max_keys:
             for pair in self.segments.lookup(pairs):
                 state = self.slices.get(pair) or self._slice(pair)
@@ -773,6 +887,82 @@ class ModelState:
                 state.count("label_error", int(error))
                 if state.watches is not None:
                     state.watches.on_label(position, error)
+
+    def on_negative_feedback(self, version: str, position: int) -> None:
+        """Negative feedback joined to a prediction of ``version``: for its canary comparison."""
+        self._canary_value("negative_feedback_rate", version, np.array([position]), np.ones(1))
+
+    def _fairness_label(self, position: int, pairs: Pairs, truth: Any, outputs: Any) -> None:
+        settings = self.fairness_settings
+        predicted, right = favorable(outputs, settings), favorable_truth(truth, settings)
+        if predicted is None or right is None:
+            return
+        # Among those who deserved the favourable outcome: how often they got it (true-positive
+        # rate); among those who did not: how often they got it anyway (false-positive rate).
+        metric = "equal_opportunity" if right else "false_positive_rate"
+        for key, value in pairs:
+            judge = self.fairness.get(key)
+            if judge is not None:
+                judge.add(metric, position, value, predicted)
+
+    # -- canaries ---------------------------------------------------------------------------
+    def _start_canary(self, version: str) -> None:
+        """A new version while others are served: compare it with the baseline."""
+        c = self.canary_settings
+        if not c.enabled or not self.versions:
+            return
+        baseline = c.baseline_of(self.name)
+        if baseline is None or baseline not in self.versions:
+            baseline = max(self.versions, key=lambda v: self.versions[v].served)
+        if baseline == version:
+            return
+        if len(self.canaries) >= c.max_canaries:
+            old, dropped = self.canaries.popitem(last=False)
+            self.ended_canaries.append((old, dropped.baseline))
+        self.canaries[version] = Canary(version, baseline, c)
+
+    def _end_canaries(self, version: str) -> None:
+        """``version`` is no longer tracked: so ends every comparison it is part of."""
+        for canary in [c for c in self.canaries.values() if version in (c.version, c.baseline)]:
+            del self.canaries[canary.version]
+            self.ended_canaries.append((canary.version, canary.baseline))
+
+    def _canary_value(self, metric: str, version: str, positions: np.ndarray, values: np.ndarray) -> None:
+        for canary in self.canaries.values():
+            if version == canary.version:
+                canary.add(metric, positions, values, True)
+            elif version == canary.baseline:
+                canary.add(metric, positions, values, False)
+
+    def _feed_canaries(self) -> None:
+        """This batch's predictions of the compared versions, column by column."""
+        compared = {v for c in self.canaries.values() for v in (c.version, c.baseline)}
+        for version in compared:
+            state = self.versions.get(version)
+            if state is None or state.columns is None:
+                continue
+            c, scores = state.columns, state.scores
+            state.columns = state.scores = None
+            timed = ~np.isnan(c.latency_ms)
+            self._canary_value("availability", version, c.positions, c.failed)
+            self._canary_value("latency", version, c.positions[timed],
+                               (c.latency_ms[timed] > c.latency_threshold_ms).astype(np.float64))
+            self._canary_value("negative_feedback_rate", version, c.positions, np.zeros(len(c.positions)))
+            if scores is not None:
+                scored = ~np.isnan(scores)
+                self._canary_value("prediction.score", version, c.positions[scored], scores[scored])
+
+    def judgements(self) -> tuple[list[tuple[str, str, str, list[tuple[str, float, float, float]]]],
+                                  list[tuple[str, str, str, float, float, float]]]:
+        """For the gauges: each canary's (version, baseline, verdict, differences) and each
+        fairness ratio as (attribute, metric, group, ratio, lower, upper)."""
+        canaries = [(c.version, c.baseline, c.verdict, list(c.differences())) for c in self.canaries.values()]
+        ratios = [(a, *row) for a, judge in self.fairness.items() for row in judge.ratios()]
+        return canaries, ratios
+
+    def take_ended_canaries(self) -> list[tuple[str, str]]:
+        ended, self.ended_canaries = self.ended_canaries, []
+        return ended
 
     def close_buckets(self, watermark: float, position: int) -> bool:
         """Hand the rates' complete buckets to their detectors; whether any rate had buckets open."""
@@ -872,9 +1062,14 @@ class ModelState:
                 self._retired_mismatches += old.mismatches
                 self._retired_sampled += old.sampled
                 self.evicted.append(evicted)
+                self._end_canaries(evicted)
+            self._start_canary(version)
             state = self.versions[version] = VersionState(
                 self.factory, d.max_features, self.latency_threshold_ms, self.watches,
                 self.baselines.get((self.name, version)))
+            for canary in self.canaries.values():
+                for compared in (canary.version, canary.baseline):
+                    self.versions[compared].keep_columns = True
             self.rebudget()
         elif next(reversed(self.versions)) != version:
             self.versions.move_to_end(version)
@@ -907,6 +1102,17 @@ class ModelState:
                                       position, round(fire.score, 6), round(fire.threshold, 6)))
             gauges.append(stream.gauge(""))
         firings += self._flush_slices()
+        if self.canaries:
+            self._feed_canaries()
+            for canary in self.canaries.values():
+                for judged in canary.flush():
+                    firings.append(Firing("canary_regression", None, judged.metric, canary.version, judged.position,
+                                          round(judged.score, 6), round(judged.threshold, 6),
+                                          baseline=canary.baseline))
+        for attribute, judge in self.fairness.items():
+            for judged in judge.flush():
+                firings.append(Firing("fairness_gap", attribute, judged.metric, self.last_version, judged.position,
+                                      judged.score, judged.threshold, (attribute, judged.group or "")))
         return firings, gauges
 
     def _flush_slices(self) -> list[Firing]:
@@ -944,4 +1150,5 @@ class ModelState:
         return Alert(kind=firing.kind, model=self.name, model_version=firing.version or None,
                      feature=firing.feature, detector=firing.detector, score=firing.score,
                      threshold=firing.threshold, at_event=firing.position, ts=event["ts"], event_id=event["event_id"],
-                     segment={firing.segment[0]: firing.segment[1]} if firing.segment else None)
+                     segment={firing.segment[0]: firing.segment[1]} if firing.segment else None,
+                     baseline_version=firing.baseline)

@@ -42,10 +42,14 @@ from monitor.metrics import (
     BOUND_ENTRIES,
     BOUND_OVERFLOW,
     BUSINESS_EVENTS,
+    CANARY_DIFFERENCE,
+    CANARY_VERDICT,
     DETECTOR_SCORE,
     DETECTOR_THRESHOLD,
     DRIFT_TESTED_PREDICTIONS,
+    ESTIMATED_ERROR,
     EVENTS,
+    FAIRNESS_RATIO,
     FEATURE_TYPE_MISMATCHES,
     FEEDBACK,
     FLAGGED_SAMPLES,
@@ -71,7 +75,8 @@ Shard = tuple[str, int]
 DRIFT_KINDS = frozenset({"data_drift", "prediction_drift"})
 _NO_TIME = -math.inf
 #: The series of a model version, dropped when the version is evicted.
-_VERSION_METRICS = (DETECTOR_SCORE, DETECTOR_THRESHOLD, PREDICTIONS, PREDICTION_LATENCY)
+_VERSION_METRICS = (DETECTOR_SCORE, DETECTOR_THRESHOLD, PREDICTIONS, PREDICTION_LATENCY, BUSINESS_EVENTS,
+                    ESTIMATED_ERROR)
 #: The counters ``Pipeline._totals`` keeps, by name: the totals are keyed by name because
 #: checkpoints pickle them.
 _TOTALLED: dict[str, CounterSpec[Any]] = {
@@ -102,7 +107,8 @@ class BatchResult:
 #: 7: plain data (``monitor.state_format``), not a pickle.
 #: 8: drift tests keep no critical values of their own (detectors.critical caches them).
 #: 9: an SLO burn rate keeps its false-alarm rate.
-#: 10: slices (watched segment values, each with its detectors); traffic slices keyed by their pairs.
+#: 10: slices (watched segment values, each with its detectors); traffic slices keyed by their pairs;
+#: canaries, fairness and the label-free estimate.
 STATE_FORMAT = 10
 #: What ``Pipeline.snapshot`` holds.
 _SNAPSHOT_KEYS = ("models", "model_labels", "join_counts", "position", "watermark", "close_at", "last_totals",
@@ -118,8 +124,10 @@ SEGMENT_CACHE_SIZE = 100_000
 def settings_fingerprint(settings: Settings) -> str:
     """Identifies the settings (and the snapshot layout) that shape the pipeline's state:
     a checkpoint is restored only into a pipeline built with the same."""
+    judging = dataclasses.replace(settings.canary, rollback_webhook_url="", rollback_webhook_secret="",
+                                  rollback_webhook_secret_file="")  # not part of the state
     shaping = (STATE_FORMAT, settings.collect, settings.redact, settings.join, settings.detect, settings.slo,
-               settings.segments)
+               settings.segments, settings.fairness, judging, settings.estimate)
     return hashlib.sha256(repr(shaping).encode()).hexdigest()[:32]
 
 
@@ -386,7 +394,8 @@ class Pipeline:
             if self.model_labels(name) == OTHER:
                 return None
             state = self.models[name] = ModelState(name, self.settings.detect, self.settings.slo.latency_threshold_ms,
-                                                   self.factory, self.baselines, self.watches, self.settings.segments)
+                                                   self.factory, self.baselines, self.watches, self.settings.segments,
+                                                   self.settings.canary, self.settings.fairness)
         batch.touched[name] = state
         return state
 
@@ -460,12 +469,14 @@ class Pipeline:
 
     def _joined(self, feedback: Event, prediction: Event, position: int, batch: _Batch) -> None:
         kind = feedback["kind"]
-        if kind in NEGATIVE_KINDS and prediction.get("segment"):  # a slice's rate needs the prediction's segment
+        if kind in NEGATIVE_KINDS:  # slices and canaries need the prediction's segment and version
             state = self.models.get(prediction["model"])
             if state is not None:
                 batch.touched[state.name] = state
-                state.on_slice_signal("negative_feedback", min(feedback["ts"], self.watermark),
-                                      self._pairs(prediction.get("segment")))
+                state.on_negative_feedback(prediction.get("model_version") or "", position)
+                if prediction.get("segment"):
+                    state.on_slice_signal("negative_feedback", min(feedback["ts"], self.watermark),
+                                          self._pairs(prediction.get("segment")))
         if kind in FLAGGED_KINDS:
             self._flag_feedback(feedback, prediction, kind, position, batch)
         elif kind == "label":
@@ -475,8 +486,12 @@ class Pipeline:
             state = self.models.get(prediction["model"])
             if state is not None:
                 batch.touched[state.name] = state
+                outputs = prediction.get("prediction")
+                score = outputs.get("score") if isinstance(outputs, dict) else None
                 state.on_label(prediction.get("model_version") or "", position, float(error),
-                               self._pairs(prediction.get("segment")))
+                               self._pairs(prediction.get("segment")),
+                               score if type(score) is float or type(score) is int else None,
+                               feedback.get("value"), outputs)
             if error:
                 self._flag_feedback(feedback, prediction, "wrong_label", position, batch)
 
@@ -570,6 +585,26 @@ class Pipeline:
         totals[(overflow, ("features",))] = features
         return totals
 
+    def _fold_judgements(self, state: ModelState) -> None:
+        """Canary verdicts and differences, fairness ratios, estimated error rates (under the metrics lock)."""
+        m = self.metrics
+        for version, baseline in state.take_ended_canaries():
+            m.remove_where((CANARY_VERDICT, CANARY_DIFFERENCE), model=state.name, model_version=version,
+                           baseline_version=baseline)
+        canaries, ratios = state.judgements()
+        for version, baseline, verdict, differences in canaries:
+            for name in ("pass", "fail", "inconclusive"):
+                m.set(CANARY_VERDICT, (state.name, version, baseline, name), float(name == verdict))
+            for metric, estimate, low, high in differences:
+                for bound, value in (("estimate", estimate), ("lower", low), ("upper", high)):
+                    m.set(CANARY_DIFFERENCE, (state.name, version, baseline, metric, bound), value)
+        for attribute, metric, group, ratio, low, high in ratios:
+            for bound, value in (("estimate", ratio), ("lower", low), ("upper", high)):
+                m.set(FAIRNESS_RATIO, (state.name, attribute, group, metric, bound), value)
+        for version, versioned in state.versions.items():
+            if versioned.estimate is not None and not math.isnan(versioned.estimate.last):
+                m.set(ESTIMATED_ERROR, (state.name, version), versioned.estimate.last)
+
     def _fold_metrics(self, batch: _Batch, result: BatchResult, gauges: list[tuple[str, GaugeRow]]) -> None:
         totals = self._totals()
         deltas = {key: v - self._last_totals.get(key, 0) for key, v in totals.items()}
@@ -605,6 +640,7 @@ class Pipeline:
                             m.inc(SEGMENT_EVENTS, (state.name, key, value, event), n)
                 for key, value in state.take_evicted_slices():
                     m.remove_where((SEGMENT_EVENTS,), model=state.name, segment=key, value=value)
+                self._fold_judgements(state)
                 for version, latencies in state.take_latencies().items():
                     m.observe_many(PREDICTION_LATENCY, (state.name, version), latencies)
                 if state.last_ts:

@@ -51,7 +51,8 @@ HEADER = MAGIC + bytes([VERSION])
 #: Module prefixes whose classes may be built from saved state.
 ALLOWED_MODULES = ("detectors.", "river.drift.", "river.stats.", "river.utils.", "river.base.",
                    "river._river_rust.")
-_ALLOWED_EXACT = frozenset({"monitor.model_state", "monitor.slices", "monitor.metrics", "monitor.config",
+_ALLOWED_EXACT = frozenset({"monitor.model_state", "monitor.slices", "monitor.judges", "monitor.metrics",
+                            "monitor.config",
                             "collectors.join", "collectors.contract", "detectors", "fractions"})
 #: The one kind of callback the state keeps: a track tells its version that it added a test.
 ALLOWED_METHODS = frozenset({("monitor.model_state:VersionState", "changed")})

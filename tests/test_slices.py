@@ -164,3 +164,121 @@ def test_segment_values_are_redacted_before_they_become_labels_or_alert_fields()
     exposition = generate_latest(metrics.registry()).decode()
     assert "jane.doe" not in exposition
     assert 'segment="user"' in exposition
+
+
+def versions_stream(n: int, canary_error: float, canary_slow: float = 0.02, seed: int = 5,
+                    canary_share: float = 0.1) -> list[dict]:
+    """v1 (90%) and v2 (10%) served together from the start, each prediction labelled 2 s later."""
+    rng = random.Random(seed)
+    events: list[dict] = []
+    pending: list[tuple[float, dict]] = []
+    for i in range(n):
+        ts = START + i / 50
+        canary = rng.random() < canary_share
+        version = "v2" if canary else "v1"
+        slow = rng.random() < (canary_slow if canary else 0.02)
+        score = rng.random()
+        events.append({"event_id": f"p-{i}", "type": "prediction", "ts": ts, "model": "m", "model_version": version,
+                       "request_id": f"r-{i}", "features": {"x": rng.gauss(0, 1)},
+                       "prediction": {"score": score}, "latency_ms": 150.0 if slow else 20.0})
+        wrong = rng.random() < (canary_error if canary else 0.05)
+        truth = (score < 0.5) if wrong else (score >= 0.5)
+        pending.append((ts + 2.0, {"event_id": f"l-{i}", "type": "feedback", "ts": ts + 2.0, "model": "m",
+                                   "request_id": f"r-{i}", "kind": "label", "value": truth}))
+        while pending and pending[0][0] <= ts:
+            events.append(pending.pop(0)[1])
+    return events + [e for _, e in pending]
+
+
+def test_a_canary_worse_in_error_rate_is_failed_with_its_baseline_named():
+    metrics = Metrics("test")
+    pipeline = Pipeline(load_settings(environ={}), metrics, clock=lambda: START + 10**6)
+    events = versions_stream(40_000, canary_error=0.15)
+    alerts = [a for i in range(0, len(events), 5000) for a in pipeline.process(messages(events[i:i + 5000])).alerts]
+    regressions = [a for a in alerts if a.kind == "canary_regression"]
+    assert [(a.model_version, a.baseline_version, a.detector) for a in regressions] == [("v2", "v1", "error_rate")]
+    assert regressions[0].to_dict()["baseline_version"] == "v1"
+    registry = metrics.registry()
+    verdict = {v: registry.get_sample_value("model_monitor_canary_verdict", {
+        "model": "m", "model_version": "v2", "baseline_version": "v1", "verdict": v})
+        for v in ("pass", "fail", "inconclusive")}
+    assert verdict == {"pass": 0.0, "fail": 1.0, "inconclusive": 0.0}
+    assert registry.get_sample_value("model_monitor_canary_difference", {
+        "model": "m", "model_version": "v2", "baseline_version": "v1", "metric": "error_rate",
+        "bound": "lower"}) > 0
+
+
+def test_a_canary_as_good_as_its_baseline_raises_nothing_and_is_not_failed():
+    metrics = Metrics("test")
+    pipeline = Pipeline(load_settings(environ={}), metrics, clock=lambda: START + 10**6)
+    events = versions_stream(40_000, canary_error=0.05, seed=6)
+    alerts = [a for i in range(0, len(events), 5000) for a in pipeline.process(messages(events[i:i + 5000])).alerts]
+    assert alerts == []
+    fail = metrics.registry().get_sample_value("model_monitor_canary_verdict", {
+        "model": "m", "model_version": "v2", "baseline_version": "v1", "verdict": "fail"})
+    assert fail == 0.0
+
+
+def test_a_canary_slower_than_its_baseline_is_failed_on_latency():
+    events = versions_stream(20_000, canary_error=0.05, canary_slow=0.3, seed=7)
+    _, alerts = run(events, 5000)
+    assert ("v2", "v1", "latency") in {(a.model_version, a.baseline_version, a.detector) for a in alerts
+                                        if a.kind == "canary_regression"}
+
+
+def parity_stream(n: int, change_at: int, seed: int = 8) -> list[dict]:
+    """Decisions for two groups, equal approval rates (40%) until ``change_at``; then f's drop to 0.6x."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        group = "m" if rng.random() < 0.6 else "f"
+        rate = 0.24 if (group == "f" and i >= change_at) else 0.4
+        events.append({"event_id": f"p-{i}", "type": "prediction", "ts": START + i / 50, "model": "loans",
+                       "model_version": "v1", "request_id": f"r-{i}",
+                       "prediction": {"label": "approve" if rng.random() < rate else "deny"},
+                       "segment": {"gender": group, "region": rng.choice(REGIONS)}})
+    return events
+
+
+def test_a_parity_gap_raises_fairness_gap_naming_the_attribute_and_group():
+    events = parity_stream(40_000, 20_000)
+    fairness = {"attributes": ["gender"], "favorable_label": "approve"}
+    metrics = Metrics("test")
+    pipeline = Pipeline(load_settings(environ={}, overrides={"fairness": fairness}), metrics,
+                        clock=lambda: START + 10**6)
+    alerts = [a for i in range(0, len(events), 4000) for a in pipeline.process(messages(events[i:i + 4000])).alerts]
+    gaps = [a for a in alerts if a.kind == "fairness_gap"]
+    assert [(a.feature, a.segment, a.detector) for a in gaps] == [("gender", {"gender": "f"}, "demographic_parity")]
+    assert gaps[0].at_event > 20_000 and gaps[0].score < 0.8
+    assert metrics.registry().get_sample_value("model_monitor_fairness_ratio", {
+        "model": "loans", "attribute": "gender", "group": "f", "metric": "demographic_parity",
+        "bound": "upper"}) < 0.8
+    # Before the change the groups are treated alike: nothing.
+    _, before = run(events[:20_000], 4000, fairness=fairness)
+    assert not [a for a in before if a.kind == "fairness_gap"]
+
+
+def test_the_estimated_error_rate_rises_before_the_labels_say_so():
+    """Calibrated scores (truth ~ Bernoulli(score)); labels for every prediction until the
+    calibration is done, then none; then the scores move towards 0.5 (more errors)."""
+    rng = random.Random(10)
+    events = []
+    for i in range(60_000):
+        shifted = i >= 30_000
+        score = min(max(rng.betavariate(2, 2) if shifted else rng.betavariate(0.4, 0.4), 0.0), 1.0)
+        events.append({"event_id": f"p-{i}", "type": "prediction", "ts": START + i / 50, "model": "m",
+                       "model_version": "v1", "request_id": f"r-{i}", "prediction": {"score": score}})
+        if i < 3000:
+            events.append({"event_id": f"l-{i}", "type": "feedback", "ts": START + i / 50 + 0.01, "model": "m",
+                           "request_id": f"r-{i}", "kind": "label", "value": int(rng.random() < score)})
+    metrics = Metrics("test")
+    pipeline = Pipeline(load_settings(environ={}), metrics, clock=lambda: START + 10**6)
+    alerts = [a for i in range(0, len(events), 5000) for a in pipeline.process(messages(events[i:i + 5000])).alerts]
+    estimated = [a for a in alerts if a.kind == "estimated_decay"]
+    assert estimated and estimated[0].detector == "estimated_error_rate"
+    change = next(i for i, e in enumerate(events) if e["event_id"] == "p-30000")
+    assert all(a.at_event > change for a in alerts)
+    assert estimated[0].at_event - change < 5000
+    rate = metrics.registry().get_sample_value("model_monitor_estimated_error_rate", {"model": "m",
+                                                                                       "model_version": "v1"})
+    assert 0.25 < rate < 0.45  # a Beta(2, 2) score is wrong 30% of the time when calibrated
