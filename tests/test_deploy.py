@@ -37,6 +37,9 @@ from monitor.metrics import (
     BOUND_CAPACITY,
     BOUND_ENTRIES,
     BOUND_OVERFLOW,
+    BUSINESS_EVENTS,
+    CANARY_DIFFERENCE,
+    CANARY_VERDICT,
     CHECKPOINT_BYTES,
     CHECKPOINTS,
     COMMITTED_MESSAGES,
@@ -45,7 +48,9 @@ from monitor.metrics import (
     DETECTOR_THRESHOLD,
     DRIFT_TESTED_PREDICTIONS,
     ERRORS,
+    ESTIMATED_ERROR,
     EVENTS,
+    FAIRNESS_RATIO,
     FEATURE_TYPE_MISMATCHES,
     FEEDBACK,
     FLAGGED_SAMPLES,
@@ -61,6 +66,7 @@ from monitor.metrics import (
     RETRAIN_PENDING,
     RETRAIN_PUSHED,
     RETRAIN_TRIGGERS,
+    SEGMENT_EVENTS,
     STAGE_SECONDS,
     Metrics,
 )
@@ -362,7 +368,7 @@ def test_dashboard_structure(dashboard: dict[str, Any]) -> None:
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids are unique"
     rows = [p["title"] for p in panels if p["type"] == "row"]
-    assert rows == ["Traffic and SLOs", "Drift", "Feedback loop", "Health"]
+    assert rows == ["Traffic and SLOs", "Drift", "Slices, fairness and canaries", "Feedback loop", "Health"]
     for panel in panels:
         assert {"x", "y", "w", "h"} <= panel["gridPos"].keys(), panel["title"]
         if panel["type"] == "row":
@@ -575,6 +581,17 @@ def traffic() -> Iterator[StatusServer]:
             metrics.set(CHECKPOINT_BYTES, (), 2**20)
             metrics.inc(JOIN_MOVES, ("taken",))
             metrics.set(LAST_EVENT_TIMESTAMP, ("recsys",), time.time())
+            for event, n in (("prediction", 50), ("error", 1), ("slow", 5), ("negative_feedback", 1), ("label", 10),
+                             ("label_error", 1), ("impression", 50), ("click", 3), ("conversion", 1)):
+                metrics.inc(SEGMENT_EVENTS, ("recsys", "region", "east", event), n)
+            for typ, n in (("impression", 100), ("click", 5), ("conversion", 2)):
+                metrics.inc(BUSINESS_EVENTS, ("recsys", "v1", typ), n)
+            for verdict in ("pass", "fail", "inconclusive"):
+                metrics.set(CANARY_VERDICT, ("recsys", "v2", "v1", verdict), float(verdict == "inconclusive"))
+            for bound, value in (("estimate", 0.01), ("lower", -0.02), ("upper", 0.04)):
+                metrics.set(CANARY_DIFFERENCE, ("recsys", "v2", "v1", "error_rate", bound), value)
+                metrics.set(FAIRNESS_RATIO, ("recsys", "gender", "f", "demographic_parity", bound), 1 + value)
+            metrics.set(ESTIMATED_ERROR, ("recsys", "v1"), 0.07)
 
     def loop() -> None:
         while not stop.wait(0.05):
