@@ -66,6 +66,7 @@ from monitor.sinks import (
     DeadLetterTopic,
     EffectSink,
     Observer,
+    RollbackRequests,
     SevereTrigger,
     Store,
     run_chain,
@@ -74,7 +75,8 @@ from retrain import datasets
 from retrain.badcases import RuleSet
 from retrain.datasets import DatasetOptions
 from retrain.jobs import DatasetBuilder, RetrainJobs, TriggerPolicy
-from retrain.publisher import KafkaPublisher, Publisher, WebhookPublisher
+from retrain.publisher import KafkaPublisher, Publisher, WebhookClient, WebhookPublisher
+from retrain.rollback import RollbackSender
 from retrain.store import SampleStore
 
 log = logging.getLogger(__name__)
@@ -200,6 +202,8 @@ class Service:
         self.sink: KafkaSink | None = None
         self.publishers: dict[str, Publisher] = {}
         self.jobs: RetrainJobs | None = None
+        #: Sends canary rollback requests (``canary.rollback_webhook_url``); None without one.
+        self.rollbacks: RollbackSender | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.committed = 0
         self.handoff: StateHandoff | None = None
@@ -341,6 +345,7 @@ class Service:
                 log.warning("webhook requests are not signed: set MONITOR_RETRAIN_WEBHOOK_SECRET or "
                             "retrain.webhook_secret_file so that the receiver can trust them")
         store = _started(self.store, "the store")
+        self.rollbacks = self._rollback_sender(store)
         self.jobs = RetrainJobs(store, self.publishers, MetricsListener(self.metrics, self.health),
                                 batch_size=r.push_batch_size, cooldown_s=r.severe_cooldown_s, weekly=cron,
                                 retention_s=s.store.retention_days * 86400 if s.store.retention_days else None,
@@ -360,15 +365,48 @@ class Service:
                                    seconds=r.push_interval_s, id="volume", name="volume retrain trigger")
         self.scheduler.add_job(self._job("store_prune", self.jobs.prune), "interval", seconds=PRUNE_INTERVAL_S,
                                id="prune", name="prune the store")
+        if self.rollbacks is not None:
+            # Also at start-up: a request recorded but not sent before a restart is sent now.
+            send = self._job("canary_rollback", self.rollbacks.send)
+            self.scheduler.add_job(send, "interval", seconds=r.push_interval_s, id="rollback",
+                                   name="send canary rollback requests")
+            self.scheduler.add_job(send, name="send canary rollback requests left from before")
         self.scheduler.start()
         self._on_stop("scheduler", self._stop_scheduler)
 
+    def _rollback_sender(self, store: SampleStore) -> RollbackSender | None:
+        """The sender of canary rollback requests, with the retraining webhook's retries; None without a URL."""
+        c, r = self.settings.canary, self.settings.retrain
+        if not c.rollback_webhook_url:
+            return None
+        secrets = c.rollback_webhook_secrets()
+        try:
+            client = WebhookClient(c.rollback_webhook_url, r.webhook_timeout_s, secret=secrets,
+                                   retries=r.webhook_retries, backoff_s=r.webhook_backoff_s, name="rollback webhook")
+        except ValueError as exc:
+            raise ConfigError(f"canary.rollback_webhook_secret: {exc}") from None
+        if not secrets:
+            log.warning("rollback requests are not signed: set MONITOR_CANARY_ROLLBACK_WEBHOOK_SECRET or "
+                        "canary.rollback_webhook_secret_file so that the receiver can trust them")
+        sender = RollbackSender(store, client)
+        self._on_stop("the rollback webhook", functools.partial(self._blocking, sender.close))
+        return sender
+
+    def _send_rollbacks(self) -> None:
+        """Send the rollback requests just recorded, as a scheduler job (off the event loop)."""
+        if self.scheduler is not None and self.rollbacks is not None:
+            self.scheduler.add_job(self._job("canary_rollback", self.rollbacks.send),
+                                   name="send canary rollback requests")
+
     def _effect_chain(self) -> tuple[EffectSink, ...]:
-        """Dead letters, the store and the alert topic before the commit; the severe retrain
-        trigger, the alert log line, then the extra sinks and observers after it."""
+        """Dead letters, the store, canary rollback requests (with a rollback webhook) and the
+        alert topic before the commit; the severe retrain trigger, the alert log line, then the
+        extra sinks and observers after it."""
         s = self.settings
         producer, store = _started(self.sink, "the producer"), _started(self.store, "the store")
         chain: list[EffectSink] = [DeadLetterTopic(producer, s.topics.deadletter), Store(store, self._blocking)]
+        if self.rollbacks is not None:  # after the store: the alert is recorded before its rollback request
+            chain.append(RollbackRequests(store, self._blocking, self._send_rollbacks))
         if s.topics.alerts:
             chain.append(AlertTopic(producer, s.topics.alerts))
         chain += [SevereTrigger(_started(self.jobs, "the retraining jobs"), s.retrain.severe_kinds, self._schedule),

@@ -7,7 +7,7 @@ demo through the daemon) hands them to a *chain*, an ordered list of sinks, and
 
 1. the *durable* sinks, in their order, each through the runner's ``retry``: what must
    have succeeded before the batch's offsets are committed (the dead-letter topic,
-   the store, the alert topic; a replay's alert file). A batch whose commit never
+   the store, the canary rollback requests, the alert topic; a replay's alert file). A batch whose commit never
    happened is read and applied again, so a durable sink must be idempotent (the
    store and the topics' readers key by event id);
 2. the runner's ``commit`` (the daemon's; a replay has none);
@@ -53,8 +53,8 @@ if TYPE_CHECKING:  # the daemon's clients: a replay without Kafka does not impor
     from retrain.jobs import RetrainJobs
     from retrain.store import SampleStore
 
-__all__ = ["AlertFile", "AlertLog", "AlertTopic", "DeadLetterTopic", "EffectSink", "Observer", "SevereTrigger",
-           "Store", "inline", "once", "run_chain"]
+__all__ = ["AlertFile", "AlertLog", "AlertTopic", "DeadLetterTopic", "EffectSink", "Observer", "RollbackRequests",
+           "SevereTrigger", "Store", "inline", "once", "run_chain"]
 
 #: How a runner applies a durable sink: ``retry(stage, step)`` awaits ``step()`` until it
 #: succeeds, or raises (the daemon's ``Service._retry`` backs off on transient errors).
@@ -138,6 +138,28 @@ class Store:
     async def apply(self, result: BatchResult) -> None:
         await self.blocking(functools.partial(self.store.put, result.samples, result.alerts, result.traffic))
 
+
+class RollbackRequests:
+    """A rollback request per failed canary (``canary_regression`` alert), recorded in the
+    store before the commit, once per model and canary version (``retrain.rollback``);
+    then ``send()`` is asked to deliver it (the daemon: a scheduler job, off the event
+    loop, which also runs on an interval and retries what was not delivered)."""
+
+    stage = "canary_rollback"
+    durable = True
+
+    def __init__(self, store: SampleStore, blocking: RunBlocking = inline, send: Callable[[], None] = lambda: None
+                 ) -> None:
+        self.store = store
+        self.blocking = blocking
+        self.send = send
+
+    def wants(self, result: BatchResult) -> bool:
+        return any(a.kind == "canary_regression" for a in result.alerts)
+
+    async def apply(self, result: BatchResult) -> None:
+        await self.blocking(functools.partial(self.store.add_rollbacks, result.alerts))
+        self.send()
 
 class AlertTopic:
     """Alerts as JSON, keyed by ``Alert.key``, to the alert topic; acknowledged before the commit."""

@@ -91,59 +91,64 @@ def retry_after_s(value: str | None, now: float) -> float | None:
         return None
 
 
-class WebhookPublisher:
-    """POST records as JSON lines to a URL, signed when there is a secret, retrying transient failures.
+class WebhookClient:
+    """POST one body to a URL, signed when there is a secret, retrying transient failures.
 
-    Every request carries ``webhook-id`` and ``Idempotency-Key`` (the same value, a
-    function of the records: a retry, in this call or the next push, carries the same
-    key), ``webhook-timestamp`` and, with a secret, ``webhook-signature`` (see
+    Every request carries ``webhook-id`` and ``Idempotency-Key`` (the same value, chosen
+    by the caller so that a retry, in this call or a later one, carries the same key),
+    ``webhook-timestamp`` and, with a secret, ``webhook-signature`` (see
     ``retrain.webhook``). A transport error (refused, reset, timed out) or an answer of
     408, 429 or 5xx is tried again, at most ``retries`` times, after a random wait of
     up to ``backoff_s * 2**n`` seconds (full jitter; never more than ``max_delay_s``);
     a ``Retry-After`` on 429 or 503 is waited at least, up to ``max_delay_s``. Any other
-    answer but 2xx fails at once. Failing, ``publish`` raises ``PublishFailed``.
+    answer but 2xx fails at once. Failing, ``post`` raises ``PublishFailed``.
+
+    ``WebhookPublisher`` (the retraining queue) and the canary rollback requests
+    (``retrain.rollback``) both send through it.
     """
 
     def __init__(self, url: str, timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None, *,
                  secret: str | Sequence[str] = "", retries: int = 4, backoff_s: float = 0.5,
                  max_delay_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random) -> None:
-        """``secret``: one, or several during a rotation (each signs). ``sleep``, ``clock`` and
-        ``jitter`` (uniform in [0, 1)) are there for tests."""
+                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random,
+                 name: str = "webhook") -> None:
+        """``secret``: one, or several during a rotation (each signs). ``name`` starts its
+        errors and log lines. ``sleep``, ``clock`` and ``jitter`` (uniform in [0, 1)) are
+        there for tests."""
         self.url = url
         self.shown_url = hide_url_secrets(url)  # its user and query may hold a token: never in a log or error
+        self.name = name
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_delay_s = max_delay_s
-        signed_headers(secret, "", 0, b"")  # a malformed secret raises ValueError here, not at the first push
+        signed_headers(secret, "", 0, b"")  # a malformed secret raises ValueError here, not at the first send
         self._secret = secret  # never logged, never in a message
         self._sleep, self._clock, self._jitter = sleep, clock, jitter
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), transport=transport)
 
     def __repr__(self) -> str:
-        return f"WebhookPublisher({self.shown_url!r}, signed={bool(self._secret)}, retries={self.retries})"
+        return f"{type(self).__name__}({self.shown_url!r}, signed={bool(self._secret)}, retries={self.retries})"
 
-    def publish(self, records: Sequence[dict[str, Any]]) -> None:
-        body = b"".join(orjson.dumps(r) + b"\n" for r in records)
-        msg_id = idempotency_key(records)
+    def post(self, body: bytes, msg_id: str, content_type: str = "application/json") -> None:
+        """Deliver ``body`` under the delivery id ``msg_id``; return once a 2xx answered it."""
+        where = f"{self.name} {self.shown_url}"
         failure, cause = "", None
         for attempt in range(self.retries + 1):
             # Signed anew each try: the timestamp must be fresh for the receiver's tolerance.
-            headers = {"content-type": "application/x-ndjson",
-                       **signed_headers(self._secret, msg_id, int(self._clock()), body)}
+            headers = {"content-type": content_type, **signed_headers(self._secret, msg_id, int(self._clock()), body)}
             response: httpx.Response | None = None
             try:
                 response = self._client.post(self.url, content=body, headers=headers)
             except httpx.UnsupportedProtocol as exc:
-                raise PublishFailed(f"webhook {self.shown_url} cannot be reached: {exc}") from exc
+                raise PublishFailed(f"{where} cannot be reached: {exc}") from exc
             except httpx.TransportError as exc:  # refused, reset, timed out: worth another try
-                failure, cause = f"webhook {self.shown_url} failed: {type(exc).__name__}: {exc}", exc
+                failure, cause = f"{where} failed: {type(exc).__name__}: {exc}", exc
             except httpx.HTTPError as exc:
-                raise PublishFailed(f"webhook {self.shown_url} failed: {type(exc).__name__}: {exc}") from exc
+                raise PublishFailed(f"{where} failed: {type(exc).__name__}: {exc}") from exc
             else:
                 if response.is_success:
                     return
-                failure = f"webhook {self.shown_url} answered {response.status_code}: {response.text[:200]}"
+                failure = f"{where} answered {response.status_code}: {response.text[:200]}"
                 cause = None
                 if response.status_code < 500 and response.status_code not in RETRY_STATUSES:
                     raise PublishFailed(failure)
@@ -166,3 +171,15 @@ class WebhookPublisher:
 
     def close(self) -> None:
         self._client.close()
+
+
+class WebhookPublisher(WebhookClient):
+    """The retraining queue's webhook: records as JSON lines, one request per batch.
+
+    The delivery id is a function of the records (``retrain.webhook.idempotency_key``):
+    every try of a batch, in this push or the next, carries the same key.
+    """
+
+    def publish(self, records: Sequence[dict[str, Any]]) -> None:
+        body = b"".join(orjson.dumps(r) + b"\n" for r in records)
+        self.post(body, idempotency_key(records), "application/x-ndjson")

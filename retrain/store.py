@@ -3,10 +3,11 @@
 Writes are idempotent: a sample is keyed by its ``event_id``, an alert by its
 ``Alert.key`` and a retrain trigger by its ``trigger_key``, so a batch processed
 twice (after a crash before its offsets were committed), or a trigger raised by two
-daemons, is stored once. Delivery is tracked per sink (``queue``: the Kafka topic;
-``webhook``): a push claims undelivered rows in a transaction (``FOR UPDATE SKIP
-LOCKED`` on PostgreSQL, so daemons sharing one database never push the same row at
-once) and marks them delivered to that sink only after it acknowledged them.
+daemons, is stored once; so is a canary's rollback request, by model and canary
+version. Delivery is tracked per sink (``queue``: the Kafka topic; ``webhook``; a
+rollback request's ``sent_at``): a push claims undelivered rows in a transaction
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so daemons sharing one database never push
+the same row at once) and marks them delivered only after the sink acknowledged them.
 
 Tables are prefixed ``mm_`` so the store can live in a shared database.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -160,6 +161,23 @@ dataset_samples_table = Table(
     Index("ix_mm_dataset_samples_event", "model", "event_id"),
 )
 
+#: Rollback requests for failed canaries (``canary_regression`` alerts): one per model and
+#: canary version however many alerts, replays or daemons raise it; ``sent_at`` once the
+#: rollback webhook acknowledged it. Never pruned: a row per canary version is small, and
+#: keeps an old alert read again from sending again.
+rollbacks_table = Table(
+    "mm_rollbacks", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("model", String(256), nullable=False),
+    Column("model_version", String(256), nullable=False),  # the canary
+    Column("baseline_version", String(256)),
+    Column("alert", _Json, nullable=False),  # the first alert's contract record
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    UniqueConstraint("model", "model_version", name="uq_mm_rollbacks"),
+    Index("ix_mm_rollbacks_unsent", "sent_at", "id"),
+)
+
 meta_table = Table(
     "mm_meta", metadata,
     Column("key", String(64), primary_key=True),
@@ -203,6 +221,28 @@ class StoredTrigger:
         """The retraining-queue record: consumers may drop repeats by ``event_id`` (the key)."""
         return {"type": "retrain_trigger", "event_id": self.key, "model": self.model, "reason": self.reason,
                 "ts": self.created_at, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class StoredRollback:
+    """A rollback request as stored."""
+
+    id: int
+    model: str
+    model_version: str
+    baseline_version: str | None
+    alert: dict[str, Any]
+    created_at: float
+
+    @property
+    def key(self) -> str:
+        """Names the request: the model and the canary version."""
+        return f"rollback|{self.model}|{self.model_version}"
+
+    def message(self) -> dict[str, Any]:
+        """The body of the rollback webhook's request."""
+        return {"type": "rollback", "event_id": self.key, "model": self.model, "model_version": self.model_version,
+                "baseline_version": self.baseline_version, "alert": self.alert}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -285,11 +325,12 @@ class SampleStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _insert_ignoring(self, table: Table, key: str) -> Any:
+    def _insert_ignoring(self, table: Table, *keys: str) -> Any:
+        """An insert that skips rows whose ``keys`` (a unique constraint's columns) exist."""
         if self.dialect == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
         if self.dialect == "sqlite":
-            return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+            return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
         return insert(table).prefix_with("IGNORE")  # MySQL/MariaDB
 
     def put(self, samples: Sequence[FlaggedSample], alerts: Sequence[Alert] = (),
@@ -342,18 +383,23 @@ class SampleStore:
                 conn.execute(insert(t), [row])
 
     @contextmanager
-    def _claim(self, table: Table, sink: str, limit: int) -> Iterator[tuple[list[Any], Any]]:
-        column = table.c[SINKS[sink]]
+    def _claim(self, table: Table, column_name: str, limit: int, exclude: Collection[int] = ()
+               ) -> Iterator[tuple[list[Any], Any]]:
+        """Lock up to ``limit`` rows whose ``column_name`` (when delivered) is null, oldest
+        first, but those whose id is in ``exclude``."""
+        column = table.c[column_name]
         try:
             with self.engine.begin() as conn:
                 query = select(table).where(column.is_(None)).order_by(table.c.id).limit(limit)
+                if exclude:
+                    query = query.where(table.c.id.not_in(list(exclude)))
                 if self.dialect == "postgresql":
                     query = query.with_for_update(skip_locked=True)
                 rows = list(conn.execute(query))
 
                 def mark_delivered() -> None:
                     conn.execute(update(table).where(table.c.id.in_([r.id for r in rows]))
-                                 .values({SINKS[sink]: time.time()}))
+                                 .values({column_name: time.time()}))
 
                 yield rows, mark_delivered
         except SQLAlchemyError as exc:
@@ -367,13 +413,13 @@ class SampleStore:
         acknowledged them. If the block raises, nothing is marked and the rows are
         free for the next attempt.
         """
-        with self._claim(samples_table, sink, limit) as (rows, mark):
+        with self._claim(samples_table, SINKS[sink], limit) as (rows, mark):
             yield [StoredSample.from_row(row) for row in rows], mark
 
     @contextmanager
     def claim_triggers(self, sink: str = "queue") -> Iterator[tuple[list[StoredTrigger], Any]]:
         """As ``claim_unpushed``, for retrain triggers."""
-        with self._claim(triggers_table, sink, 100) as (rows, mark):
+        with self._claim(triggers_table, SINKS[sink], 100) as (rows, mark):
             yield [StoredTrigger(r.id, r.trigger_key, r.model, r.reason, r.detail, r.created_at) for r in rows], mark
 
     def add_trigger(self, key: str, model: str, reason: str, detail: dict[str, Any] | None = None) -> bool:
@@ -386,6 +432,39 @@ class SampleStore:
                 return inserted is not None
         except SQLAlchemyError as exc:
             raise translate_error(exc, self.url) from exc
+
+    def add_rollbacks(self, alerts: Sequence[Alert]) -> None:
+        """Record a rollback request for each ``canary_regression`` alert (others are ignored),
+        unless its model and canary version have one already (from an earlier alert, a
+        batch read again, or another daemon)."""
+        rows = [{"model": a.model, "model_version": a.model_version, "baseline_version": a.baseline_version,
+                 "alert": a.to_dict(), "created_at": time.time(), "sent_at": None}
+                for a in alerts if a.kind == "canary_regression" and a.model_version is not None]
+        if not rows:
+            return
+        rows.sort(key=lambda r: (r["model"], r["model_version"]))  # one lock order for every daemon
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(self._insert_ignoring(rollbacks_table, "model", "model_version"), rows)
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, self.url) from exc
+
+    @contextmanager
+    def claim_rollback(self, exclude: Collection[int] = ()) -> Iterator[tuple[StoredRollback | None, Any]]:
+        """Lock the oldest unsent rollback request but those of ``exclude`` (ids), or None if
+        there is none, for one transaction.
+
+        Yields ``(rollback, mark_sent)``; call ``mark_sent()`` once the webhook acknowledged
+        it. If the block raises, it stays unsent for the next attempt. On PostgreSQL a
+        request another daemon is sending is skipped, so it is sent once.
+        """
+        with self._claim(rollbacks_table, "sent_at", 1, exclude) as (rows, mark):
+            yield (StoredRollback(rows[0].id, rows[0].model, rows[0].model_version, rows[0].baseline_version,
+                                  rows[0].alert, rows[0].created_at) if rows else None), mark
+
+    def rollbacks(self) -> list[dict[str, Any]]:
+        """Every rollback request, oldest first."""
+        return self._rows(select(rollbacks_table).order_by(rollbacks_table.c.id))
 
     def prune(self, before: float) -> dict[str, int]:
         """Delete what is older than ``before`` and no longer needed: delivered samples and

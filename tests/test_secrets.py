@@ -20,6 +20,7 @@ import httpx
 import pytest
 from helpers import DaemonThread, make_settings, produce, wait_for
 from sqlalchemy import create_engine, inspect, select, text
+from test_rollback import canary_alert, inject
 from test_webhook import Receiver
 
 from common.errors import MonitorError
@@ -33,7 +34,8 @@ WEBHOOK = "webhook-S3CRET-2c3d"
 TOKEN = "token-S3CRET-4e5f"
 DB = "dbpw-S3CRET-6a7b"
 REDACT = "redact-S3CRET-8c9d"  # the key of the pseudonyms
-SECRETS = (SASL, WEBHOOK, TOKEN, DB, REDACT)
+ROLLBACK = "rollback-S3CRET-0e1f"  # signs canary rollback requests
+SECRETS = (SASL, WEBHOOK, TOKEN, DB, REDACT, ROLLBACK)
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -94,12 +96,15 @@ def test_no_secret_reaches_the_store_logs_status_errors_reports_or_datasets(brok
     secret_file = tmp_path / "webhook-secret"
     secret_file.write_text(WEBHOOK + "\n")
     rx = Receiver(WEBHOOK)
+    rollback_rx = Receiver(ROLLBACK)
+    rollback_rx.script.append(503)  # a retry is logged: with no secret in it
     settings = make_settings(
         broker, tmp_path, kafka={"sasl_username": "monitor", "sasl_password": SASL}, store={"url": store_url},
         retrain={"webhook_url": rx.url, "webhook_secret_file": str(secret_file), "push_interval_s": 0.2},
         http={"token": TOKEN}, service={"checkpoint_interval_s": 0.3},
         redact={"pseudonymise": ["phone", "email"], "secret": REDACT},
-        datasets={"dir": str(tmp_path / "daemon-datasets")})
+        datasets={"dir": str(tmp_path / "daemon-datasets")},
+        canary={"rollback_webhook_url": rollback_rx.url, "rollback_webhook_secret": ROLLBACK})
     daemon = DaemonThread(settings).start()
     try:
         predictions, feedback = traffic(200)
@@ -108,6 +113,9 @@ def test_no_secret_reaches_the_store_logs_status_errors_reports_or_datasets(brok
         wanted = {f["event_id"] for f in feedback}
         wait_for(lambda: wanted <= set(rx.deliveries()), 60, "every bad case at the signing webhook")
         assert all(s.signed for s in rx.seen)
+        inject(daemon, canary_alert())
+        wait_for(rollback_rx.deliveries, 60, "the canary rollback request at its signing webhook")
+        assert all(s.signed for s in rollback_rx.seen) and len(rollback_rx.seen) == 2
         status = httpx.get(daemon.url + "/status", timeout=10)
         report = httpx.get(daemon.url + "/report", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         assert status.status_code == report.status_code == 200
@@ -115,8 +123,9 @@ def test_no_secret_reaches_the_store_logs_status_errors_reports_or_datasets(brok
         assert "irrelevant" in report.text or "recsys" in report.text
     finally:
         daemon.stop()
-        rx.release.set()
-        rx.stop()
+        for receiver in (rx, rollback_rx):
+            receiver.release.set()
+            receiver.stop()
     assert daemon.exit_code == 0  # and its state was saved at the stop (and every 0.3 s while it ran)
     assert_no_secret("/status", status.content)
     assert_no_secret("/report", report.content)
@@ -129,7 +138,8 @@ def test_no_secret_reaches_the_store_logs_status_errors_reports_or_datasets(brok
     # The commands, with every secret in the environment as an operator would set them.
     env = {"MONITOR_KAFKA_SASL_PASSWORD": SASL, "MONITOR_KAFKA_SASL_USERNAME": "monitor",
            "MONITOR_STORE_URL": store_url, "MONITOR_RETRAIN_WEBHOOK_SECRET": WEBHOOK, "MONITOR_HTTP_TOKEN": TOKEN,
-           "MONITOR_REDACT_SECRET": REDACT, "MONITOR_REDACT_PSEUDONYMISE": "phone,email"}
+           "MONITOR_REDACT_SECRET": REDACT, "MONITOR_REDACT_PSEUDONYMISE": "phone,email",
+           "MONITOR_CANARY_ROLLBACK_WEBHOOK_SECRET": ROLLBACK}
     outputs = {
         "monitor config": monitor("config", env=env, cwd=tmp_path),
         "monitor report": monitor("report", "--out", "r.html", "--markdown", "r.md", env=env, cwd=tmp_path),
@@ -142,6 +152,7 @@ def test_no_secret_reaches_the_store_logs_status_errors_reports_or_datasets(brok
         assert result.returncode == 0, (name, result.stderr.decode())
         assert_no_secret(f"{name} output", result.stdout + result.stderr)
     assert b'sasl_password = "<set>"' in outputs["monitor config"].stdout
+    assert b'rollback_webhook_secret = "<set>"' in outputs["monitor config"].stdout
     assert b"postgres:***@" in outputs["monitor config"].stdout
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".html", ".md", ".jsonl", ".json",
                                                                                ".parquet")]
@@ -156,7 +167,8 @@ def test_no_secret_in_the_messages_of_failed_start_ups(pg_url, tmp_path, caplog)
     caplog.set_level(logging.DEBUG)
     dead_store = f"postgresql+psycopg://postgres:{DB}@127.0.0.1:{free_port()}/test"
     env = {"MONITOR_KAFKA_SASL_PASSWORD": SASL, "MONITOR_RETRAIN_WEBHOOK_SECRET": WEBHOOK,
-           "MONITOR_HTTP_TOKEN": TOKEN, "MONITOR_KAFKA_CONNECT_TIMEOUT_S": "1", "MONITOR_HTTP_PORT": "0",
+           "MONITOR_CANARY_ROLLBACK_WEBHOOK_SECRET": ROLLBACK, "MONITOR_HTTP_TOKEN": TOKEN,
+           "MONITOR_KAFKA_CONNECT_TIMEOUT_S": "1", "MONITOR_HTTP_PORT": "0",
            "MONITOR_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
     failures = {
         "broker unreachable": monitor("run", env={**env, "MONITOR_STORE_URL": with_password(pg_url)}, cwd=tmp_path),
@@ -167,6 +179,8 @@ def test_no_secret_in_the_messages_of_failed_start_ups(pg_url, tmp_path, caplog)
             **env, "MONITOR_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, cwd=tmp_path),
         "two webhook secrets": monitor("config", "--check", env={
             **env, "MONITOR_RETRAIN_WEBHOOK_SECRET_FILE": str(tmp_path)}, cwd=tmp_path),
+        "two rollback webhook secrets": monitor("config", "--check", env={
+            **env, "MONITOR_CANARY_ROLLBACK_WEBHOOK_SECRET_FILE": str(tmp_path)}, cwd=tmp_path),
     }
     for name, result in failures.items():
         assert result.returncode in (1, 2, 3), (name, result.returncode, result.stderr.decode())
@@ -178,7 +192,8 @@ def test_no_secret_in_the_messages_of_failed_start_ups(pg_url, tmp_path, caplog)
     settings = load_settings(environ={}, overrides={
         "kafka": {"bootstrap_servers": f"127.0.0.1:{free_port()}", "connect_timeout_s": 1.0, "sasl_password": SASL},
         "store": {"url": dead_store}, "http": {"host": "127.0.0.1", "port": 0, "token": TOKEN},
-        "retrain": {"webhook_secret": WEBHOOK}})
+        "retrain": {"webhook_secret": WEBHOOK},
+        "canary": {"rollback_webhook_url": "http://127.0.0.1:9/rollback", "rollback_webhook_secret": ROLLBACK}})
     assert asyncio.run(Service(settings).run()) == 3
     for url in (dead_store, "postgresql+psycopg://postgres:" + DB + "@127.0.0.1:1/test?sslmode=nonsense"):
         with pytest.raises(MonitorError) as failed:

@@ -130,6 +130,7 @@ class Seen:
     signed: bool
     status: int
     headers: dict[str, str]
+    body: bytes = b""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -216,7 +217,7 @@ class Receiver:
                     self.accepted[key] = [orjson.loads(line)["event_id"] for line in body.splitlines()]
             status = 500 if action == "lost" else status
         with self._lock:
-            self.seen.append(Seen(key, signed, status, headers))
+            self.seen.append(Seen(key, signed, status, headers, body))
         request.send_response(status)
         for name, value in extra.items():
             request.send_header(name, value)
