@@ -8,6 +8,8 @@ keys). Feedback on the same ``request_id``: thumbs-down and complaints a few sec
 later, late ``label`` feedback (value 0/1, or the label itself for a string label)
 5-60 seconds later; the first model's predictions are also shown (an impression),
 some clicked, some of those converted, each of these carrying the prediction's segment.
+A stream ends with its last prediction (feedback due later is left out, as in a window of
+a stream that goes on).
 
 A change starts at a prediction index; ``change_at`` is the stream position of that
 prediction (feedback included in the count). ``expect`` is the alert identity that
@@ -262,7 +264,10 @@ class Traffic:
                     out.append((at, {"event_id": f"v{layout.seed}-{i}", "type": "conversion", "ts": at,
                                      **tracking}))
         out.sort(key=lambda pair: pair[0])  # stable: ties keep the order written
-        events = [e for _, e in out]
+        # The stream ends with its last prediction, as a window of a stream that goes on would: feedback
+        # still arriving after it (complaints up to 5 minutes on) would be a spike of feedback on no traffic.
+        end = round(float(ts[-1]), 3)
+        events = [e for at, e in out if at <= end]
         change_at = None
         if change_pos_ts is not None:
             first = f"p{layout.seed}-{layout.change}"
@@ -408,16 +413,16 @@ def estimated_decay_covariate(scale: float = 1.0) -> SliceStream:
     n = int(120_000 * scale)
     change = n // 2
     t = Traffic(Layout(n, change, seed=1309, label_share=0.05, label_delay=(600.0, 630.0)))
-    t.x[t.after, :2] *= 0.34
+    t.x[t.after & (t.model == "ranker"), :2] *= 0.34
     t.logit = 3.7 * (t.x[:, 0] + t.x[:, 1])
     t.score = 1.0 / (1.0 + np.exp(-t.logit))
     t.truth = (t.rng.random(n) < t.score).astype(int)
     events, pos = t.events()
-    # When labels on changed predictions start to arrive: the first label event of a prediction >= change.
-    first_label = next(p for p, e in enumerate(events) if e["type"] == "feedback" and e["kind"] == "label"
-                       and int(e["request_id"].rsplit("-", 1)[1]) >= change)
+    # When labels on changed predictions start to arrive (None: not within a short stream).
+    first_label = next((p for p, e in enumerate(events) if e["type"] == "feedback" and e["kind"] == "label"
+                       and int(e["request_id"].rsplit("-", 1)[1]) >= change), None)
     return SliceStream(
-        "estimated_decay_covariate", "calibrated scores; x0, x1 sd 1 -> 0.34 so scores move towards 0.5, the "
+        "estimated_decay_covariate", "calibrated scores; the ranker's x0, x1 sd 1 -> 0.34, scores towards 0.5, the "
         "error 10% -> 25%; labels on 5%, 10 minutes late", events, pos,
         Expect("estimated_decay", "ranker", None, detector="estimated_error_rate"),
         also=(Expect("estimated_decay", "ranker", ANY), Expect("metric_decay", "ranker", ANY),
