@@ -171,6 +171,11 @@ def render(meta: dict[str, dict[str, Any]], scores: list[SliceScore], command: s
         change = "-" if m["change_at"] is None else f"{m['change_at']:,}"
         lines.append(f"| {name} | {m['events']:,} | {change} | {m['expect'] or 'no alert'} | " + " | ".join(cells)
                      + f" | {' / '.join(also) or '-'} |")
+    for name, m in meta.items():
+        if m["notes"].get("first_changed_label") is not None and m["change_at"] is not None:
+            lines += ["", f"{name}: the first late label of a changed prediction arrives "
+                      f"{m['notes']['first_changed_label'] - m['change_at']:,} events after the change; a "
+                      "detector on labels cannot fire before it, a label-free estimate can."]
     false = [s for s in scores if s.false_examples]
     if false:
         lines += ["", "First false alarms (up to 3 per stream and configuration):", ""]
