@@ -185,3 +185,181 @@ def test_the_pii_benchmark_command_prints_its_table():
     assert "| phone_cn_fixed |" in out.stdout
     assert "| **all look-alikes** |" in out.stdout
     assert "| ours |" in out.stdout
+
+
+# -- the slices benchmark (benchmarks/slices/) ---------------------------------------------------------------
+
+SLICE_SCALE = 0.25  # a quarter of the recorded size: 15,000-30,000 predictions a stream
+
+
+@pytest.fixture(scope="module")
+def slice_streams():
+    from benchmarks.slices.streams import SCENARIOS  # noqa: PLC0415
+
+    return {name: SCENARIOS[name](SLICE_SCALE) for name in
+            ("decay_one_segment", "spike_new_users", "parity_gap", "canary_worse_latency")}
+
+
+def test_slice_streams_are_events_of_the_contract_in_the_order_a_consumer_reads_them(slice_streams):
+    from collectors.decode import Decoder, Limits  # noqa: PLC0415
+
+    decoder = Decoder(Limits())
+    for name, s in slice_streams.items():
+        seen: dict[str, float] = {}
+        last_ts = 0.0
+        for e in s.events:
+            assert e["ts"] >= last_ts, name
+            last_ts = e["ts"]
+            if e["type"] == "prediction":
+                assert set(e["segment"]) == {"region", "device", "new_user", "gender"}, name
+                seen[e["request_id"]] = e["ts"]
+            else:  # feedback and business events come after their prediction
+                assert e["request_id"] in seen and e["ts"] >= seen[e["request_id"]], (name, e)
+            if e["type"] in ("impression", "click", "conversion"):
+                assert set(e["segment"]) == {"region", "device", "new_user", "gender"}
+        sample = s.events[:: max(1, len(s.events) // 500)]
+        assert all(decoder.decode(orjson_dumps(e), now=2e9)[1] is None for e in sample), name
+        assert {e["model"] for e in s.events} == ({"loans", "ranker"} if name == "parity_gap" else {"ranker", "fraud"})
+
+
+def orjson_dumps(event):
+    import orjson  # noqa: PLC0415
+
+    return orjson.dumps(event)
+
+
+def test_a_slice_stream_changes_where_it_declares_and_by_what_it_declares(slice_streams):
+    from benchmarks.slices.streams import SCENARIOS, measure  # noqa: PLC0415
+
+    for name, s in slice_streams.items():
+        if s.change_at is not None and name != "canary_worse_latency":
+            first = s.events[s.change_at]
+            assert first["type"] == "prediction"
+            index = int(first["request_id"].rsplit("-", 1)[1])
+            assert all(int(e["request_id"].rsplit("-", 1)[1]) < index
+                       for e in s.events[: s.change_at] if e["type"] == "prediction")
+        for rate in s.declared:
+            for declared, (got, n) in zip((rate.before, rate.after), measure(s, rate), strict=True):
+                if declared is None:
+                    continue
+                tolerance = 4 * math.sqrt(declared * (1 - declared) / n) + 0.002
+                assert abs(got - declared) <= tolerance, (name, rate, got, n)
+    assert SCENARIOS["decay_one_segment"](SLICE_SCALE).events == slice_streams["decay_one_segment"].events  # seeded
+
+
+def test_the_canary_and_stationary_streams_have_their_shape():
+    from benchmarks.slices.streams import SCENARIOS  # noqa: PLC0415
+
+    s = SCENARIOS["canary_as_good"](0.1)
+    versions = {e["model_version"] for e in s.events if e["type"] == "prediction" and e["model"] == "ranker"}
+    assert versions == {"v1", "v2"} and s.change_at is None and s.expect is None
+    full = SCENARIOS["stationary_many_segments"]  # the recorded size has 200,000+ events
+    small = full(0.05)
+    values = {k: {e["segment"][k] for e in small.events if e["type"] == "prediction"} for k in ("region", "cohort")}
+    assert len(values["region"]) >= 25 and len(values["cohort"]) >= 18
+    assert len(small.events) * 20 >= 200_000
+
+
+def test_the_slice_scorer_counts_detections_coarser_alerts_and_false_alarms():
+    from benchmarks.slices.score import score, summarise  # noqa: PLC0415
+    from benchmarks.slices.streams import ANY, Expect, SliceStream  # noqa: PLC0415
+
+    stream = SliceStream("s", "", [{}] * 1000, 500, Expect("metric_decay", "m", {"region": "south"},
+                                                           detector="error_rate"),
+                         also=(Expect("metric_decay", "m", ANY, exclude_key="region"),))
+
+    def alert(at, segment=None, kind="metric_decay", model="m", detector="error_rate"):
+        return {"kind": kind, "model": model, "model_version": "v1", "feature": None, "detector": detector,
+                "at_event": at, "segment": segment, "baseline_version": None}
+
+    alerts = [alert(100, {"region": "south"}),  # before the change: false, though right
+              alert(650, None),  # the whole model: also
+              alert(700, {"device": "ios"}),  # another key's segment: also
+              alert(720, {"region": "east"}),  # another region: false
+              alert(800, {"region": "south"}),  # the detection
+              alert(900, {"region": "south"}, detector="ctr"),  # the wrong detector: false
+              alert(950, {"region": "south"}, model="other")]  # the other model: false
+    r = score(stream, alerts, "slices")
+    assert (r.detected, r.delay, r.correct, r.false_before, r.false_other) == (True, 300, 1, 1, 3)
+    assert list(r.also.values()) == [150] and r.fa_per_million == 4000
+    quiet = SliceStream("q", "", [{}] * 2000, None, None)
+    q = score(quiet, [alert(10)], "slices")
+    assert (q.detected, q.false_alarms, q.fa_per_million) == (False, 1, 500)
+    s = summarise("slices", [r, q])
+    assert (s.detected, s.changed, s.delays, s.stationary_false, s.stationary_events) == (1, 1, [300], 1, 2000)
+
+
+def test_a_canary_alert_must_name_both_versions():
+    from benchmarks.slices.streams import Expect  # noqa: PLC0415
+
+    want = Expect("canary_regression", "ranker", None, detector="latency", model_version="v2",
+                  baseline_version="v1")
+    right = {"kind": "canary_regression", "model": "ranker", "model_version": "v2", "baseline_version": "v1",
+             "detector": "latency", "feature": None, "segment": None}
+    assert want.matches(right)
+    assert not want.matches({**right, "baseline_version": None})
+    assert not want.matches({**right, "model_version": "v1", "baseline_version": "v2"})
+    assert not want.matches({**right, "segment": {"region": "east"}})
+
+
+def test_the_fixed_window_check_flags_the_parity_gap_and_not_the_equal_groups(slice_streams):
+    from benchmarks.slices import fixed_window  # noqa: PLC0415
+    from benchmarks.slices.score import score  # noqa: PLC0415
+
+    s = slice_streams["parity_gap"]
+    r = score(s, fixed_window.alerts(s.events, ["gender"]), "fixed_window")
+    assert r.detected and r.false_alarms == 0, r
+
+
+@pytest.mark.slow
+def test_the_slices_benchmark_command_runs_and_reports():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.slices", "--streams", "spike_new_users,canary_as_good",
+                             "--scale", "0.2", "--no-write", "--jobs", "2"],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| slices |" in result.stdout and "| whole |" in result.stdout
+    assert "| spike_new_users |" in result.stdout and "| canary_as_good |" in result.stdout
+
+
+# The end-to-end checks of the slice features: `monitor replay` of a stream must raise the
+# alert the stream is built for. They fail until the features (issue 13) land; each is its own
+# test so that which feature works shows by name. Skipped only if the alert record has no
+# `segment` field at all.
+
+def _needs_segment_field():
+    from collectors.contract import Alert  # noqa: PLC0415
+
+    if "segment" not in Alert.__dataclass_fields__:
+        pytest.skip("collectors.contract.Alert has no segment field: the slice features are not there")
+
+
+def _replayed(name, scale, tmp_path, config="slices"):
+    from benchmarks.slices.__main__ import replay, write_stream  # noqa: PLC0415
+    from benchmarks.slices.score import score  # noqa: PLC0415
+    from benchmarks.slices.streams import SCENARIOS  # noqa: PLC0415
+
+    stream = SCENARIOS[name](scale)
+    path = tmp_path / f"{name}.jsonl"
+    write_stream(stream, path)
+    alerts, _, _ = replay(path, config, tmp_path)
+    return score(stream, alerts, config), alerts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "scale"), [
+    ("decay_one_segment", 1.0), ("spike_new_users", 0.5), ("conversion_drop_segment", 1.0), ("parity_gap", 0.5),
+    ("canary_worse_error", 0.5), ("canary_worse_latency", 0.5), ("estimated_decay_covariate", 1.0)])
+def test_replay_raises_the_slice_alert(name, scale, tmp_path):
+    _needs_segment_field()
+    result, alerts = _replayed(name, scale, tmp_path)
+    raised = [(a["kind"], a["model"], a.get("model_version"), a["detector"], a.get("segment"), a["at_event"])
+              for a in alerts]
+    assert result.detected, f"{name}: no alert of the expected identity after the change; it raised {raised[:10]}"
+    assert result.false_alarms == 0, result.false_examples
+
+
+@pytest.mark.slow
+def test_replay_raises_nothing_about_a_canary_as_good_as_its_baseline(tmp_path):
+    _needs_segment_field()
+    result, _ = _replayed("canary_as_good", 0.5, tmp_path)
+    assert result.false_alarms == 0, result.false_examples
