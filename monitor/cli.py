@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run everything on an embedded broker with simulated traffic and injected faults",
         description="Start an embedded Kafka-compatible broker, the daemon (SQLite store in a temporary "
                     "folder) and a traffic simulator; inject a feature drift, a latency regression, a "
-                    "thumbs-down spike and a quality decay at announced times, and show what the daemon "
-                    "flags. Ends after --duration seconds (exit 0 when every fault was detected) or on Ctrl-C.")
+                    "thumbs-down spike, the same in one region only, a slower canary version and a quality "
+                    "decay at announced times, and show what the daemon flags. Ends after --duration seconds "
+                    "(at least 60; exit 0 when every fault was detected) or on Ctrl-C.")
     demo.add_argument("--duration", type=float, metavar="SECONDS",
                       help="end after this many seconds, with a summary (default: run until Ctrl-C)")
     demo.add_argument("--rate", type=float, default=1000.0, metavar="N",

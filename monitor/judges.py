@@ -71,11 +71,14 @@ class Canary:
     with values from both versions passed (and at least one has); else ``inconclusive``.
     """
 
-    __slots__ = ("baseline", "pending", "tests", "version")
+    __slots__ = ("baseline", "pending", "started_at", "tests", "version")
 
     def __init__(self, version: str, baseline: str, settings: CanarySettings) -> None:
         self.version = version
         self.baseline = baseline
+        #: The stream position from which it judges (-1: not yet, see ModelState._warm_canaries);
+        #: values of earlier positions are not counted.
+        self.started_at = -1
         alpha = settings.alpha / len(CANARY_METRICS)
         self.tests = {m: SequentialComparison(alpha, settings.min_samples, settings.tolerance,
                                               "two_sided" if m == "prediction.score" else "higher_is_worse")
@@ -83,6 +86,11 @@ class Canary:
         self.pending = {m: _Pending() for m in CANARY_METRICS}
 
     def add(self, metric: str, positions: np.ndarray, values: np.ndarray, canary: bool) -> None:
+        if self.started_at < 0:
+            return
+        if len(positions) and positions[0] <= self.started_at:
+            kept = positions > self.started_at
+            positions, values = positions[kept], values[kept]
         self.pending[metric].add(positions, values, np.full(len(positions), canary, dtype=bool))
 
     def flush(self) -> Iterator[Judged]:

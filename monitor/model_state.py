@@ -642,7 +642,6 @@ class VersionState:
         for watch in self.watches:
             if watch.per_prediction is not None:
                 self.watched[watch.name].add_many(*watch.per_prediction(columns))
-        self.served += len(events)
         estimating = self.estimate is not None and self.estimate.stream is not None
         if estimating or self.keep_columns:
             scores = scores_of(events)
@@ -780,6 +779,7 @@ class ModelState:
         self.canary_settings = dataclasses.replace(canary or CanarySettings(enabled=False), rollback_webhook_url="",
                                                    rollback_webhook_secret="", rollback_webhook_secret_file="")
         self.canaries: OrderedDict[str, Canary] = OrderedDict()  # by canary version
+        self.warming = False  # a canary waits for min_samples predictions of both versions
         self.ended_canaries: list[tuple[str, str]] = []  # (version, baseline), for the pipeline to clear
         self.fairness_settings = fairness or FairnessSettings()
         self.fairness = {a: Fairness(a, self.fairness_settings, max(sg.max_values, 2))
@@ -807,7 +807,10 @@ class ModelState:
             state = self.version(version)
         state.pending_positions.append(position)
         state.pending.append(event)
+        state.served += 1
         self.last_version = version
+        if self.warming:
+            self._warm_canaries(position)
         for rate, trials, events in self.model_watches.signals.get("prediction", ()):  # on_signal, inlined
             rate.add(event_time, trials, events)
         self.batch_recent.append((position, event))
@@ -907,7 +910,8 @@ class ModelState:
 
     # -- canaries ---------------------------------------------------------------------------
     def _start_canary(self, version: str) -> None:
-        """A new version while others are served: compare it with the baseline."""
+        """A new version while others are served: compare it with the baseline, once both
+        have served ``canary.min_samples`` predictions (``_warm_canaries``)."""
         c = self.canary_settings
         if not c.enabled or not self.versions:
             return
@@ -920,6 +924,31 @@ class ModelState:
             old, dropped = self.canaries.popitem(last=False)
             self.ended_canaries.append((old, dropped.baseline))
         self.canaries[version] = Canary(version, baseline, c)
+        self.warming = True
+
+    def _warm_canaries(self, position: int) -> None:
+        """Start the comparisons whose versions have both served ``min_samples`` predictions,
+        at this prediction: the baseline is then the one that served more (unless configured),
+        whichever came first. Decided at an event of the stream, as every batching must."""
+        least, configured = self.canary_settings.min_samples, self.canary_settings.baseline_of(self.name)
+        waiting = False
+        for canary in list(self.canaries.values()):
+            if canary.started_at >= 0:
+                continue
+            new, old = self.versions.get(canary.version), self.versions.get(canary.baseline)
+            if new is None or old is None or min(new.served, old.served) < least:
+                waiting = True
+                continue
+            if configured != canary.baseline and new.served > old.served:  # the newcomer carries more
+                del self.canaries[canary.version]
+                canary.version, canary.baseline = canary.baseline, canary.version
+                if canary.version in self.canaries:  # already judged the other way round
+                    continue
+                self.canaries[canary.version] = canary
+            canary.started_at = position
+            for version in (canary.version, canary.baseline):
+                self.versions[version].keep_columns = True
+        self.warming = waiting
 
     def _end_canaries(self, version: str) -> None:
         """``version`` is no longer tracked: so ends every comparison it is part of."""
@@ -1067,9 +1096,6 @@ class ModelState:
             state = self.versions[version] = VersionState(
                 self.factory, d.max_features, self.latency_threshold_ms, self.watches,
                 self.baselines.get((self.name, version)))
-            for canary in self.canaries.values():
-                for compared in (canary.version, canary.baseline):
-                    self.versions[compared].keep_columns = True
             self.rebudget()
         elif next(reversed(self.versions)) != version:
             self.versions.move_to_end(version)

@@ -4,8 +4,10 @@ Three models (a recommender, a fraud classifier, a search ranker) with numeric a
 categorical features, latencies around the 100 ms SLO, a little bad input, and
 feedback that arrives after its prediction: thumbs up and down, complaints (some
 with personal data in the comment), and late labels. Faults change the traffic from
-their start time: a feature drift, a latency regression, a thumbs-down spike and a
-quality decay (late labels stop agreeing with the model).
+their start time: a feature drift, a latency regression, a thumbs-down spike (for
+everyone, or only in one region: a segment spike), a quality decay (late labels stop
+agreeing with the model), a click-through drop, and a canary: a new version on a
+tenth of the traffic that answers four times slower.
 
 Everything is seeded: the same seed, rate and faults give the same events.
 
@@ -28,7 +30,8 @@ from typing import Any
 
 Event = dict[str, Any]
 
-FAULT_KINDS = ("feature_drift", "latency_regression", "feedback_spike", "quality_decay", "ctr_drop")
+FAULT_KINDS = ("feature_drift", "latency_regression", "feedback_spike", "quality_decay", "ctr_drop", "segment_spike",
+               "canary_regression")
 #: The alert kind each fault should raise.
 EXPECTED_ALERT = {
     "feature_drift": "data_drift",
@@ -36,7 +39,24 @@ EXPECTED_ALERT = {
     "feedback_spike": "feedback_spike",
     "quality_decay": "metric_decay",
     "ctr_drop": "metric_decay",
+    "segment_spike": "feedback_spike",  # with segment {"region": "south"}
+    "canary_regression": "canary_regression",  # the canary version against the model's version
 }
+#: The region whose users a segment_spike hits.
+SPIKE_REGION = "south"
+#: Share of a model's traffic its canary version takes during a canary_regression.
+CANARY_SHARE = 0.1
+
+
+def canary_version(version: str) -> str:
+    """The version a canary_regression rolls out: the next number.
+
+    >>> canary_version("v7"), canary_version("stable")
+    ('v8', 'stable-canary')
+    """
+    head = version.rstrip("0123456789")
+    digits = version[len(head):]
+    return f"{head}{int(digits) + 1}" if digits else f"{version}-canary"
 
 _COMMENTS = (
     "not what I searched for",
@@ -121,18 +141,24 @@ DEFAULT_MODELS = (
 
 
 def default_faults(duration_s: float | None) -> list[Fault]:
-    """One fault of each kind, spread over the run so each has time to be seen.
+    """One fault of each kind the demo shows, spread over the run so each has time to be
+    seen (a rate detector first learns its normal rate: the spikes come after that).
 
-    >>> [(f.kind, f.start_s) for f in default_faults(90)][:2]
-    [('feature_drift', 18.0), ('latency_regression', 31.5)]
+    >>> [(f.kind, f.start_s) for f in default_faults(60)][:2]
+    [('feature_drift', 9.0), ('latency_regression', 15.0)]
     """
     span = 90.0 if duration_s is None else duration_s
-    first, step = 0.2 * span, (0.8 * span - 0.2 * span) / 4
+    at = {kind: round(share * span, 1) for kind, share in (
+        ("feature_drift", 0.15), ("latency_regression", 0.25), ("feedback_spike", 0.4), ("segment_spike", 0.5),
+        ("canary_regression", 0.6), ("quality_decay", 0.65))}
     return [
-        Fault("feature_drift", "recsys", round(first, 1), "recsys.price mean 50 -> 74", feature="price"),
-        Fault("latency_regression", "fraud", round(first + step, 1), "fraud latency median 35 ms -> 140 ms"),
-        Fault("feedback_spike", "search", round(first + 2 * step, 1), "search thumbs-down 2% -> 20%"),
-        Fault("quality_decay", "fraud", round(first + 3 * step, 1), "fraud late labels no longer follow scores"),
+        Fault("feature_drift", "recsys", at["feature_drift"], "recsys.price mean 50 -> 74", feature="price"),
+        Fault("latency_regression", "fraud", at["latency_regression"], "fraud latency median 35 ms -> 140 ms"),
+        Fault("feedback_spike", "search", at["feedback_spike"], "search thumbs-down 2% -> 20%"),
+        Fault("segment_spike", "recsys", at["segment_spike"], f"recsys thumbs-down 2% -> 20% in region={SPIKE_REGION}"),
+        Fault("canary_regression", "search", at["canary_regression"],
+              f"search {canary_version('v7')} on {CANARY_SHARE:.0%} of traffic, 4x slower than v7"),
+        Fault("quality_decay", "fraud", at["quality_decay"], "fraud late labels no longer follow scores"),
     ]
 
 
@@ -221,12 +247,15 @@ class TrafficSimulator:
         logit = sum(coef * (features.get(n) or 0.0) for n, coef in model.coefficients.items())
         logit -= sum(coef * model.numeric[n][0] for n, coef in model.coefficients.items())
         score = 1.0 / (1.0 + math.exp(-(logit + rng.gauss(0, 1.0))))
-        median = model.latency_median_ms * (4.0 if self.active("latency_regression", model.name) else 1.0)
+        version, slower = model.version, self.active("latency_regression", model.name)
+        if self.active("canary_regression", model.name) and rng.random() < CANARY_SHARE:
+            version, slower = canary_version(model.version), True
+        median = model.latency_median_ms * (4.0 if slower else 1.0)
         latency = median * math.exp(rng.gauss(0.0, 0.35))
         request_id = self._id("r")
         return {
             "event_id": self._id("e"), "type": "prediction", "ts": round(ts, 3),
-            "model": model.name, "model_version": model.version, "request_id": request_id,
+            "model": model.name, "model_version": version, "request_id": request_id,
             "features": features, "prediction": {"score": round(score, 4), "label": score >= 0.5},
             "latency_ms": round(latency, 2), "status": "error" if rng.random() < 0.0003 else "ok",
             "segment": {"region": rng.choice(model.segments), "new_user": rng.random() < 0.2},
@@ -242,7 +271,9 @@ class TrafficSimulator:
             now.append(self._simple("impression", ts, name, rid))
             if rng.random() < model.click_rate * (0.4 if self.active("ctr_drop", name) else 1.0):
                 now.append(self._simple("click", ts + rng.uniform(0.5, 5), name, rid))
-        down = 0.2 if self.active("feedback_spike", name) else model.thumbs_down_rate
+        spiking = self.active("feedback_spike", name) or (
+            self.active("segment_spike", name) and prediction["segment"]["region"] == SPIKE_REGION)
+        down = 0.2 if spiking else model.thumbs_down_rate
         roll = rng.random()
         if roll < down:
             self._later(self._feedback(ts + rng.uniform(1, 8), name, rid, "thumbs_down"))
@@ -285,7 +316,7 @@ class TrafficSimulator:
             return "slow"
         if self.active("quality_decay", model) and words.random() < 0.6:
             return "wrong"
-        if self.active("feedback_spike", model) and words.random() < 0.7:
+        if (self.active("feedback_spike", model) or self.active("segment_spike", model)) and words.random() < 0.7:
             return "irrelevant"
         if picked == "offensive" and words.random() < 0.85:
             return None

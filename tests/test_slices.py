@@ -168,13 +168,14 @@ def test_segment_values_are_redacted_before_they_become_labels_or_alert_fields()
 
 def versions_stream(n: int, canary_error: float, canary_slow: float = 0.02, seed: int = 5,
                     canary_share: float = 0.1) -> list[dict]:
-    """v1 (90%) and v2 (10%) served together from the start, each prediction labelled 2 s later."""
+    """v1 (90%) and v2 (10%) served together from the start (v2 first: the baseline is the
+    version that serves more, whichever came first), each prediction labelled 2 s later."""
     rng = random.Random(seed)
     events: list[dict] = []
     pending: list[tuple[float, dict]] = []
     for i in range(n):
         ts = START + i / 50
-        canary = rng.random() < canary_share
+        canary = rng.random() < canary_share or i == 0
         version = "v2" if canary else "v1"
         slow = rng.random() < (canary_slow if canary else 0.02)
         score = rng.random()
