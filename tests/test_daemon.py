@@ -132,20 +132,23 @@ def test_bad_input_of_every_kind_is_dead_lettered_and_the_daemon_goes_on(broker,
 
 
 def test_daemon_raises_the_alerts_replay_raises_on_the_same_events(broker, daemon, tmp_path: Path):
-    """One partition, every message in file order: the daemon's alerts are replay's alerts."""
+    """One partition, every message in file order: the daemon's alerts are replay's alerts,
+    those about a slice and a canary too."""
     faults = [Fault("feature_drift", "recsys", 15.0, feature="price"),
-              Fault("latency_regression", "fraud", 20.0), Fault("quality_decay", "fraud", 30.0)]
-    events = traffic(45, 200, faults, seed=4)
+              Fault("latency_regression", "fraud", 20.0), Fault("quality_decay", "fraud", 30.0),
+              Fault("canary_regression", "recsys", 10.0), Fault("segment_spike", "recsys", 20.0)]
+    events = traffic(60, 200, faults, seed=4)
     lines = [e if isinstance(e, bytes) else orjson.dumps(e) for e in events]
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     settings = make_settings(broker, tmp_path, kafka={"topic_partitions": 1},
                              detect={"reference_size": 300, "window_size": 200, "check_every": 50,
-                                     "rate_warmup": 300})
+                                     "rate_warmup": 300, "feedback_burn_in_s": 5.0})
     out = io.BytesIO()
     replay(str(path), settings, out, batch_size=777, progress=None)
     expected = [orjson.loads(line) for line in out.getvalue().splitlines()]
-    assert {a["kind"] for a in expected} >= {"data_drift", "slo_burn", "metric_decay"}
+    assert {a["kind"] for a in expected} >= {"data_drift", "slo_burn", "metric_decay", "canary_regression"}
+    assert [a for a in expected if a["segment"]], "a slice alert"
 
     d = daemon(settings)
     produce(broker, settings.topics.tracking, list(lines))
@@ -156,5 +159,5 @@ def test_daemon_raises_the_alerts_replay_raises_on_the_same_events(broker, daemo
     finally:
         store.close()
     fields = ("kind", "model", "model_version", "feature", "detector", "score", "threshold", "at_event", "ts",
-              "event_id")
+              "event_id", "segment", "baseline_version")
     assert [tuple(a[f] for f in fields) for a in got] == [tuple(a[f] for f in fields) for a in expected]
