@@ -208,6 +208,23 @@ class EventTimeRate:
         counts[0] += trials
         counts[1] += events
 
+    def add_many(self, times: Sequence[float], trials: int, events: int) -> None:
+        """``add`` for each of ``times`` in turn, at numpy speed: the oldest open bucket
+        does not change while buckets are only added, so each time's bucket is known at once."""
+        if not len(times):
+            return
+        if self.burn_in_end is None:
+            self.burn_in_end = times[0] + self.burn_in_s
+        index = np.floor_divide(np.asarray(times, dtype=np.float64), self.width_s).astype(np.int64)
+        oldest = min(self.buckets) if self.buckets else int(index[0])
+        values, counts = np.unique(np.maximum(index, oldest), return_counts=True)
+        for i, n in zip(values.tolist(), counts.tolist(), strict=True):
+            bucket = self.buckets.get(i)
+            if bucket is None:
+                bucket = self.buckets[i] = [0, 0]
+            bucket[0] += trials * n
+            bucket[1] += events * n
+
     def close(self, watermark: float, position: int) -> None:
         """Hand every bucket that ended ``lateness_s`` before ``watermark`` to the stream."""
         horizon = (watermark - self.lateness_s) // self.width_s
@@ -444,7 +461,7 @@ class WatchSet:
     not depend on how they interleave); labels straight to their detector.
     """
 
-    __slots__ = ("labelled", "rates", "signals", "watched")
+    __slots__ = ("labelled", "pending", "rates", "signals", "watched")
 
     def __init__(self, watches: Sequence[Watch], factory: DetectorFactory) -> None:
         d = factory.d
@@ -458,8 +475,18 @@ class WatchSet:
             for signal, (trials, events) in w.counts.items():
                 self.signals.setdefault(signal, []).append((self.rates[w.name], trials, events))
         self.labelled = [self.watched[w.name] for w in watches if w.from_labels]
+        #: Event times of predictions not yet counted (appended per prediction): counted together,
+        #: in order, before anything else reaches the rates.
+        self.pending: list[float] = []
+
+    def count_pending(self) -> None:
+        if self.pending:
+            times, self.pending = self.pending, []
+            for rate, trials, events in self.signals.get("prediction", ()):
+                rate.add_many(times, trials, events)
 
     def on_signal(self, signal: str, event_time: float) -> None:
+        self.count_pending()
         for rate, trials, events in self.signals.get(signal, ()):
             rate.add(event_time, trials, events)
 
@@ -469,6 +496,7 @@ class WatchSet:
 
     def close(self, watermark: float, position: int) -> bool:
         """Hand complete buckets to their detectors; whether any rate had buckets open."""
+        self.count_pending()
         touched = False
         for rate in self.rates.values():
             if rate.buckets:
@@ -836,7 +864,7 @@ class ModelState:
             counts[1] += failed
             counts[2] += slow
             if state.watches is not None:
-                state.watches.on_signal("prediction", event_time)
+                state.watches.pending.append(event_time)  # on_prediction, inlined: every prediction
             if state.tracks is not None:
                 state.tracks.observe(event, position)
         if self.segments.evicted:
