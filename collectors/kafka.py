@@ -208,6 +208,17 @@ class KafkaSource:
             return runs[0]
         return list(heapq.merge(*runs, key=lambda m: m.timestamp_ms))
 
+    async def unreachable(self, timeout_s: float) -> str | None:
+        """Why the broker cannot be reached now (its cluster metadata did not come within
+        ``timeout_s``), or None when it answers. A fetch says nothing of this: it comes back
+        empty alike from an idle topic and from a broker that is down."""
+        try:
+            await asyncio.wait_for(self._consumer.topics(), timeout_s)  # a metadata request
+        except (TimeoutError, KafkaError, OSError) as exc:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return f"the broker at {self.bootstrap} does not answer ({detail})"
+        return None
+
     def owned(self, messages: list[RawMessage]) -> list[RawMessage]:
         """``messages`` without those of partitions revoked since they were fetched: their
         next owner reads them from the committed offset (even if that is this member again)."""

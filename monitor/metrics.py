@@ -158,6 +158,10 @@ ERRORS = CounterSpec("model_monitor_errors_total", ("stage", "transient"),
                  "Errors by pipeline stage; transient ones are retried.")
 READY = GaugeSpec("model_monitor_ready", (), "1 when /readyz answers ready, else 0.")
 BUILD_INFO = GaugeSpec("model_monitor_build_info", ("version",), "Always 1; the version running.")
+BROKER_OUTAGES = CounterSpec(
+    "model_monitor_broker_outages_total", (),
+    "Times the broker stopped answering (a metadata request failed while fetches came back empty); /readyz "
+    "says not ready until it answers again.")
 SEGMENT_EVENTS = CounterSpec(
     "model_monitor_segment_events_total", ("model", "segment", "value", "event"),
     "Events per segment value (segment keys and values bounded by segments.max_keys and max_values): "
@@ -184,7 +188,8 @@ METRICS: tuple[Spec[Any], ...] = (
     DETECTOR_THRESHOLD, FLAGGED_SAMPLES, REDACTIONS, FEATURE_TYPE_MISMATCHES, DRIFT_TESTED_PREDICTIONS,
     BOUND_ENTRIES, BOUND_CAPACITY, BOUND_OVERFLOW, BATCHES, CHECKPOINTS, CHECKPOINT_BYTES, JOIN_MOVES,
     STAGE_SECONDS, BATCH_DURATION, COMMITTED_MESSAGES, CONSUMER_LAG, LAST_EVENT_TIMESTAMP, RETRAIN_PUSHED,
-    RETRAIN_PENDING, RETRAIN_TRIGGERS, ERRORS, READY, BUILD_INFO, SEGMENT_EVENTS, BUSINESS_EVENTS, FAIRNESS_RATIO,
+    RETRAIN_PENDING, RETRAIN_TRIGGERS, ERRORS, READY, BUILD_INFO, BROKER_OUTAGES, SEGMENT_EVENTS, BUSINESS_EVENTS,
+    FAIRNESS_RATIO,
     CANARY_VERDICT, CANARY_DIFFERENCE, ESTIMATED_ERROR,
 )
 SPECS = {s.name: s for s in METRICS}

@@ -49,6 +49,7 @@ from monitor.http import Health, StatusServer
 from monitor.metrics import (
     BATCH_DURATION,
     BATCHES,
+    BROKER_OUTAGES,
     COMMITTED_MESSAGES,
     CONSUMER_LAG,
     ERRORS,
@@ -85,6 +86,8 @@ log = logging.getLogger(__name__)
 BatchObserver = Callable[[BatchResult], None]
 T = TypeVar("T")
 PRUNE_INTERVAL_S = 3600.0
+#: How often an idle daemon asks whether the broker is there, and how long it waits for the answer.
+BROKER_PROBE_S = 5.0
 
 
 def _started(component: T | None, name: str) -> T:
@@ -208,6 +211,8 @@ class Service:
         self.committed = 0
         self.handoff: StateHandoff | None = None
         self._fetch_seconds = 0.0  # time in fetch since the last batch (an idle poll counts too)
+        self._broker_down = False
+        self._next_probe = 0.0  # monotonic time of the next broker probe (when fetches come back empty)
         # Blocking work (the store, the retraining publishers) runs here, so that at
         # exit it can be abandoned instead of joined: asyncio.to_thread's executor is
         # joined without a timeout when the loop closes.
@@ -451,7 +456,10 @@ class Service:
                 self.health.problem("startup", None)
             if not messages:
                 self._update_lag()
+                await self._probe_broker(source)
                 continue
+            if self._broker_down:
+                self._broker_back()
             async with source.batch_lock:  # a rebalance waits for this batch's commit
                 messages = source.owned(messages)
                 if messages:
@@ -467,6 +475,29 @@ class Service:
             if drained.samples:
                 log.info("storing %d feedback samples still waiting for their prediction", len(drained.samples))
                 await run_chain([sink for sink in self.chain if sink.durable], drained, retry=self._retry)
+
+    async def _probe_broker(self, source: KafkaSource) -> None:
+        """Nothing came: ask the broker whether it is there (every BROKER_PROBE_S at most)."""
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + BROKER_PROBE_S
+        why = await source.unreachable(BROKER_PROBE_S)
+        if why is None:
+            if self._broker_down:
+                self._broker_back()
+            return
+        if not self._broker_down:
+            self._broker_down = True
+            with self.metrics.lock:
+                self.metrics.inc(BROKER_OUTAGES, ())
+            log.warning("%s; waiting for it (nothing is committed meanwhile)", why)
+        self.health.problem("broker", why)
+
+    def _broker_back(self) -> None:
+        self._broker_down = False
+        self.health.problem("broker", None)
+        log.info("the broker answers again")
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
         """One batch: the pipeline, then its effect chain: the durable sinks, the commit

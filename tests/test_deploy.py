@@ -37,6 +37,7 @@ from monitor.metrics import (
     BOUND_CAPACITY,
     BOUND_ENTRIES,
     BOUND_OVERFLOW,
+    BROKER_OUTAGES,
     BUSINESS_EVENTS,
     CANARY_DIFFERENCE,
     CANARY_VERDICT,
@@ -592,6 +593,7 @@ def traffic() -> Iterator[StatusServer]:
                 metrics.set(CANARY_DIFFERENCE, ("recsys", "v2", "v1", "error_rate", bound), value)
                 metrics.set(FAIRNESS_RATIO, ("recsys", "gender", "f", "demographic_parity", bound), 1 + value)
             metrics.set(ESTIMATED_ERROR, ("recsys", "v1"), 0.07)
+            metrics.inc(BROKER_OUTAGES, ())
 
     def loop() -> None:
         while not stop.wait(0.05):

@@ -40,7 +40,7 @@ from monitor.broker import free_port
 from monitor.config import Settings, load_settings, render_toml
 from monitor.handoff import join_states_table
 from monitor.pipeline import Pipeline
-from monitor.simulator import TrafficSimulator, default_faults
+from monitor.simulator import Fault, TrafficSimulator, default_faults
 from retrain.store import SampleStore
 
 START = 1_790_000_000.0
@@ -83,13 +83,20 @@ class Stream:
         return len(self.tracking) + len(self.feedback)
 
 
+#: The faults of a chaos stream (the demo's others need more traffic than a chaos run has).
+CHAOS_FAULT_KINDS = ("feature_drift", "latency_regression", "feedback_spike", "quality_decay")
+
+
 def make_stream(events: int, seed: int, rate: float = 200.0) -> Stream:
     """About ``events`` events (predictions at ``rate`` a second of event time, with their
-    impressions, clicks, feedback and labels, a little bad input), with the simulator's
-    default faults (feature drift, latency regression, thumbs-down spike, quality decay)
-    spread over it."""
+    impressions, clicks, feedback and labels, a little bad input), with a feature drift, a
+    latency regression, a thumbs-down spike and a quality decay spread over it (at a
+    fifth, 35%, half and 65% of it: the drift after the reference is complete)."""
     seconds = max(10.0, events / (rate * 1.9))  # about 1.9 events a prediction
-    sim = TrafficSimulator(seed=seed, start_ts=START, faults=default_faults(seconds))
+    faults = [Fault(f.kind, f.model, round(share * seconds, 1), f.note, f.feature)
+              for f, share in zip((f for f in default_faults(seconds) if f.kind in CHAOS_FAULT_KINDS),
+                                  (0.2, 0.35, 0.5, 0.65), strict=True)]
+    sim = TrafficSimulator(seed=seed, start_ts=START, faults=faults)
     tracking: list[dict[str, Any] | bytes] = []
     feedback: list[dict[str, Any]] = []
     while len(tracking) + len(feedback) < events:
