@@ -52,10 +52,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class EmbeddedBroker:
     """Start and stop a local Tansu broker; ``bootstrap`` is its host:port."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None,
+                 advertised_port: int | None = None) -> None:
         self.host = host
         self.port = port
         self.log_path = log_path
+        #: The port clients are told to connect to (its own by default; another for a proxy in front).
+        self.advertised_port = advertised_port
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,9 +84,10 @@ class EmbeddedBroker:
             os.close(fd)
             self.log_path = Path(name)
         url = f"tcp://{self.host}:{port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port or port}"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self._proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             # Its own session: a Ctrl-C in the terminal goes to us, and we stop the broker

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.chaos import harness as H
+from benchmarks.chaos.outage import broker_down
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -48,6 +49,18 @@ def test_the_store_down_keeps_the_daemon_up_commits_nothing_and_it_recovers(brok
     assert "store: " in result.facts["readyz"], "/readyz says the store is what is failing"
     assert result.facts["live_ok"] == result.facts["live_polls"] > 0, "/healthz stays live"
     assert not result.facts["offsets_moved"], "nothing is committed while the store is down"
+    assert (c.lost, c.extra, c.store_duplicates) == (0, 0, 0), c.detail
+    assert (c.alerts_lost, c.alerts_extra) == (0, 0), c.detail
+    assert c.queue_missing == 0
+
+
+def test_the_broker_down_keeps_the_daemon_up_says_so_and_it_resumes_losing_nothing(clean, tmp_path: Path) -> None:
+    stream, outcome = clean
+    result = broker_down(stream, outcome, "sqlite", tmp_path, down_s=8.0, timeout_s=120)
+    c = result.comparison
+    assert "broker: " in result.facts["readyz"], "/readyz says the broker is what is failing"
+    assert result.facts["outages"] >= 1, "model_monitor_broker_outages_total counts it"
+    assert result.facts["live_ok"] == result.facts["live_polls"] > 0, "/healthz stays live"
     assert (c.lost, c.extra, c.store_duplicates) == (0, 0, 0), c.detail
     assert (c.alerts_lost, c.alerts_extra) == (0, 0), c.detail
     assert c.queue_missing == 0

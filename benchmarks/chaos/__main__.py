@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.chaos import harness as H
+from benchmarks.chaos.outage import broker_down
 from benchmarks.results import replace_section
 from monitor.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 TITLE = "## Chaos runs"
-SCENARIOS = ("kill9", "db_down")
+SCENARIOS = ("kill9", "db_down", "broker_down")
 HEADER = ("| scenario | store | events | runs | faults injected | samples lost | duplicated in the store | "
           "extra in the store | joined -> unjoined | queue duplicates | alerts lost / extra | "
           "triggers lost / extra / sent twice | time to recover (median, max) |")
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=2_000.0,
                         help="events a second produced while the faulted daemon runs")
     parser.add_argument("--down-s", type=float, default=10.0, help="how long the store is down in db_down")
+    parser.add_argument("--broker-down-s", type=float, default=60.0,
+                        help="how long the broker is unreachable in broker_down")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--no-control", action="store_true", help="skip the second clean run")
     parser.add_argument("--timeout", type=float, default=300.0, help="longest wait for any one step, seconds")
@@ -142,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"db_down on {store}: {args.down_s:.0f} s ...", flush=True)
                 results.append(H.db_down(broker.bootstrap, stream, clean, store, folder, args.down_s, args.rate,
                                          args.timeout))
+                print(row(results[-1]), flush=True)
+        if "broker_down" in scenarios:
+            for store in stores:
+                print(f"broker_down on {store}: {args.broker_down_s:.0f} s ...", flush=True)
+                results.append(broker_down(stream, clean, store, folder, args.broker_down_s, args.timeout))
                 print(row(results[-1]), flush=True)
     section = render(results, command, time.monotonic() - started, stream, clean, control)
     print(section)
