@@ -18,6 +18,9 @@ stream into batches watches the same slices.
 ([('region', 'west')], [('region', '__other__')])
 >>> index.folded_keys, index.folded_values
 (1, 1)
+>>> _ = index.admit((("tier", "silver"),))  # every prediction whose key is past the bound counts
+>>> index.folded_keys
+2
 """
 
 from __future__ import annotations
@@ -139,7 +142,10 @@ class SegmentIndex:
         return out
 
     def _key(self, key: str) -> KeyValues | None:
-        if key in self.refused or (self.allowed and key not in self.allowed):
+        if self.allowed and key not in self.allowed:
+            return None
+        if key in self.refused:
+            self.folded_keys += 1
             return None
         if len(self.keys) >= self.max_keys:
             self.folded_keys += 1

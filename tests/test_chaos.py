@@ -6,6 +6,7 @@ scenario runs once on SQLite and must lose nothing and store nothing twice.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -38,15 +39,12 @@ def test_kill_9_mid_stream_loses_nothing_and_stores_nothing_twice(broker: str, c
     assert c.queue_missing == 0, "every stored sample reached the retraining-queue topic"
 
 
-@pytest.mark.skip(reason="the fault is not reliable yet: SQLite's WAL is rewritten in place after a checkpoint, so a "
-                         "1-byte file-size limit does not always fail a write and /readyz may never report the store "
-                         "(failed once in a fresh-clone CI run); benchmarks/run chaos --scenario db_down still runs it")
 def test_the_store_down_keeps_the_daemon_up_commits_nothing_and_it_recovers(broker: str, clean,
                                                                             tmp_path: Path) -> None:
     stream, outcome = clean
     result = H.db_down(broker, stream, outcome, "sqlite", tmp_path, down_s=6.0, rate=RATE, timeout_s=120)
     c = result.comparison
-    assert "store: " in result.facts["readyz"], "/readyz says the store is what is failing"
+    assert re.search(r"store \S+ is unavailable", result.facts["readyz"]), "/readyz says the store is failing"
     assert result.facts["live_ok"] == result.facts["live_polls"] > 0, "/healthz stays live"
     assert not result.facts["offsets_moved"], "nothing is committed while the store is down"
     assert (c.lost, c.extra, c.store_duplicates) == (0, 0, 0), c.detail

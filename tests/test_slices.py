@@ -130,6 +130,8 @@ def test_bounds_hold_for_a_million_values_and_the_folds_are_counted():
     pipeline.process(messages(events))
     state = pipeline.models["m"]
     assert len(state.segments.keys) == 3 and state.segments.watched_values() <= 15
+    # Watched: tier, k0, k1 (first come); every other (prediction, key) pair is a fold.
+    assert state.segments.folded_keys == sum(1 for i in range(20_000) if i % 12 not in (0, 1))
     assert len(state.slices) <= 3 * 6, "each key's watched values and its __other__"
     registry = metrics.registry()
     series = [s for m in registry.collect() if m.name == "model_monitor_segment_events"

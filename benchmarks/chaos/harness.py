@@ -17,6 +17,7 @@ import random
 import re
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -210,16 +211,24 @@ class StoreOutage:
     SQLite: the harness runs as root, for whom file modes do not count, and the daemon
     keeps its database open, so a chmod would change nothing; instead the daemon's
     file-size limit (``RLIMIT_FSIZE``) is lowered to one byte, so that every write to the
-    database and its WAL fails (EFBIG, as on a full disk; CPython ignores SIGXFSZ).
+    database and its WAL fails (EFBIG, as on a full disk; CPython ignores SIGXFSZ). A
+    read transaction of the harness's is held open meanwhile: without it the daemon may
+    start the WAL over from its beginning, rewriting it in place without growing it, and
+    a write would then succeed (the test that used this fault failed at times).
     PostgreSQL: the daemon's role may no longer log in and its connections are ended.
     """
 
     def __init__(self, kind: str, url: str, pid: int) -> None:
         self.kind, self.url, self.pid = kind, url, pid
         self._limits: tuple[int, int] | None = None
+        self._reader: sqlite3.Connection | None = None
 
     def start(self) -> None:
         if self.kind == "sqlite":
+            # The snapshot pins the WAL: every write the daemon makes must append to it.
+            self._reader = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
+            self._reader.execute("BEGIN")
+            self._reader.execute("SELECT count(*) FROM mm_meta").fetchone()
             self._limits = resource.prlimit(self.pid, resource.RLIMIT_FSIZE)
             resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (1, self._limits[1]))
             return
@@ -232,6 +241,10 @@ class StoreOutage:
         if self.kind == "sqlite":
             if self._limits is not None:
                 resource.prlimit(self.pid, resource.RLIMIT_FSIZE, self._limits)
+            if self._reader is not None:
+                self._reader.execute("ROLLBACK")
+                self._reader.close()
+                self._reader = None
             return
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"ALTER ROLE {pg_role(self.url)} LOGIN")
@@ -587,8 +600,17 @@ def db_down(bootstrap: str, stream: Stream, clean: Outcome, kind: str, folder: P
         outage.start()
         down_at = time.monotonic()
         try:
-            reason = wait_until(lambda: daemon.alive() and _store_problem(daemon), down_s + 30,
-                                "/readyz to report the store")
+            last: list[str] = []
+
+            def store_named() -> str:
+                last[:] = [_ready(daemon)[1]]
+                return _store_problem(daemon)
+
+            try:
+                reason = wait_until(lambda: daemon.alive() and store_named(), down_s + 30,
+                                    "/readyz to report the store")
+            except ChaosError as exc:
+                raise ChaosError(f"{exc}; it last said {last[0][:300]!r}" if last else str(exc)) from None
             notes.append(f"`/readyz` while down: 503 `{_shorten(reason, folder, url)}`")
             frozen = offsets.committed()
             live = []
@@ -649,6 +671,7 @@ def _ready(daemon: Daemon) -> tuple[bool, str]:
 
 
 def _store_problem(daemon: Daemon) -> str:
-    """``/readyz``'s answer while it names the store (``store: ...``) as not ready; else ""."""
+    """``/readyz``'s answer while it says the store is unavailable, for whichever part of
+    the daemon met it first (the batch's effects, a checkpoint, a push); else ""."""
     ready, text = _ready(daemon)
-    return text if not ready and re.search(r"(^|; )store: ", text) else ""
+    return text if not ready and re.search(r"store \S+ is unavailable", text) else ""
