@@ -344,3 +344,21 @@ def test_the_daemon_on_arrow_batches_from_the_helper_raises_replays_alerts(broke
     letters = read_topic(broker, settings.topics.deadletter, bad_rows + 1)
     reasons = sorted(dict(r.headers)["monitor.reason"].decode() for r in letters)
     assert "not_arrow" in reasons and len(letters) == bad_rows + 1
+
+
+@pytest.mark.kafka
+def test_monitor_produce_encoding_arrow_sends_batches_of_batch_rows(broker, files, tmp_path):
+    jsonl, _ = files
+    small = tmp_path / "small.jsonl"
+    lines = jsonl.read_bytes().splitlines()[:1000]
+    small.write_bytes(b"\n".join(lines) + b"\nnot json\n")
+    topic = f"arrow-{tmp_path.name}"
+    result = cli("produce", str(small), "--topic", topic, "--bootstrap-servers", broker, "--create-partitions", "1",
+                 "--encoding", "arrow", "--batch-rows", "300")
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"sent 1,000 events in Arrow batches" in result.stderr and b"not JSON 1" in result.stderr
+    records = read_topic(broker, topic, 4)
+    assert len(records) == 4
+    assert all(dict(r.headers)["content-type"] == b"application/vnd.apache.arrow.stream" for r in records)
+    rows = [row for r in records for row in decode_stream(r.value, Limits())[0] or []]
+    assert rows == [orjson.loads(line) for line in lines]
