@@ -38,12 +38,17 @@ BAD_INPUT_REASONS = (
     "unknown_kind",  # feedback `kind` is not one of the feedback kinds
     "bad_value",  # right type, impossible value (negative latency, bad status, ...)
     "bad_timestamp",  # unparsable, in milliseconds by mistake, or far in the future
-    "too_large",  # too many features or a string over collect.max_string_length
+    "too_large",  # too many features or a string over collect.max_string_length, or too many rows
+    "not_arrow",  # the content-type header says Arrow IPC stream, the bytes are not one
 )
 
 
 class RawMessage(NamedTuple):
     """One message as a runner read it: Kafka record or a line of a file.
+
+    ``encoding`` is ``"json"`` (one event) or ``"arrow"`` (an Arrow IPC stream of
+    events, told by the ``content-type`` header; see ``collectors.arrow``). ``row`` is
+    the row of an Arrow message a dead letter is about (-1: the whole message).
 
     A named tuple, not a frozen dataclass: one is made per message read, and a frozen
     dataclass sets each field through ``object.__setattr__`` (3x the cost, measured).
@@ -55,6 +60,8 @@ class RawMessage(NamedTuple):
     key: bytes | None
     value: bytes | None
     timestamp_ms: int = 0
+    encoding: str = "json"
+    row: int = -1
 
 
 @dataclass(frozen=True, slots=True)

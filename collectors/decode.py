@@ -150,6 +150,14 @@ class Decoder:
         except _Invalid as bad:
             return None, bad.reason, bad.detail
 
+    def validate(self, obj: Any, now: float) -> tuple[dict[str, Any] | None, str | None, str]:
+        """What ``decode`` does after parsing, for an object that was never JSON (a row of an
+        Arrow batch): ``(event, None, "")`` or ``(None, reason, detail)``."""
+        try:
+            return self._validate(obj, now), None, ""
+        except _Invalid as bad:
+            return None, bad.reason, bad.detail
+
     def _validate(self, obj: Any, now: float) -> dict[str, Any]:
         if type(obj) is not dict:
             raise _Invalid("not_object", f"expected a JSON object, got {_json_type(obj)}")

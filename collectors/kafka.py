@@ -41,6 +41,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
 )
 
+from collectors.arrow import ARROW, JSON, arrow_headers, encoding_of
 from collectors.contract import DeadLetter, RawMessage
 from common.errors import BrokerRejected, BrokerUnavailable, StartupError
 
@@ -202,7 +203,8 @@ class KafkaSource:
         for tp, records in batches.items():
             if records:
                 self._fetched[tp] = records[-1].offset + 1
-                runs.append([RawMessage(tp.topic, tp.partition, r.offset, r.key, r.value, r.timestamp)
+                runs.append([RawMessage(tp.topic, tp.partition, r.offset, r.key, r.value, r.timestamp,
+                                        encoding_of(r.headers) if r.headers else JSON)
                              for r in records])
         if len(runs) == 1:
             return runs[0]
@@ -315,7 +317,8 @@ class KafkaSource:
 def dead_letter_record(letter: DeadLetter) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
     """Key, value and headers of a dead letter: the original bytes (cut to
     ``DEADLETTER_MAX_BYTES``, with ``monitor.truncated`` giving the full length), and
-    headers that say why and where from."""
+    headers that say why and where from. A bad row of an Arrow message is that row as
+    JSON, with ``monitor.source.row``; a whole Arrow message keeps its ``content-type``."""
     m = letter.message
     headers = [
         ("monitor.reason", letter.reason.encode()),
@@ -324,6 +327,10 @@ def dead_letter_record(letter: DeadLetter) -> tuple[bytes | None, bytes | None, 
         ("monitor.source.partition", str(m.partition).encode()),
         ("monitor.source.offset", str(m.offset).encode()),
     ]
+    if m.row >= 0:  # one bad row of an Arrow message: the value is that row as JSON
+        headers.append(("monitor.source.row", str(m.row).encode()))
+    elif m.encoding == ARROW:  # a whole Arrow message: kept as it came, so it can be read again
+        headers += arrow_headers()
     value = m.value
     if value is not None and len(value) > DEADLETTER_MAX_BYTES:
         headers.append(("monitor.truncated", str(len(value)).encode()))
@@ -353,6 +360,27 @@ class KafkaSink:
         try:
             futures = [await self._producer.send(topic, value=value, key=key, headers=headers)
                        for key, value, headers in records]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False) and not isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
+                raise BrokerRejected(f"topic {topic} refused {len(records)} records: {exc}") from exc
+            raise BrokerUnavailable(f"topic {topic} did not acknowledge {len(records)} records: {exc}") from exc
+
+    async def partitions_for(self, topic: str) -> list[int]:
+        """The partition numbers of ``topic`` (sorted)."""
+        try:
+            return sorted(await self._producer.partitions_for(topic))
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"no partitions of topic {topic}: {exc}") from exc
+
+    async def send_partitioned(self, topic: str, records: Sequence[tuple[int, bytes | None, bytes,
+                                                                          list[tuple[str, bytes]]]]) -> None:
+        """Send (partition, key, value, headers) records; wait for all acknowledgements."""
+        if not records:
+            return
+        try:
+            futures = [await self._producer.send(topic, value=value, key=key, headers=headers, partition=partition)
+                       for partition, key, value, headers in records]
             await asyncio.gather(*futures)
         except KafkaError as exc:
             if not getattr(exc, "retriable", False) and not isinstance(exc, KafkaConnectionError | KafkaTimeoutError):

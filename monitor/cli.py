@@ -99,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser(
         "replay", help="run the pipeline over a file of events, no Kafka",
-        description="Run the same pipeline over a file of JSON lines (one message per line, '-' for stdin). "
-                    "Alerts are written as JSON lines; at_event is the line index.")
-    replay.add_argument("file", help="events, one JSON object per line")
+        description="Run the same pipeline over a file of JSON lines (one message per line, '-' for stdin) "
+                    "or an Arrow IPC stream file (.arrow, read row by row). Alerts are written as JSON lines; "
+                    "at_event is the line (or row) index.")
+    replay.add_argument("file", help="events, one JSON object per line, or a .arrow file")
     replay.add_argument("--alerts-out", metavar="FILE", default="-",
                         help="where to write alerts as JSON lines (default: stdout)")
     replay.add_argument("--store", metavar="URL", help="also store flagged samples and alerts (SQLAlchemy URL)")
@@ -111,14 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     produce = commands.add_parser(
         "produce", help="send a file of events to a Kafka topic",
-        description="Send each line of a file ('-' for stdin) as one message, keyed by request_id.")
-    produce.add_argument("file", help="events, one JSON object per line")
+        description="Send each line of a file ('-' for stdin) as one message, keyed by request_id; or, with "
+                    "--encoding arrow, the events in Arrow IPC batches of --batch-rows per message (header "
+                    "content-type: application/vnd.apache.arrow.stream), each to its request_id's partition.")
+    produce.add_argument("file", help="events, one JSON object per line, or a .arrow file")
     produce.add_argument("--topic", required=True, help="topic to send to")
     produce.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="override kafka.bootstrap_servers")
     produce.add_argument("--key-field", default="request_id", help="field to key messages by (default: request_id)")
     produce.add_argument("--create-partitions", type=int, metavar="N",
                          help="create the topic with N partitions if it does not exist")
+    produce.add_argument("--encoding", choices=("json", "arrow"), default="json",
+                         help="one JSON event per message, or Arrow IPC batches of events (default: json)")
+    produce.add_argument("--batch-rows", type=int, default=1000, metavar="N",
+                         help="events per Arrow message, 1..10000 (default: 1000)")
     _add_config(produce)
+
+    convert = commands.add_parser(
+        "convert", help="convert a file of events between JSON lines and an Arrow IPC stream",
+        description="Convert IN to OUT, by extension: .jsonl (one JSON event per line) to .arrow (an Arrow IPC "
+                    "stream of the same events, as the producer helper writes them) or back. Lines that are not "
+                    "JSON objects cannot be rows: they are skipped and counted.")
+    convert.add_argument("input", metavar="IN", help="a .jsonl or .arrow file")
+    convert.add_argument("output", metavar="OUT", help="a .arrow or .jsonl file (written whole or not at all)")
 
     baseline = commands.add_parser(
         "baseline", help="store reference distributions from a file (e.g. the training set)",
@@ -287,6 +302,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not args.check:
             print(render_toml(settings), end="")
         return EXIT_OK
+    if args.command == "convert":
+        from monitor.convert import convert  # noqa: PLC0415
+
+        converted = convert(args.input, args.output)
+        print(converted.describe(args.input, args.output), file=sys.stderr)
+        return EXIT_OK
     settings = load_settings(args.config)
     # produce says what it did on stderr itself: its log shows only what went wrong.
     _setup_logging(args.log_level or ("warning" if args.command == "produce" else settings.service.log_level))
@@ -334,15 +355,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "dataset":
         return _dataset(args, settings)
     if args.command == "produce":
+        from collections import Counter  # noqa: PLC0415
+
+        from collectors.arrow import MAX_ROWS  # noqa: PLC0415
         from monitor.produce import produce  # noqa: PLC0415
         from monitor.service import kafka_client_config  # noqa: PLC0415
 
+        if not 1 <= args.batch_rows <= MAX_ROWS:
+            raise ConfigError(f"--batch-rows must be 1..{MAX_ROWS}, got {args.batch_rows}")
         bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
+        skipped: Counter[str] = Counter()
         sent = asyncio.run(produce(args.file, args.topic, bootstrap, key_field=args.key_field,
                                    create_partitions=args.create_partitions,
                                    connect_timeout_s=settings.kafka.connect_timeout_s,
-                                   kafka_config=kafka_client_config(settings)))
-        print(f"sent {sent:,} messages to {args.topic}", file=sys.stderr)
+                                   kafka_config=kafka_client_config(settings), encoding=args.encoding,
+                                   batch_rows=args.batch_rows, skipped=skipped))
+        if args.encoding == "arrow":
+            print(f"sent {sent:,} events in Arrow batches to {args.topic}" + (
+                f"; skipped {sum(skipped.values()):,} lines that cannot be rows (" + ", ".join(
+                    f"{k} {v:,}" for k, v in skipped.most_common()) + ")" if skipped else ""), file=sys.stderr)
+        else:
+            print(f"sent {sent:,} messages to {args.topic}", file=sys.stderr)
         return EXIT_OK
     raise AssertionError(f"unhandled command {args.command}")  # argparse only allows the ones above
 

@@ -23,6 +23,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import orjson
+
+from collectors.arrow import ARROW, JSON, NON_FINITE, decode_stream
 from collectors.contract import (
     FLAGGED_KINDS,
     NEGATIVE_KINDS,
@@ -88,6 +91,8 @@ class BatchResult:
     """The effects of one batch, for the runner's chain of sinks (``monitor.sinks``)."""
 
     messages: int = 0
+    #: Stream positions the batch took: one per JSON message, one per row of an Arrow message.
+    rows: int = 0
     events: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
@@ -186,8 +191,12 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         c = settings.collect
-        self.decoder = Decoder(Limits(c.max_message_bytes, c.max_features, c.max_string_length,
-                                      c.max_depth, c.max_future_skew_s))
+        self.limits = Limits(c.max_message_bytes, c.max_features, c.max_string_length, c.max_depth,
+                             c.max_future_skew_s)
+        self.decoder = Decoder(self.limits)
+        #: Decodes the predictions the join kept: valid when kept, whatever their size (an Arrow
+        #: row kept as JSON may be larger than one message may be).
+        self._rejoin = Decoder(dataclasses.replace(self.limits, max_message_bytes=2**62))
         self.redactor = Redactor.from_settings(settings.redact)
         j = settings.join
         self.joiner = JoinBuffer(j.ttl_s, j.max_predictions, j.feedback_wait_s, j.max_pending)
@@ -223,11 +232,16 @@ class Pipeline:
         batch = _Batch()
         result = BatchResult(messages=len(messages))
         decode = self.decoder.decode
-        decoded = [decode(message.value, now) for message in messages]
+        if all(message.encoding == JSON for message in messages):
+            decoded = [decode(message.value, now) for message in messages]
+            positions: Sequence[RawMessage] = messages
+        else:  # an Arrow message becomes its rows before the loop: positions count rows
+            positions, decoded = self._expand(messages, now)
+        result.rows = len(positions)
         at: list[Event | None] = [event for event, _, _ in decoded]
         decoded_at = time.perf_counter()
         max_step = self.settings.join.watermark_max_step_s
-        for message, (event, reason, detail) in zip(messages, decoded, strict=True):
+        for message, (event, reason, detail) in zip(positions, decoded, strict=True):
             position = self.position
             self.position += 1
             if event is None:
@@ -286,6 +300,43 @@ class Pipeline:
         result.stages = {"decode": decoded_at - started, "route": routed_at - decoded_at,
                          "detect": detected_at - routed_at, "metrics": time.perf_counter() - detected_at}
         return result
+
+    def _expand(self, messages: Sequence[RawMessage], now: float) -> tuple[
+            list[RawMessage], list[tuple[Event | None, str | None, str]]]:
+        """Messages as stream positions: a JSON message is one, an Arrow message one per row.
+
+        An Arrow message that is not a readable stream (or too large) is one bad position;
+        a bad row is dead-lettered alone, as JSON of the row, ``row`` naming it."""
+        decode, validate = self.decoder.decode, self.decoder.validate
+        positions: list[RawMessage] = []
+        decoded: list[tuple[Event | None, str | None, str]] = []
+        for message in messages:
+            if message.encoding != ARROW:
+                positions.append(message)
+                decoded.append(decode(message.value, now))
+                continue
+            rows, reason, detail = decode_stream(message.value, self.limits)
+            if rows is None:
+                positions.append(message)
+                decoded.append((None, reason, detail))
+                continue
+            for index, row in enumerate(rows):
+                column = row.pop(NON_FINITE, None)
+                sent_ts = row.get("ts")
+                if column is not None:
+                    event, reason, detail = None, "non_finite_number", f"{column} holds NaN or an infinity"
+                else:
+                    event, reason, detail = validate(row, now)
+                if event is not None:
+                    positions.append(message)  # the join keeps such a prediction as JSON (see _prediction)
+                    decoded.append((event, None, ""))
+                    continue
+                row["ts"] = sent_ts  # as it was sent, not half-normalised
+                value = orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+                                     default=str)
+                positions.append(message._replace(value=value, encoding=JSON, row=index))
+                decoded.append((None, reason, detail))
+        return positions, decoded
 
     def drain(self) -> BatchResult:
         """At a shutdown that does not save the join (checkpoints off, or the save failed):
@@ -413,7 +464,8 @@ class Pipeline:
         # The join keeps the message's bytes, not the decoded event: a fifth of the memory
         # and nothing for the garbage collector to walk; the 2% that join are decoded again.
         shard = self._intern(message.topic, message.partition)
-        waiting = self.joiner.add_prediction(event, keep=message.value, shard=shard)
+        keep = message.value if message.encoding == JSON or event.get("request_id") is None else orjson.dumps(event)
+        waiting = self.joiner.add_prediction(event, keep=keep, shard=shard)
         pairs = self._pairs(event.get("segment"))
         slices = self._slices.setdefault(labels[0], {})
         stored = slices.get(pairs)
@@ -462,7 +514,7 @@ class Pipeline:
                 state.on_signal("negative_feedback", event_time)
         kept = self.joiner.add_feedback(event, shard=self._intern(message.topic, message.partition))
         if kept is not None:
-            prediction, reason, detail = self.decoder.decode(kept, math.inf)  # valid when it was kept
+            prediction, reason, detail = self._rejoin.decode(kept, math.inf)  # valid when it was kept
             if prediction is None:
                 raise AssertionError(f"a kept prediction no longer decodes: {reason}: {detail}")
             self._joined(event, prediction, position, batch)

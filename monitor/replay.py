@@ -1,7 +1,9 @@
 """``monitor replay``: the pipeline over a file of events, no Kafka.
 
 Each line is one message, exactly as it would be on a topic; ``at_event`` of an alert
-is its 0-based line index. The alerts are the ones the daemon raises on the same
+is its 0-based line index. A ``.arrow`` file (an Arrow IPC stream of events, see
+``collectors.arrow``) is read row by row: each row takes the position its JSON line
+would, so the same events give the same alerts either way. The alerts are the ones the daemon raises on the same
 messages in the same order (the pipeline is the same and decides nothing by the
 wall clock), which makes a replay a backtest, an evaluation run or an incident
 post-mortem.
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
+import pyarrow as pa
 from prometheus_client.exposition import generate_latest
 
+from collectors.arrow import ARROW, MAX_ROWS, ArrowInputError, encode_batch, read_file
 from collectors.contract import RawMessage
 from common.errors import ConfigError, InputError, OutputError
 from monitor import __version__
@@ -43,7 +47,7 @@ class ReplaySummary:
 
     def add(self, result: BatchResult) -> None:
         """Count one batch's effects in."""
-        self.lines += result.messages
+        self.lines += result.rows
         self.events += result.events
         self.samples += len(result.samples)
         self.dead_letters.update(d.reason for d in result.dead_letters)
@@ -74,6 +78,64 @@ def read_messages(stream: BinaryIO, batch_size: int, source: str = "file") -> It
         yield batch
 
 
+def is_arrow_path(path: str) -> bool:
+    return path != "-" and Path(path).suffix.lower() == ".arrow"
+
+
+def open_arrow(path: str) -> Iterator[pa.RecordBatch]:
+    """The record batches of an Arrow IPC stream file; ``InputError`` if it is not one."""
+    try:
+        batches = read_file(path)
+        first = next(batches, None)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ArrowInputError as exc:
+        raise InputError(f"{path}: {exc.detail}") from None
+    except pa.ArrowException as exc:
+        raise InputError(f"{path} is not an Arrow IPC stream file: {str(exc)[:200]}") from None
+
+    def rest() -> Iterator[pa.RecordBatch]:
+        if first is None:
+            return
+        yield first
+        try:
+            yield from batches
+        except pa.ArrowException as exc:
+            raise InputError(f"{path}: unreadable after a readable start: {str(exc)[:200]}") from None
+    return rest()
+
+
+def arrow_messages(batches: Iterator[pa.RecordBatch], batch_size: int, source: str,
+                   max_message_bytes: int) -> Iterator[list[RawMessage]]:
+    """Batches of Arrow messages of about ``batch_size`` rows in all, each message small
+    enough to be one on a topic; the offset is the index of its first row in the file."""
+    out: list[RawMessage] = []
+    rows = first = 0
+
+    def pieces(batch: pa.RecordBatch) -> Iterator[tuple[bytes, int]]:
+        value = encode_batch(batch)
+        if len(value) <= max_message_bytes or batch.num_rows == 1:
+            yield value, batch.num_rows
+            return
+        half = batch.num_rows // 2
+        yield from pieces(batch.slice(0, half))
+        yield from pieces(batch.slice(half))
+
+    for batch in batches:
+        per_row = max(1, batch.nbytes // max(1, batch.num_rows))
+        step = max(1, min(batch_size, MAX_ROWS, (max_message_bytes * 3 // 4) // per_row))
+        for start in range(0, batch.num_rows, step):
+            for value, n in pieces(batch.slice(start, step)):
+                out.append(RawMessage(source, 0, first, None, value, 0, ARROW))
+                first += n
+                rows += n
+            if rows >= batch_size:
+                yield out
+                out, rows = [], 0
+    if out:
+        yield out
+
+
 def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: str | None = None,
            batch_size: int = 5000, metrics_out: str | None = None,
            progress: IO[str] | None = sys.stderr, progress_every_s: float = 2.0,
@@ -85,10 +147,13 @@ def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: s
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    arrow = open_arrow(path) if is_arrow_path(path) else None  # before the store is created, too
     try:  # before the store is created: a wrong path must leave nothing behind
         stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    messages = (read_messages(stream, batch_size, Path(path).name) if arrow is None else
+                arrow_messages(arrow, batch_size, Path(path).name, settings.collect.max_message_bytes))
     metrics = Metrics(__version__)
     try:
         store = SampleStore(store_url) if store_url else None
@@ -104,7 +169,7 @@ def replay(path: str, settings: Settings, alerts_out: IO[bytes], *, store_url: s
 
     async def run() -> None:
         nonlocal last_report
-        for batch in read_messages(stream, batch_size, Path(path).name):
+        for batch in messages:
             await run_chain(chain, pipeline.process(batch))
             now = time.perf_counter()
             if progress is not None and now - last_report >= progress_every_s:
