@@ -7,12 +7,18 @@ scenario runs once on SQLite and must lose nothing and store nothing twice.
 from __future__ import annotations
 
 import re
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from benchmarks.chaos import harness as H
+from benchmarks.chaos import volume as V
+from benchmarks.chaos.generators import CASES, hostile_messages
 from benchmarks.chaos.outage import broker_down
+from collectors.contract import BAD_INPUT_REASONS
+from collectors.decode import Decoder, Limits
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -62,3 +68,55 @@ def test_the_broker_down_keeps_the_daemon_up_says_so_and_it_resumes_losing_nothi
     assert (c.lost, c.extra, c.store_duplicates) == (0, 0, 0), c.detail
     assert (c.alerts_lost, c.alerts_extra) == (0, 0), c.detail
     assert c.queue_missing == 0
+
+
+# -- hostile input and label explosions (benchmarks/chaos/volume.py) ---------------------------
+
+HOSTILE_MESSAGES = 20_000
+EXPLOSION_EVENTS = 30_000  # the folds of every bound still run into the thousands
+
+
+def test_the_hostile_generator_says_what_the_decoder_says() -> None:
+    """In process, no daemon: each generated message's reason, from how it was built, is the
+    decoder's (a generator mistake shows here before it looks like a daemon bug)."""
+    now = time.time()
+    decoder = Decoder(Limits())
+    wrong: Counter[tuple[str, str | None, str | None]] = Counter()
+    cases: Counter[str] = Counter()
+    reasons: Counter[str | None] = Counter()
+    for m in hostile_messages(10_000, seed=3, now=now, huge_share=0.005):
+        reason = decoder.decode(m.value, now)[1]
+        cases[m.case] += 1
+        reasons[m.expected] += 1
+        if reason != m.expected:
+            wrong[(m.case, m.expected, reason)] += 1
+    assert not wrong, wrong.most_common(10)
+    assert {c.name for c in CASES} <= set(cases), "every hostile case is drawn"
+    # not_arrow: only a message with the Arrow header can be it (tests/test_arrow.py)
+    assert set(reasons) == {None, *BAD_INPUT_REASONS} - {"not_arrow"}, "every reason of a JSON message, and valid"
+
+
+def test_hostile_input_every_bad_message_dead_lettered_with_its_reason(broker: str, tmp_path: Path) -> None:
+    r = V.hostile(broker, tmp_path, HOSTILE_MESSAGES, seed=15, timeout_s=300, huge_share=0.002)
+    f = r.facts
+    assert r.crashes == 0 and f["exit_code"] == 0, "the daemon stays up and stops cleanly"
+    assert (r.lost, r.duplicated, f["valid_rejected"]) == (0, 0, 0)
+    assert f["mismatch"] == {}, "every dead letter carries the generator's reason"
+    assert f["events_total"] == f["valid"], "model_monitor_events_total counts exactly the valid messages"
+    assert f["dead_letters"] == f["bad"] > HOSTILE_MESSAGES // 3
+    assert not r.problems, r.problems
+    assert r.rss_max_mb < 1024, "resident memory stays bounded"
+
+
+def test_label_explosion_series_bounded_and_folds_counted(broker: str, tmp_path: Path) -> None:
+    r = V.explosion(broker, tmp_path, EXPLOSION_EVENTS, timeout_s=300)
+    f = r.facts
+    assert r.crashes == 0 and f["exit_code"] == 0
+    assert f["events_total"] == EXPLOSION_EVENTS, "every prediction processed"
+    seen, bounds = f["distinct_label_values"], f["bounds"]
+    assert all(seen[k] <= bounds[k] for k in bounds), (seen, bounds)
+    assert f["folds"] == {**f["folds"], **f["folds_expected"]}, "every fold counted, exactly, by bound"
+    assert f["series_total"] <= f["series_total_at_half"] + 10, "series stop growing once the bounds are full"
+    assert f["series_total"] < 5_000
+    assert not r.problems, r.problems
+    assert r.rss_max_mb < 1024

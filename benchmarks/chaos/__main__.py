@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.chaos import harness as H
+from benchmarks.chaos import volume as V
 from benchmarks.chaos.outage import broker_down
 from benchmarks.results import replace_section
 from monitor.broker import EmbeddedBroker
@@ -28,7 +29,8 @@ from monitor.broker import EmbeddedBroker
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 TITLE = "## Chaos runs"
-SCENARIOS = ("kill9", "db_down", "broker_down")
+SCENARIOS = ("kill9", "db_down", "broker_down", "hostile", "explosion")
+VOLUME = ("hostile", "explosion")
 HEADER = ("| scenario | store | events | runs | faults injected | samples lost | duplicated in the store | "
           "extra in the store | joined -> unjoined | queue duplicates | alerts lost / extra | "
           "triggers lost / extra / sent twice | time to recover (median, max) |")
@@ -43,13 +45,72 @@ def row(r: H.RunResult) -> str:
             f"{c.trigger_duplicates} | {recover} |")
 
 
-def render(results: list[H.RunResult], command: str, seconds: float, stream: H.Stream, clean: H.Outcome,
-           control: H.Comparison | None) -> str:
+VOLUME_HEADER = ("| scenario | runs | messages | faults injected | lost | duplicated | crashes | RSS max | "
+                 "time | messages/s | checks failed |")
+
+
+def volume_row(r: V.VolumeResult) -> str:
+    return (f"| {r.scenario} | {r.runs} | {r.messages:,} | {r.faults:,} | {r.lost} | {r.duplicated} | {r.crashes} | "
+            f"{r.rss_max_mb:,.0f} MB | {r.seconds:,.1f} s | {r.rate:,.0f} | {len(r.problems)} |")
+
+
+def render_volume(results: list[V.VolumeResult]) -> list[str]:
+    """The hostile-input and label-explosion runs: their table and what each observed."""
+    if not results:
+        return []
+    out = ["", "### Hostile input at volume, and label explosions", "",
+           "The real daemon (`python -m monitor run`, SQLite store, default `[collect]`, `[detect]`, `[segments]` "
+           "and `[badcases]` bounds) on a backlog produced before it starts; *time* is from `/readyz` ready to the "
+           "whole backlog committed, *RSS* sampled from `/proc/PID/status` (VmRSS) every 0.25 s over the run.", "",
+           VOLUME_HEADER, "|" + "---|" * VOLUME_HEADER.count(" | ") + "---|"]
+    out += [volume_row(r) for r in results]
+    out += [""]
+    for r in results:
+        f = r.facts
+        if r.scenario == "hostile":
+            out += [f"- hostile: {f['bad']:,} hostile and {f['valid']:,} valid messages from "
+                    "`benchmarks/chaos/generators.py` (`hostile_messages`, seeded, shuffled), each with the reason "
+                    "its construction gives it. Every dead letter is matched to its message by key (`h-<index>`): "
+                    f"{f['dead_letters']:,} dead letters, {r.lost} hostile messages without one, {r.duplicated} "
+                    f"twice, {f['valid_rejected']} valid ones dead-lettered, "
+                    f"{sum(f['mismatch'].values())} with another reason than expected; "
+                    f"`model_monitor_events_total` {f['events_total']:,} (valid sent: {f['valid']:,}); exit code "
+                    f"{f['exit_code']} at the graceful stop; {f['tracebacks']} tracebacks in its log.",
+                    "- hostile, expected reasons: " + ", ".join(f"{k} {v:,}" for k, v in f["reasons"].items()) + ".",
+                    "- hostile, cases: " + ", ".join(f"{k} {v:,}" for k, v in f["cases"].items()) + ".",
+                    f"- hostile, RSS at a quarter, half, three quarters and the end of the run: "
+                    f"{', '.join(f'{v:,.0f}' for v in f['rss_quarters_mb'])} MB; producing the backlog took "
+                    f"{f['produce_s']:,.0f} s."]
+        else:
+            seen, bounds = f["distinct_label_values"], f["bounds"]
+            out += [f"- explosion: {r.messages:,} predictions, every name new (`explosion_events`: each a new "
+                    "model_version, feature, prediction field, category, segment key and value; every third a new "
+                    f"model): {r.messages // 3 + 1:,} models, {r.messages:,} of each other name. "
+                    "Distinct label values over every `model_monitor_*` family, seen / bound: " + ", ".join(
+                        f"{k} {seen[k]:,} / {bounds[k]:,}" for k in bounds) + ".",
+                    f"- explosion: {f['series_total']:,} `model_monitor_*` series at the end, "
+                    f"{f['series_total_at_half']:,} when half the stream was committed; families that grew since: "
+                    f"{', '.join(f'{k} {a} -> {b}' for k, (a, b) in f['series_grew'].items()) or 'none'}.",
+                    "- explosion, folds (`model_monitor_bound_overflow_total`), counted / implied by the stream: "
+                    + ", ".join(f"{k} {f['folds'].get(k, 0):,} / {v:,}" for k, v in f["folds_expected"].items())
+                    + ".",
+                    f"- explosion, RSS at a quarter, half, three quarters and the end: "
+                    f"{', '.join(f'{v:,.0f}' for v in f['rss_quarters_mb'])} MB (the join buffer holds up to "
+                    "`join.max_predictions` predictions' bytes); exit code "
+                    f"{f['exit_code']}; {f['tracebacks']} tracebacks in its log."]
+        out += [f"- **{r.scenario}: check failed**: {p}" for p in r.problems]
+    return out
+
+
+def render(results: list[H.RunResult], command: str, seconds: float, stream: H.Stream | None,
+           clean: H.Outcome | None, control: H.Comparison | None, volume: list[V.VolumeResult] | None = None) -> str:
     out = [TITLE, "",
            f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, {os.cpu_count()} cores "
            f"({platform.python_implementation()} {platform.python_version()}), in {seconds / 60:.1f} minutes:",
-           "", "```sh", command, "```", "",
-           f"One seeded stream of {stream.size:,} events ({stream.seconds:,.0f} s of event time: the simulator's "
+           "", "```sh", command, "```", ""]
+    if stream is None or clean is None:
+        return "\n".join(out + render_volume(volume or [])[1:]) + "\n"
+    out += [f"One seeded stream of {stream.size:,} events ({stream.seconds:,.0f} s of event time: the simulator's "
            "three models with a feature drift, a latency regression, a thumbs-down spike and a quality decay), "
            f"one partition per topic. The clean run (one daemon, no faults) stored {len(clean.samples):,} flagged "
            f"samples, {len(clean.alerts)} alerts and {len(clean.triggers)} retrain triggers. Each run below is "
@@ -96,7 +157,8 @@ def render(results: list[H.RunResult], command: str, seconds: float, stream: H.S
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__)
-    parser.add_argument("--scenario", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)}")
+    parser.add_argument("--scenarios", "--scenario", dest="scenario", default=",".join(SCENARIOS),
+                        help=f"comma-separated, from {', '.join(SCENARIOS)}")
     parser.add_argument("--stores", default="sqlite,postgresql",
                         help="stores to run each scenario on (sqlite, postgresql)")
     parser.add_argument("--events", type=int, default=200_000, help="events in the stream")
@@ -107,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-down-s", type=float, default=60.0,
                         help="how long the broker is unreachable in broker_down")
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--messages", type=int, default=1_000_000, help="messages of the hostile scenario (half valid)")
+    parser.add_argument("--names", type=int, default=1_000_000,
+                        help="predictions of the label-explosion scenario (every name in each new)")
     parser.add_argument("--no-control", action="store_true", help="skip the second clean run")
     parser.add_argument("--timeout", type=float, default=300.0, help="longest wait for any one step, seconds")
     parser.add_argument("--no-write", action="store_true", help="print the table; do not update RESULTS.md")
@@ -120,27 +185,33 @@ def main(argv: list[str] | None = None) -> int:
     command = "benchmarks/run chaos" + (f" {' '.join(argv if argv is not None else sys.argv[1:])}"
                                         if (argv if argv is not None else sys.argv[1:]) else "")
     started = time.monotonic()
-    stream = H.make_stream(args.events, args.seed)
     results: list[H.RunResult] = []
+    volume: list[V.VolumeResult] = []
+    stream: H.Stream | None = None
+    clean: H.Outcome | None = None
+    control = None
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp, \
             EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
         folder = Path(tmp)
-        print(f"stream: {stream.size:,} events; clean run ...", flush=True)
-        # Produced while the daemon runs, at the faulted runs' rate: a backlog read from the
-        # start interleaves the two topics otherwise, and the feedback alerts follow that.
-        clean = H.clean_run(broker.bootstrap, stream, "sqlite", folder, args.timeout, rate=args.rate)
-        control = None
-        if not args.no_control:
-            print("control: a second clean run ...", flush=True)
-            control = H.compare(clean, H.clean_run(broker.bootstrap, stream, "sqlite", folder, args.timeout,
-                                                   rate=args.rate))
+        if {"kill9", "db_down"} & set(scenarios):
+            stream = H.make_stream(args.events, args.seed)
+            print(f"stream: {stream.size:,} events; clean run ...", flush=True)
+            # Produced while the daemon runs, at the faulted runs' rate: a backlog read from the
+            # start interleaves the two topics otherwise, and the feedback alerts follow that.
+            clean = H.clean_run(broker.bootstrap, stream, "sqlite", folder, args.timeout, rate=args.rate)
+            if not args.no_control:
+                print("control: a second clean run ...", flush=True)
+                control = H.compare(clean, H.clean_run(broker.bootstrap, stream, "sqlite", folder, args.timeout,
+                                                       rate=args.rate))
         if "kill9" in scenarios:
+            assert stream is not None and clean is not None
             for store in stores:
                 print(f"kill9 on {store}: {args.kills} kills ...", flush=True)
                 results.append(H.kill9(broker.bootstrap, stream, clean, store, folder, args.kills, args.seed,
                                        args.rate, args.timeout))
                 print(row(results[-1]), flush=True)
         if "db_down" in scenarios:
+            assert stream is not None and clean is not None
             for store in stores:
                 print(f"db_down on {store}: {args.down_s:.0f} s ...", flush=True)
                 results.append(H.db_down(broker.bootstrap, stream, clean, store, folder, args.down_s, args.rate,
@@ -151,12 +222,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"broker_down on {store}: {args.broker_down_s:.0f} s ...", flush=True)
                 results.append(broker_down(stream, clean, store, folder, args.broker_down_s, args.timeout))
                 print(row(results[-1]), flush=True)
-    section = render(results, command, time.monotonic() - started, stream, clean, control)
+        if "hostile" in scenarios:
+            print(f"hostile: {args.messages:,} messages ...", flush=True)
+            volume.append(V.hostile(broker.bootstrap, folder, args.messages, args.seed, max(args.timeout, 1800)))
+            print(volume_row(volume[-1]), flush=True)
+        if "explosion" in scenarios:
+            print(f"explosion: {args.names:,} predictions ...", flush=True)
+            volume.append(V.explosion(broker.bootstrap, folder, args.names, max(args.timeout, 1800)))
+            print(volume_row(volume[-1]), flush=True)
+    section = render(results, command, time.monotonic() - started, stream, clean, control, volume)
     print(section)
     if not args.no_write:
         text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
         RESULTS_MD.write_text(replace_section(text, section, TITLE))
-    return 0 if all(r.comparison.exact for r in results) else 1
+    return 0 if all(r.comparison.exact for r in results) and not any(v.problems for v in volume) else 1
 
 
 if __name__ == "__main__":
