@@ -27,6 +27,7 @@ from monitor.exit_codes import (
     EXIT_OK,
     EXIT_STARTUP,
 )
+from monitor.files import check_writable_file
 
 if TYPE_CHECKING:
     from retrain.store import SampleStore
@@ -533,16 +534,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check_writable_file(path: str, what: str) -> None:
     """Fail before any work when ``path`` cannot be written."""
-    from pathlib import Path  # noqa: PLC0415
-
-    target = Path(path)
-    if target.is_dir():
-        raise ConfigError(f"{what} {path} is a folder; give a file name")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"{what} {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise ConfigError(f"{what} {path}: not writable")
+    check_writable_file(path, what, ConfigError)
 
 
 def _check_writable_dir(path: str, what: str) -> None:

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from collectors.arrow import NON_FINITE, SchemaBuilder, events_to_batch, rows_of
 from common.errors import InputError, OutputError
+from monitor.files import check_writable_file
 from monitor.replay import open_arrow
 
 EXTENSIONS = (".jsonl", ".arrow")
@@ -92,14 +93,8 @@ def convert(src: str, dst: str, progress: IO[str] | None = sys.stderr) -> Conver
         raise InputError(f"IN and OUT are both {kinds[0]} files: convert goes from .jsonl to .arrow or back")
     if Path(src).resolve() == Path(dst).resolve():
         raise InputError("IN and OUT are the same file")
+    check_writable_file(dst, "OUT", InputError)
     target = Path(dst)
-    if target.is_dir():
-        raise InputError(f"OUT {dst} is a folder; give a file name")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"OUT {dst}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"OUT {dst}: cannot write in {parent}")
     summary = ConvertSummary()
     started = time.perf_counter()
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
