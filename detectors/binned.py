@@ -25,6 +25,7 @@ The choice of tests was measured (``python -m benchmarks.detection.numeric_tests
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any
 
 import numpy as np
@@ -54,9 +55,33 @@ def chi_square_critical_values(dof: np.ndarray, levels: list[float], rows: list[
     [23.928, 27.631, 10.828]
     """
     out = np.empty(len(dof))
+    top = int(dof.max()) + 1 if len(dof) else 0
     start = 0
     for level, count in zip(levels, rows, strict=True):
-        out[start:start + count] = [chi_square_critical_value(k, level) for k in dof[start:start + count].tolist()]
+        out[start:start + count] = _chi_square_table(top, level)[dof[start:start + count]]
+        start += count
+    return out
+
+
+@functools.lru_cache(maxsize=256)  # bounded: levels change with the budget, old ones are dropped
+def _chi_square_table(dofs: int, level: float) -> np.ndarray:
+    """The chi-square critical values of 0 .. ``dofs - 1`` degrees of freedom at ``level``."""
+    table = np.array([chi_square_critical_value(k, level) for k in range(dofs)])
+    table.flags.writeable = False
+    return table
+
+
+def per_row(values: list[Any], rows: list[int], dtype: Any = np.float64) -> np.ndarray:
+    """``values[0]`` on the first ``rows[0]`` rows, the next on the next (``np.repeat``,
+    without making arrays of the lists).
+
+    >>> per_row([300, 2000], [2, 1], np.int64).tolist()
+    [300, 300, 2000]
+    """
+    out = np.empty(sum(rows), dtype=dtype)
+    start = 0
+    for value, count in zip(values, rows, strict=True):
+        out[start:start + count] = value
         start += count
     return out
 
@@ -198,7 +223,8 @@ class BinnedWindowTest(WindowTest):
         # One bincount: the bins coming in, then, per window, those leaving, per segment.
         segments = len(cut) + 1
         block = segments * bins
-        entering = np.searchsorted(cut, np.arange(k), side="left") * bins if len(cut) else np.zeros(k, np.int64)
+        bounds = np.concatenate(([0], cut + 1, [k])) if len(cut) else np.array([0, k])
+        entering = np.repeat(np.arange(0, segments * bins, bins), np.diff(bounds))
         parts = [(entering + new).ravel()]
         for w, (size, _, _) in enumerate(windows):
             first = max(size - t, 0)  # the first new value that pushes one out of the window
@@ -305,17 +331,17 @@ class NumericDrift(BinnedWindowTest):
         main, folded, deciles = counts[:, :folded_at], counts[:, folded_at:deciles_at], counts[:, deciles_at:]
         tests = len(self.tests)
         rows = [r for _, _, r in groups]
-        m = np.repeat([size for size, _, _ in groups], rows)
+        m = per_row([size for size, _, _ in groups], rows, np.int64)
         levels = [level / tests for _, level, _ in groups]
-        ks_critical = np.repeat([ks_critical_value(self._n, size, level)
-                                 for (size, _, _), level in zip(groups, levels, strict=True)], rows)
+        ks_critical = per_row([ks_critical_value(self._n, size, level)
+                               for (size, _, _), level in zip(groups, levels, strict=True)], rows)
         candidates: list[tuple[np.ndarray, np.ndarray]] = []
         if "ks" in self.tests:
             d = np.abs(np.cumsum(main, axis=1) / m[:, None] - self._ref_cdf).max(axis=1)
             candidates.append((d, ks_critical))
         if "rank_sum" in self.tests:
             z = self._rank_sum_z(main, m)
-            candidates.append((np.abs(z), np.repeat([normal_critical_value(level) for level in levels], rows)))
+            candidates.append((np.abs(z), per_row([normal_critical_value(level) for level in levels], rows)))
         if "folded_ks" in self.tests:
             d = np.abs(np.cumsum(folded, axis=1) / m[:, None] - self._ref_folded_cdf).max(axis=1)
             candidates.append((d, ks_critical))
