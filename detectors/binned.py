@@ -25,6 +25,7 @@ The choice of tests was measured (``python -m benchmarks.detection.numeric_tests
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,45 @@ def quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
     return np.unique(np.quantile(reference, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
 
 
+def chi_square_critical_values(dof: np.ndarray, levels: list[float], rows: list[int]) -> np.ndarray:
+    """The chi-square critical value of each row's degrees of freedom, the first ``rows[0]``
+    rows at ``levels[0]``, the next at the next.
+
+    >>> chi_square_critical_values(np.array([1, 2, 1]), [1e-6, 1e-3], [2, 1]).round(3).tolist()
+    [23.928, 27.631, 10.828]
+    """
+    out = np.empty(len(dof))
+    top = int(dof.max()) + 1 if len(dof) else 0
+    start = 0
+    for level, count in zip(levels, rows, strict=True):
+        out[start:start + count] = _chi_square_table(top, level)[dof[start:start + count]]
+        start += count
+    return out
+
+
+@functools.lru_cache(maxsize=256)  # bounded: levels change with the budget, old ones are dropped
+def _chi_square_table(dofs: int, level: float) -> np.ndarray:
+    """The chi-square critical values of 0 .. ``dofs - 1`` degrees of freedom at ``level``."""
+    table = np.array([chi_square_critical_value(k, level) for k in range(dofs)])
+    table.flags.writeable = False
+    return table
+
+
+def per_row(values: list[Any], rows: list[int], dtype: Any = np.float64) -> np.ndarray:
+    """``values[0]`` on the first ``rows[0]`` rows, the next on the next (``np.repeat``,
+    without making arrays of the lists).
+
+    >>> per_row([300, 2000], [2, 1], np.int64).tolist()
+    [300, 300, 2000]
+    """
+    out = np.empty(sum(rows), dtype=dtype)
+    start = 0
+    for value, count in zip(values, rows, strict=True):
+        out[start:start + count] = value
+        start += count
+    return out
+
+
 def chi_square_rows(reference: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Chi-square homogeneity statistic and degrees of freedom of each window row against
     the reference counts (categories seen in neither are left out).
@@ -65,32 +105,6 @@ def chi_square_rows(reference: np.ndarray, windows: np.ndarray) -> tuple[np.ndar
     return terms.sum(axis=1), seen.sum(axis=1) - 1
 
 
-def window_counts(binned: np.ndarray, bins: int, first_end: int, every: int, checks: int, size: int) -> np.ndarray:
-    """Bin counts of the windows ``binned[..., end - size:end]`` for the ``checks`` ends
-    ``first_end, first_end + every, ...``, all at once.
-
-    Each value counts in the windows whose end lies in (its index, its index + size]: a
-    +1 where that run of windows starts and a -1 after it ends, summed along the windows.
-    ``binned`` may hold several binnings as rows, each with its own range of the
-    ``bins``: they are counted together, in one ``checks x bins`` array.
-
-    >>> window_counts(np.array([0, 1, 1, 2, 0]), 3, first_end=3, every=2, checks=2, size=3).tolist()
-    [[1, 2, 0], [1, 1, 1]]
-    >>> window_counts(np.array([[0, 1, 1, 0], [2, 2, 3, 3]]), 4, first_end=2, every=2, checks=2, size=2).tolist()
-    [[1, 1, 2, 0], [1, 1, 0, 2]]
-    """
-    start = max(first_end - size, 0)
-    positions = np.arange(start, first_end + every * (checks - 1))
-    values = binned[..., start:start + len(positions)]
-    # The first window ending after a value, and the first ending after the value has left it.
-    first = np.clip((positions - first_end) // every + 1, 0, checks)
-    after = np.clip((positions + size - first_end) // every + 1, 0, checks)
-    rows = checks + 1
-    diff = (np.bincount((first * bins + values).ravel(), minlength=rows * bins)
-            - np.bincount((after * bins + values).ravel(), minlength=rows * bins))
-    return np.cumsum(diff.reshape(rows, bins), axis=0)[:-1]
-
-
 class BinnedWindowTest(WindowTest):
     """The last ``window_size`` values against the first ``reference_size``, every
     ``check_every`` values, from bin counts; and, if ``long_window`` is set, the last
@@ -98,7 +112,13 @@ class BinnedWindowTest(WindowTest):
     window within a few hundred values, a small one needs the long window's sample.
     ``alpha`` is the per-check level of the short window; the long window's is set so
     that both spend the same false-alarm rate. After a fire the detector learns a new
-    reference from what follows: one alert per change, not a storm."""
+    reference from what follows: one alert per change, not a storm.
+
+    Each window's bin counts are kept running: a call adds the bins of the values that
+    come in and takes away those of the values that leave (the last ``long_window``
+    values' bins are kept for that), so a check costs O(bins), not O(window); the checks
+    of both windows that fall in a call are counted in one ``bincount`` and tested in
+    one ``_statistics`` call."""
 
     def __init__(self, reference_size: int, window_size: int, check_every: int, alpha: float,
                  long_window: int = 0, long_check_every: int = 0) -> None:
@@ -124,15 +144,17 @@ class BinnedWindowTest(WindowTest):
         """Take ``reference`` as the new normal; return the number of bins of each binning."""
 
     @abc.abstractmethod
-    def _bins(self, values: np.ndarray) -> list[np.ndarray]:
-        """Each binning's bin index of every value."""
+    def _bins(self, values: np.ndarray, out: np.ndarray) -> None:
+        """Write each binning's bin index of every value into the rows of ``out``
+        (``binnings x len(values)``), each row offset by its binning's start."""
 
     @abc.abstractmethod
-    def _statistics(self, counts: list[np.ndarray], size: int, level: float) -> tuple[
+    def _statistics(self, counts: np.ndarray, groups: list[tuple[int, float, int]]) -> tuple[
             np.ndarray, np.ndarray, list[str]]:
-        """For window counts (one ``checks x bins`` array per binning) of windows of ``size``
-        values, at per-check ``level``: score, threshold and test name of each check (the
-        test closest to, or past, its threshold)."""
+        """For window counts (``checks x bins``, the binnings side by side) in ``groups`` of
+        ``(size, level, rows)``: the first ``rows`` checks of windows of ``size`` values at
+        per-check ``level``, then the next group's: score, threshold and test name of each
+        check (the test closest to, or past, its threshold)."""
 
     # -- machinery ---------------------------------------------------------------------
     def set_false_alarm_rate(self, rate: float) -> None:
@@ -150,13 +172,15 @@ class BinnedWindowTest(WindowTest):
         self._warm = Window(self.reference_size)
         self._sizes: list[int] | None = None
         self._tail = np.zeros((0, 0), dtype=np.int64)  # the last values' bins: one row per binning
+        self._counts = np.zeros((0, 0), dtype=np.int64)  # each window's bin counts now: one row per window
         self._seen = 0  # values since the reference
 
     def _set_reference(self, reference: np.ndarray) -> None:
         self._sizes = self._learn(reference)
         # Each binning's bins follow the previous one's: all are counted in one bincount.
-        self._starts = np.cumsum([0, *self._sizes[:-1]]).reshape(-1, 1)
+        self._starts = [sum(self._sizes[:i]) for i in range(len(self._sizes))]
         self._tail = np.zeros((len(self._sizes), 0), dtype=np.int64)
+        self._counts = np.zeros((len(self._windows()), sum(self._sizes)), dtype=np.int64)
         self._seen = 0
 
     def _update_many(self, values: np.ndarray) -> list[Fire]:
@@ -167,7 +191,7 @@ class BinnedWindowTest(WindowTest):
             if self._sizes is None:
                 i = self._warm_up(values, i)
                 continue
-            take = min(n - i, 4096)  # bounds the per-batch arrays
+            take = min(n - i, 16384)  # bounds the per-call arrays
             fire = self._scan(values[i:i + take])
             if fire is None:
                 i += take
@@ -180,30 +204,58 @@ class BinnedWindowTest(WindowTest):
     def _scan(self, values: np.ndarray) -> Fire | None:
         """Checks in ``values`` (after the reference); the first fire, if any (state then
         stops there, and the caller re-learns)."""
+        assert self._sizes is not None
         k = len(values)
-        full = np.concatenate((self._tail, np.stack(self._bins(values)) + self._starts), axis=1)
-        offset = self._tail.shape[1]
-        bins = sum(self._sizes or [])
-        first: tuple[int, float, float, str] | None = None
-        for size, every, level in self._windows():
-            # Checks fall on every `every`-th value since the reference, once the window is full.
-            checks = np.arange(every - self._seen % every - 1, k, every)
-            checks = checks[self._seen + checks + 1 >= size]
-            if not len(checks):
-                continue
-            ends = offset + checks + 1
-            counts = np.split(window_counts(full, bins, int(ends[0]), every, len(ends), size),
-                              self._starts[1:, 0], axis=1)
-            scores, thresholds, tests = self._statistics(counts, size, level)
-            over = np.flatnonzero(scores > thresholds)
-            at = int(over[0]) if len(over) else len(checks) - 1
-            if size == self.window_size or len(over):  # the gauge shows the short window unless the long fired
-                self._score, self._threshold = float(scores[at]), float(thresholds[at])
-            if len(over) and (first is None or checks[at] < first[0]):
-                first = (int(checks[at]), float(scores[at]), float(thresholds[at]), tests[at])
-        if first is not None:
-            self._score, self._threshold = first[1], first[2]
-            return Fire(*first)
+        bins = self._counts.shape[1]
+        new = np.empty((len(self._sizes), k), dtype=np.int64)
+        self._bins(values, new)
+        full = np.concatenate((self._tail, new), axis=1) if self._tail.shape[1] else new
+        t = full.shape[1] - k  # where the new values start in `full`
+        windows = self._windows()
+        # Each window's checks in this call (as offsets in `values`): every `every`-th value
+        # since the reference, once the window is full.
+        checks = []
+        for size, every, _ in windows:
+            at = np.arange(every - self._seen % every - 1, k, every)
+            checks.append(at[self._seen + at + 1 >= size])
+        cut = np.unique(np.concatenate(checks)) if len(checks) > 1 else checks[0]
+        # The values between two cuts form a segment; a value counts from the next cut on.
+        # One bincount: the bins coming in, then, per window, those leaving, per segment.
+        segments = len(cut) + 1
+        block = segments * bins
+        bounds = np.concatenate(([0], cut + 1, [k])) if len(cut) else np.array([0, k])
+        entering = np.repeat(np.arange(0, segments * bins, bins), np.diff(bounds))
+        parts = [(entering + new).ravel()]
+        for w, (size, _, _) in enumerate(windows):
+            first = max(size - t, 0)  # the first new value that pushes one out of the window
+            if first < k:
+                parts.append((entering[first:] + (w + 1) * block + full[:, t + first - size:t + k - size]).ravel())
+        delta = np.bincount(np.concatenate(parts) if len(parts) > 1 else parts[0],
+                            minlength=(len(windows) + 1) * block).reshape(len(windows) + 1, segments, bins)
+        running = np.cumsum(delta[0] - delta[1:], axis=1) + self._counts[:, None, :]
+        if len(cut):
+            rows = [running[w, np.searchsorted(cut, at)] for w, at in enumerate(checks)]
+            counts = np.concatenate(rows) if len(rows) > 1 else rows[0]
+            groups = [(size, level, len(at)) for (size, _, level), at in zip(windows, checks, strict=True) if len(at)]
+            scores, thresholds, tests = self._statistics(counts, groups)
+            first_fire: tuple[int, float, float, str] | None = None
+            start = 0
+            for w, at in enumerate(checks):
+                rows_w = len(at)
+                if not rows_w:
+                    continue
+                s, th = scores[start:start + rows_w], thresholds[start:start + rows_w]
+                over = np.flatnonzero(s > th)
+                j = int(over[0]) if len(over) else rows_w - 1
+                if w == 0 or len(over):  # the gauge shows the short window unless the long fired
+                    self._score, self._threshold = float(s[j]), float(th[j])
+                if len(over) and (first_fire is None or at[j] < first_fire[0]):
+                    first_fire = (int(at[j]), float(s[j]), float(th[j]), tests[start + j])
+                start += rows_w
+            if first_fire is not None:
+                self._score, self._threshold = first_fire[1], first_fire[2]
+                return Fire(*first_fire)
+        self._counts = running[:, -1]
         keep = self.long_window or self.window_size
         self._tail = full[:, -keep:]
         self._seen += k
@@ -267,30 +319,35 @@ class NumericDrift(BinnedWindowTest):
         self._n = n
         return [len(self._edges) + 1, len(self._folded_edges) + 1, len(self._decile_edges) + 1]
 
-    def _bins(self, values: np.ndarray) -> list[np.ndarray]:
-        return [np.searchsorted(self._edges, values, side="right"),
-                np.searchsorted(self._folded_edges, np.abs(values - self._center), side="right"),
-                np.searchsorted(self._decile_edges, values, side="right")]
+    def _bins(self, values: np.ndarray, out: np.ndarray) -> None:
+        _, folded, deciles = self._starts
+        out[0] = np.searchsorted(self._edges, values, side="right")
+        np.add(np.searchsorted(self._folded_edges, np.abs(values - self._center), side="right"), folded, out=out[1])
+        np.add(np.searchsorted(self._decile_edges, values, side="right"), deciles, out=out[2])
 
-    def _statistics(self, counts: list[np.ndarray], size: int, level: float) -> tuple[
+    def _statistics(self, counts: np.ndarray, groups: list[tuple[int, float, int]]) -> tuple[
             np.ndarray, np.ndarray, list[str]]:
-        main, folded, deciles = counts
-        m = size
-        level /= len(self.tests)
-        ks_critical = ks_critical_value(self._n, m, level)
+        _, folded_at, deciles_at = self._starts
+        main, folded, deciles = counts[:, :folded_at], counts[:, folded_at:deciles_at], counts[:, deciles_at:]
+        tests = len(self.tests)
+        rows = [r for _, _, r in groups]
+        m = per_row([size for size, _, _ in groups], rows, np.int64)
+        levels = [level / tests for _, level, _ in groups]
+        ks_critical = per_row([ks_critical_value(self._n, size, level)
+                               for (size, _, _), level in zip(groups, levels, strict=True)], rows)
         candidates: list[tuple[np.ndarray, np.ndarray]] = []
         if "ks" in self.tests:
-            d = np.abs(np.cumsum(main, axis=1) / m - self._ref_cdf).max(axis=1)
-            candidates.append((d, np.full(len(d), ks_critical)))
+            d = np.abs(np.cumsum(main, axis=1) / m[:, None] - self._ref_cdf).max(axis=1)
+            candidates.append((d, ks_critical))
         if "rank_sum" in self.tests:
             z = self._rank_sum_z(main, m)
-            candidates.append((np.abs(z), np.full(len(z), normal_critical_value(level))))
+            candidates.append((np.abs(z), per_row([normal_critical_value(level) for level in levels], rows)))
         if "folded_ks" in self.tests:
-            d = np.abs(np.cumsum(folded, axis=1) / m - self._ref_folded_cdf).max(axis=1)
-            candidates.append((d, np.full(len(d), ks_critical)))
+            d = np.abs(np.cumsum(folded, axis=1) / m[:, None] - self._ref_folded_cdf).max(axis=1)
+            candidates.append((d, ks_critical))
         if "binned_chi2" in self.tests:
             stat, dof = chi_square_rows(self._ref_deciles, deciles)
-            candidates.append((stat, np.array([chi_square_critical_value(int(k), level) for k in dof])))
+            candidates.append((stat, chi_square_critical_values(dof, levels, rows)))
         ratios = np.stack([s / t for s, t in candidates])
         best = ratios.argmax(axis=0)
         cols = np.arange(ratios.shape[1])
@@ -298,7 +355,7 @@ class NumericDrift(BinnedWindowTest):
         thresholds = np.stack([t for _, t in candidates])[best, cols]
         return scores, thresholds, [self.tests[b] for b in best]
 
-    def _rank_sum_z(self, window: np.ndarray, m: int) -> np.ndarray:
+    def _rank_sum_z(self, window: np.ndarray, m: np.ndarray) -> np.ndarray:
         """Mann-Whitney's U of each window row against the reference, as a z-score, with the
         tie correction for values sharing a bin. Rank-based, so heavy tails do not fool it,
         and about 1.5 times as efficient as KS on a shift of location."""
@@ -362,11 +419,11 @@ class ChiSquareDrift(BinnedWindowTest):
         self._ref_counts = np.bincount(reference.astype(np.int64), minlength=self.max_categories)
         return [self.max_categories]
 
-    def _bins(self, values: np.ndarray) -> list[np.ndarray]:
-        return [values]
+    def _bins(self, values: np.ndarray, out: np.ndarray) -> None:
+        out[0] = values
 
-    def _statistics(self, counts: list[np.ndarray], size: int, level: float) -> tuple[
+    def _statistics(self, counts: np.ndarray, groups: list[tuple[int, float, int]]) -> tuple[
             np.ndarray, np.ndarray, list[str]]:
-        stat, dof = chi_square_rows(self._ref_counts, counts[0])
-        thresholds = np.array([chi_square_critical_value(int(k), level) for k in dof])
+        stat, dof = chi_square_rows(self._ref_counts, counts)
+        thresholds = chi_square_critical_values(dof, [level for _, level, _ in groups], [r for _, _, r in groups])
         return stat, thresholds, [""] * len(stat)

@@ -114,7 +114,8 @@ class BatchResult:
 #: 9: an SLO burn rate keeps its false-alarm rate.
 #: 10: slices (watched segment values, each with its detectors); traffic slices keyed by their pairs;
 #: canaries, fairness and the label-free estimate.
-STATE_FORMAT = 10
+#: 11: a binned drift test keeps each window's running bin counts (``_counts``).
+STATE_FORMAT = 11
 #: What ``Pipeline.snapshot`` holds.
 _SNAPSHOT_KEYS = ("models", "model_labels", "join_counts", "position", "watermark", "close_at", "last_totals",
                   "alert_log", "slices", "slice_overflow", "drift_flagged")

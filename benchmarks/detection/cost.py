@@ -2,15 +2,20 @@
 
 The detectors one model version runs with 10 numeric features (value drift and
 missing rate each), a score, a label, two SLO burns, the error rate and the feedback
-rate, fed in batches of 2,000 events as the pipeline feeds them, with nothing else
+rate, fed in batches of 2,000 events (``--batch``) as the pipeline feeds them, with nothing else
 (no decoding, no join). Printed: microseconds per event, and the share of the budget
 of a worker meant to carry 150,000 events a second (6.7 us per event for everything).
 River's ADWIN on the same 10 features is timed beside it, value by value, as a
 yardstick.
+
+A version's share of a pipeline batch is often much smaller than 2,000 events (several
+models, a sample rate): ``--batch 200`` shows what a detector's fixed cost per call
+does then.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -26,6 +31,9 @@ BUDGET_US = 1e6 / 150_000
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=BATCH, help=f"events per call (default {BATCH:,})")
+    batch = parser.parse_args().batch
     rng = np.random.default_rng(0)
     factory = DetectorFactory(load_settings(environ={}))
     streams = {
@@ -40,12 +48,13 @@ def main() -> int:
     }
     for detector, _ in streams.values():
         detector.set_false_alarm_rate(1e-6 / len(streams))
-    print(f"{EVENTS:,} events of one model version, batches of {BATCH:,}; python -m benchmarks.detection.cost\n")
+    print(f"{EVENTS:,} events of one model version, batches of {batch:,}; "
+          f"python -m benchmarks.detection.cost --batch {batch}\n")
     print("| detector | us per event |")
     print("|---|---|")
     total = features = 0.0
     for name, (detector, values) in streams.items():
-        step = BATCH * len(values) // EVENTS
+        step = max(1, batch * len(values) // EVENTS)
         started = time.perf_counter()
         for i in range(0, len(values), step):
             detector.update_many(values[i:i + step])
