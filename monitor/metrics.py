@@ -123,7 +123,9 @@ BOUND_ENTRIES = GaugeSpec("model_monitor_bound_entries", ("bound",),
 BOUND_CAPACITY = GaugeSpec("model_monitor_bound_capacity", ("bound",),
                        "Capacity of each bounded buffer or table.")
 BOUND_OVERFLOW = CounterSpec("model_monitor_bound_overflow_total", ("bound",),
-                         "Entries dropped, or lumped under __other__, because a bound was full.")
+                         "Entries dropped, or lumped under __other__, because a bound was full: models, "
+                         "model_versions, features, categories, join_predictions, join_feedback, traffic_slices, "
+                         "segment_keys, segment_values.")
 BATCHES = CounterSpec("model_monitor_batches_total", (), "Batches processed.")
 CHECKPOINTS = CounterSpec(
     "model_monitor_checkpoints_total", ("outcome",),

@@ -247,8 +247,8 @@ class Track:
     counted as a mismatch and treated as missing.
     """
 
-    __slots__ = ("baseline", "categorical", "changed", "codes", "factory", "feature", "kind", "max_codes",
-                 "mean", "mismatches", "missing", "value")
+    __slots__ = ("baseline", "categorical", "changed", "codes", "factory", "feature", "folded", "kind",
+                 "max_codes", "mean", "mismatches", "missing", "value")
 
     def __init__(self, feature: str, kind: str, factory: DetectorFactory, with_missing: bool,
                  changed: Callable[[], None], baseline: list[Any] | None = None) -> None:
@@ -264,6 +264,7 @@ class Track:
         self.codes: dict[Any, int] = {}  # category -> code, for a categorical track
         self.max_codes = factory.d.max_categories - 1
         self.mismatches = 0
+        self.folded = 0  # values of categories past detect.max_categories (they share one code)
 
     def add_column(self, positions: np.ndarray, column: Sequence[Any]) -> None:
         """Take in this batch's values (None where missing), one per stream position.
@@ -324,6 +325,8 @@ class Track:
             code = len(codes) if len(codes) < self.max_codes else self.max_codes
             if code < self.max_codes:
                 codes[value] = code
+            else:
+                self.folded += 1
         return code
 
     def _start(self, value: Any) -> Stream:
@@ -727,6 +730,10 @@ class VersionState:
     def mismatches(self) -> int:
         return sum(t.mismatches for t in self.features.values()) + sum(t.mismatches for t in self.outputs.values())
 
+    @property
+    def folded_categories(self) -> int:
+        return sum(t.folded for t in self.features.values()) + sum(t.folded for t in self.outputs.values())
+
 
 def in_sample(event_ids: Sequence[str], rate: float) -> np.ndarray:
     """Indices of the events in the sample of ``rate``: those whose event_id hashes below
@@ -821,6 +828,8 @@ class ModelState:
         self._retired_dropped = 0  # of evicted versions: the counters must never go down
         self._retired_mismatches = 0
         self._retired_sampled = 0
+        self._retired_folded = 0
+        self._evicted_versions = 0
 
     @property
     def watched(self) -> dict[str, Stream]:
@@ -1109,6 +1118,12 @@ class ModelState:
                 self._retired_mismatches + sum(v.mismatches for v in versions),
                 self._retired_sampled + sum(v.sampled for v in versions))
 
+    def folds(self) -> tuple[int, int]:
+        """Versions dropped for detect.max_versions, and category values past
+        detect.max_categories (sharing one code), over every version ever held."""
+        return (self._evicted_versions,
+                self._retired_folded + sum(v.folded_categories for v in self.versions.values()))
+
     def version(self, version: str) -> VersionState:
         state = self.versions.get(version)
         if state is None:
@@ -1118,6 +1133,8 @@ class ModelState:
                 self._retired_dropped += old.dropped_features
                 self._retired_mismatches += old.mismatches
                 self._retired_sampled += old.sampled
+                self._retired_folded += old.folded_categories
+                self._evicted_versions += 1
                 self.evicted.append(evicted)
                 self._end_canaries(evicted)
             self._start_canary(version)

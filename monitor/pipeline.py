@@ -115,7 +115,8 @@ class BatchResult:
 #: 10: slices (watched segment values, each with its detectors); traffic slices keyed by their pairs;
 #: canaries, fairness and the label-free estimate.
 #: 11: a binned drift test keeps each window's running bin counts (``_counts``).
-STATE_FORMAT = 11
+#: 12: tracks count the category values they fold; models the versions they dropped.
+STATE_FORMAT = 12
 #: What ``Pipeline.snapshot`` holds.
 _SNAPSHOT_KEYS = ("models", "model_labels", "join_counts", "position", "watermark", "close_at", "last_totals",
                   "alert_log", "slices", "slice_overflow", "drift_flagged")
@@ -629,13 +630,18 @@ class Pipeline:
         totals[(overflow, ("traffic_slices",))] = self._slice_overflow
         totals[(overflow, ("segment_keys",))] = sum(s.segments.folded_keys for s in self.models.values())
         totals[(overflow, ("segment_values",))] = sum(s.segments.folded_values for s in self.models.values())
-        features = 0
+        features = versions = categories = 0
         for state in self.models.values():
+            evicted, folded = state.folds()
+            versions += evicted
+            categories += folded
             dropped, mismatches, sampled = state.counts()
             features += dropped
             totals[(FEATURE_TYPE_MISMATCHES.name, (state.name,))] = mismatches
             totals[(DRIFT_TESTED_PREDICTIONS.name, (state.name,))] = sampled
         totals[(overflow, ("features",))] = features
+        totals[(overflow, ("model_versions",))] = versions
+        totals[(overflow, ("categories",))] = categories
         return totals
 
     def _fold_judgements(self, state: ModelState) -> None:

@@ -285,3 +285,20 @@ def test_the_estimated_error_rate_rises_before_the_labels_say_so():
     rate = metrics.registry().get_sample_value("model_monitor_estimated_error_rate", {"model": "m",
                                                                                        "model_version": "v1"})
     assert 0.25 < rate < 0.45  # a Beta(2, 2) score is wrong 30% of the time when calibrated
+
+
+def test_dropped_versions_and_folded_categories_are_counted_as_overflow():
+    """Every bound that drops or lumps entries says how many on model_monitor_bound_overflow_total."""
+    events = [{"event_id": f"p-{i}", "type": "prediction", "ts": START + i / 100, "model": "m",
+               "model_version": f"v{i // 100}", "request_id": f"r-{i}", "features": {"city": f"c{i % 70}"}}
+              for i in range(1000)]
+    metrics = Metrics("test")
+    settings = load_settings(environ={}, overrides={"detect": {"max_versions": 3, "max_categories": 50}})
+    pipeline = Pipeline(settings, metrics, clock=lambda: START + 10**6)
+    for i in range(0, 1000, 100):  # a batch per version: each is tested before it is dropped
+        pipeline.process(messages(events[i:i + 100]))
+    registry = metrics.registry()
+    assert registry.get_sample_value("model_monitor_bound_overflow_total", {"bound": "model_versions"}) == 10 - 3
+    # Per version the first 49 categories get codes of their own; the values of the other 21 share the last.
+    folded = 10 * 21
+    assert registry.get_sample_value("model_monitor_bound_overflow_total", {"bound": "categories"}) == folded
