@@ -32,6 +32,8 @@ from retrain.publisher import Publisher
 from retrain.store import SampleStore
 
 log = logging.getLogger(__name__)
+#: Samples per sink remembered as delivered while their mark cannot be stored (an ordered set).
+MAX_DELIVERED_UNMARKED = 100_000
 
 
 class Listener(Protocol):
@@ -102,6 +104,7 @@ class RetrainJobs:
         self.datasets = datasets
         self._lock = threading.Lock()  # one push at a time, whoever asks
         self._trigger_lock = threading.Lock()  # one trigger (and its dataset) at a time in this process
+        self._delivered: dict[str, dict[int, None]] = {}  # per sink: see _push_samples
 
     def push(self, max_batches: int = 100) -> int:
         """Deliver undelivered samples, then triggers, to every sink; return the samples delivered.
@@ -127,12 +130,22 @@ class RetrainJobs:
 
     def _push_samples(self, sink: str, publisher: Publisher, max_batches: int) -> int:
         total = 0
+        # Rows the sink acknowledged whose mark did not reach the store (it could not be written):
+        # while it cannot, each push claims them again, and they are not sent again.
+        delivered = self._delivered.setdefault(sink, {})
         for _ in range(max_batches):
             with self.store.claim_unpushed(self.batch_size, sink) as (rows, mark_pushed):
                 if not rows:
                     break
-                publisher.publish([r.message() for r in rows])
+                fresh = [r for r in rows if r.id not in delivered]
+                if fresh:
+                    publisher.publish([r.message() for r in fresh])
+                    delivered.update(dict.fromkeys(r.id for r in fresh))
+                    while len(delivered) > MAX_DELIVERED_UNMARKED:  # a bound, not a policy: the oldest may go twice
+                        del delivered[next(iter(delivered))]
                 mark_pushed()
+            for r in rows:  # marked: the store says it now
+                delivered.pop(r.id, None)
             total += len(rows)
             self.listener.pushed(sink, dict(Counter(r.sample.model for r in rows)), self.store.pending_count(sink))
             if len(rows) < self.batch_size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -109,6 +110,35 @@ def test_push_job_marks_only_acknowledged_samples(store):
     assert sum(sum(c.values()) for _, c, _ in listener.pushed_counts) == 7
     assert listener.pushed_counts[-1][2] == 0
     assert jobs.push() == 0
+
+
+def test_a_store_that_cannot_mark_what_was_sent_does_not_make_each_push_send_it_again(store):
+    """The queue acknowledged, the store could not record it: the next pushes claim the same
+    samples and send none of them again; once the store can, they are marked."""
+    store.put([sample(i) for i in range(5)])
+    marks_fail = [2]
+    claim = store.claim_unpushed
+
+    @contextlib.contextmanager
+    def claim_with_failing_mark(limit, sink="queue"):
+        with claim(limit, sink) as (rows, mark):
+            def mark_or_fail():
+                if marks_fail[0]:
+                    marks_fail[0] -= 1
+                    raise StoreUnavailable("store is read-only")
+                mark()
+            yield rows, mark_or_fail
+
+    store.claim_unpushed = claim_with_failing_mark
+    recorder = Recorder()
+    jobs = RetrainJobs(store, {"queue": recorder}, Listener(), batch_size=10)
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable):
+            jobs.push()
+    assert store.pending_count() == 5
+    assert jobs.push() == 5
+    assert store.pending_count() == 0
+    assert [r["event_id"] for r in recorder.records] == [f"e-{i}" for i in range(5)], "each sent once"
 
 
 def test_a_failing_sink_does_not_make_the_other_push_twice(store):
