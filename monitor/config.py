@@ -476,8 +476,9 @@ class CanarySettings:
     """Versions served at once, each newer one judged against the baseline (see README, "Canaries")."""
 
     enabled: bool = _key(True, "Compare every newer version a model serves with its baseline version.")
-    baselines: list[str] = _list_key([], "Baseline version per model, as model=version; unset: the version with "
-                                         "most traffic among those recently served.")
+    baselines: list[str] = _list_key([], "Baseline version per model, as model=version; unset: of a new version "
+                                         "and the busiest one before it, the one that has served more once both "
+                                         "have served min_samples predictions.")
     alpha: float = _key(0.01, "Chance that a canary as good as its baseline is ever failed, over its whole "
                               "rollout and all its metrics (an always-valid sequential test).", min=1e-6, max=0.2)
     min_samples: int = _key(50, "Least values per metric and version before a verdict on that metric.", min=10)
