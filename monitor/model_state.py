@@ -953,10 +953,10 @@ class ModelState:
         if not c.enabled or not self.versions:
             return
         baseline = c.baseline_of(self.name)
+        if baseline == version:  # the configured baseline itself is never a canary
+            return
         if baseline is None or baseline not in self.versions:
             baseline = max(self.versions, key=lambda v: self.versions[v].served)
-        if baseline == version:
-            return
         if len(self.canaries) >= c.max_canaries:
             old, dropped = self.canaries.popitem(last=False)
             self.ended_canaries.append((old, dropped.baseline))
