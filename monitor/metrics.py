@@ -162,8 +162,8 @@ READY = GaugeSpec("model_monitor_ready", (), "1 when /readyz answers ready, else
 BUILD_INFO = GaugeSpec("model_monitor_build_info", ("version",), "Always 1; the version running.")
 BROKER_OUTAGES = CounterSpec(
     "model_monitor_broker_outages_total", (),
-    "Times the broker stopped answering (a metadata request failed while fetches came back empty); /readyz "
-    "says not ready until it answers again.")
+    "Times the broker stopped answering (an offset commit or a publish failed for it, or a metadata request while "
+    "fetches came back empty); /readyz says not ready (broker: ...) until it answers again.")
 SEGMENT_EVENTS = CounterSpec(
     "model_monitor_segment_events_total", ("model", "segment", "value", "event"),
     "Events per segment value (segment keys and values bounded by segments.max_keys and max_values): "

@@ -39,7 +39,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from collectors.contract import Alert, RawMessage
 from collectors.kafka import KafkaSink, KafkaSource, ensure_topics
-from common.errors import ConfigError, FatalError, MonitorError, OutputError, TransientError
+from common.errors import BrokerUnavailable, ConfigError, FatalError, MonitorError, OutputError, TransientError
 from monitor import __version__
 from monitor.badcases import ReportPage
 from monitor.config import Settings
@@ -487,6 +487,10 @@ class Service:
             if self._broker_down:
                 self._broker_back()
             return
+        self._broker_unreachable(why)
+
+    def _broker_unreachable(self, why: str) -> None:
+        """The broker does not answer: count the outage once, say so on /readyz."""
         if not self._broker_down:
             self._broker_down = True
             with self.metrics.lock:
@@ -545,13 +549,18 @@ class Service:
         """Run ``step`` until it succeeds, backing off on transient errors; give up (fatal)
         when the shutdown deadline has passed."""
         delay = 0.1
+        broker_failed = False
         while True:
             try:
                 result = await step()
             except TransientError as exc:
                 with self.metrics.lock:
                     self.metrics.inc(ERRORS, (stage, "true"))
-                self.health.problem(stage, str(exc))
+                if isinstance(exc, BrokerUnavailable):  # /readyz names the broker, whichever step met it
+                    broker_failed = True
+                    self._broker_unreachable(f"{stage}: {exc}")
+                else:
+                    self.health.problem(stage, str(exc))
                 if self.should_exit and self._remaining() < delay:
                     raise FatalError(f"{stage} still failing at shutdown; the batch stays uncommitted and will "
                                      f"be read again: {exc}") from exc
@@ -565,6 +574,8 @@ class Service:
                 raise
             else:
                 self.health.problem(stage, None)
+                if broker_failed and self._broker_down:
+                    self._broker_back()
                 return result
 
     def _update_lag(self) -> None:

@@ -126,19 +126,24 @@ def broker_down(stream: H.Stream, clean: H.Outcome, kind: str, folder: Path, dow
                          "a third of the first part committed", poll_s=0.02)
             proxy.down()
             down_at = time.monotonic()
-            reason = H.wait_until(lambda: daemon.alive() and _broker_problem(daemon), down_s + 30,
-                                  "/readyz to report the broker")
-            notes.append(f"`/readyz` while down: 503 `{reason.strip()[:200]}`")
-            live = []
-            while time.monotonic() - down_at < down_s:
+            # Down for down_s, and until /readyz has said why (a commit in flight may take its
+            # timeout to give up): /healthz must answer all along.
+            reason, live = "", []
+            while time.monotonic() - down_at < down_s or not reason:
+                if time.monotonic() - down_at > down_s + 90:
+                    raise H.ChaosError(f"/readyz did not report the broker within {down_s + 90:.0f}s; "
+                                       f"it said {H._ready(daemon)[1][:300]!r}")
+                daemon.alive()
+                reason = reason or _broker_problem(daemon)
                 health = daemon.get("/healthz")
                 live.append(health is not None and health.status_code == 200)
                 time.sleep(0.5)
+            notes.append(f"`/readyz` while down: 503 `{reason.strip()[:200]}`")
             outages = _metric(daemon, "model_monitor_broker_outages_total")
             facts.update(readyz=reason, live_polls=len(live), live_ok=sum(live), outages=outages,
-                         alive=daemon.running)
-            notes.append(f"`/healthz` answered 200 to {sum(live)} of {len(live)} polls while down; "
-                         f"model_monitor_broker_outages_total {outages:g}")
+                         alive=daemon.running, down_s=time.monotonic() - down_at)
+            notes.append(f"`/healthz` answered 200 to {sum(live)} of {len(live)} polls while down "
+                         f"({facts['down_s']:.0f} s); model_monitor_broker_outages_total {outages:g}")
             proxy.up()
             back = time.monotonic()
             H.wait_until(lambda: daemon.alive() and H._ready(daemon)[0], timeout_s, "/readyz to be ready again")
