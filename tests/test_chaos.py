@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.chaos import bursts as B
 from benchmarks.chaos import harness as H
 from benchmarks.chaos import volume as V
 from benchmarks.chaos.generators import CASES, hostile_messages
@@ -120,3 +121,32 @@ def test_label_explosion_series_bounded_and_folds_counted(broker: str, tmp_path:
     assert f["series_total"] < 5_000
     assert not r.problems, r.problems
     assert r.rss_max_mb < 1024
+
+
+# -- bursts (benchmarks/chaos/bursts.py) -----------------------------------------------------------
+
+#: 4 s at 1,000 events/s, 3 s at 10,000, 6 s at 1,000: 40,000 events.
+BURST = dict(nominal=1_000.0, factor=10.0, burst_s=3.0, lead_s=4.0, tail_s=6.0)
+#: Join bounds small enough that the stream overflows both (in both runs): something to shed.
+BURST_JOIN = dict(join_max_predictions=3_000, join_max_pending=100)
+
+
+def test_a_burst_grows_the_lag_which_drains_memory_bounded_nothing_lost_every_overflow_counted(
+        broker: str, tmp_path: Path) -> None:
+    schedule = B.Schedule(**BURST)
+    stream = H.make_stream(schedule.events, seed=2)
+    clean = B.clean_run(broker, stream, "sqlite", tmp_path, rate=5_000.0, timeout_s=120, **BURST_JOIN)
+    r = B.bursts(broker, stream, clean, "sqlite", tmp_path, schedule, timeout_s=120, **BURST_JOIN)
+    f, c = r.facts, r.comparison
+    assert f["lag_burst"] > f["lag_lead"] and f["lag_burst"] > 0, f["lag_series"]
+    assert f["drain_s"] is not None and f["lag_final"] == 0, f["lag_series"]
+    assert f["rss_burst_mb"] <= f["rss_bound_mb"] and f["rss_after_mb"] <= f["rss_bound_mb"], r.notes
+    # The join overflows: which labels meet their prediction depends on the batches, so only
+    # wrong-label samples may differ from the clean run's; none of any other reason.
+    assert f["unexplained"] == 0 and set(f["differing"]) <= {"wrong_label"}, (f["differing"], c.detail)
+    assert (c.store_duplicates, c.queue_missing) == (0, 0)
+    assert f["events"] + f["invalid"] == f["sent"] == stream.size, "every message an event or a dead letter"
+    assert f["dead_letters"] == f["invalid"] > 0
+    assert f["overflow"]["join_predictions"] == f["join"]["evicted"] > 0, "the join shed predictions, counted"
+    assert 0 < f["overflow"]["join_feedback"] <= f["join"]["orphaned"], "and waiting feedback, counted"
+    assert not f["problems"], f["problems"]
