@@ -348,8 +348,9 @@ def _replayed(name, scale, tmp_path, config="slices"):
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "scale"), [
     # The others (decay in a segment, canaries, a parity gap, the estimate, a canary as good as
-    # its baseline) are in tests/test_slices.py, in process and shorter.
-    ("spike_new_users", 0.5), ("conversion_drop_segment", 1.0)])
+    # its baseline) are in tests/test_slices.py, in process and shorter; a conversion drop in one
+    # segment needs 90,000 events (benchmarks/run slices).
+    ("spike_new_users", 0.5)])
 def test_replay_raises_the_slice_alert(name, scale, tmp_path):
     _needs_segment_field()
     result, alerts = _replayed(name, scale, tmp_path)
