@@ -143,26 +143,44 @@ class Producer:
             tp = (meta.topic, meta.partition)
             self.ends[tp] = max(self.ends.get(tp, 0), meta.offset + 1)
 
+    #: Messages between two pacing checks.
+    pace_every = 500
+
+    def _client(self) -> KafkaProducer:
+        return KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+
+    def _due(self, sent: int) -> float:
+        """Seconds after the start by which ``sent`` messages are due (0: no pacing)."""
+        return sent / self.rate if self.rate else 0.0
+
+    def _before_send(self) -> None:
+        """Called before each message is handed to the client (a subclass notes moments)."""
+
     def _run(self) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        producer = self._client()
         try:
             started = time.monotonic()
             for topic, event in self._records():
+                self._before_send()
                 if isinstance(event, dict):
                     future = producer.send(topic, key=str(event["request_id"]).encode(), value=orjson.dumps(event))
                 else:
                     future = producer.send(topic, value=event)
                 future.add_callback(self._acked)
                 self.sent += 1
-                if self.rate and self.sent % 500 == 0:
-                    ahead = self.sent / self.rate - (time.monotonic() - started)
+                if self.sent % self.pace_every == 0:
+                    ahead = self._due(self.sent) - (time.monotonic() - started)
                     if ahead > 0:
                         time.sleep(ahead)  # pacing, not synchronisation
             producer.flush(60)
+            self._finished()
         except BaseException as exc:
             self.error = exc
         finally:
             producer.close()
+
+    def _finished(self) -> None:
+        """Called once every message is flushed."""
 
     def join(self, timeout_s: float = 600.0) -> None:
         self._thread.join(timeout_s)
